@@ -1,0 +1,55 @@
+"""Jinja filters that render answers as valid literals of the file they land in.
+
+`project_name` may hold quotes, apostrophes, backslashes, unicode or Jinja-looking text;
+writing it through one of these filters keeps the generated Python, TOML and YAML valid.
+"""
+
+from __future__ import annotations
+
+import json
+
+from jinja2.ext import Extension
+
+
+def py_str(value: object) -> str:
+    """A Python string literal: ``'Alice\\'s "Recs"'``."""
+    return repr(str(value))
+
+
+def toml_str(value: object) -> str:
+    """A TOML basic string. JSON escapes are TOML escapes, except non-BMP surrogates."""
+    out = []
+    for ch in str(value):
+        if ch in '"\\':
+            out.append("\\" + ch)
+        elif ord(ch) < 0x20 or ord(ch) == 0x7F:
+            out.append(f"\\u{ord(ch):04x}")
+        else:
+            out.append(ch)
+    return '"' + "".join(out) + '"'
+
+
+def yaml_str(value: object) -> str:
+    """A YAML double-quoted scalar (YAML 1.2 is a superset of JSON strings)."""
+    return json.dumps(str(value), ensure_ascii=False)
+
+
+def md_text(value: object) -> str:
+    """Text safe for a Markdown heading or paragraph (no HTML, no stray emphasis)."""
+    text = str(value)
+    for ch in "\\`*_<>[]":
+        text = text.replace(ch, "\\" + ch)
+    return text
+
+
+class Literals(Extension):
+    """Registers py_str, toml_str, yaml_str and md_text."""
+
+    def __init__(self, environment):  # type: ignore[no-untyped-def]
+        super().__init__(environment)
+        environment.filters.update(
+            py_str=py_str, toml_str=toml_str, yaml_str=yaml_str, md_text=md_text
+        )
+
+
+literals = Literals

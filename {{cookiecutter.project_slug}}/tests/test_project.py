@@ -1,0 +1,27 @@
+"""The project's identity matches what it was generated with."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import {{ cookiecutter.package_name }}
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_the_package_imports_with_its_version() -> None:
+    assert {{ cookiecutter.package_name }}.__version__ == "0.1.0"
+
+
+def test_the_interpreter_is_the_one_the_environment_pins() -> None:
+    text = (ROOT / "environment.yml").read_text(encoding="utf-8")
+    pinned = next(line.split("=", 1)[1] for line in text.splitlines() if "- python=" in line)
+    assert f"{sys.version_info[0]}.{sys.version_info[1]}" == pinned.strip()
+
+
+def test_the_env_name_follows_the_project_stage_owner_convention() -> None:
+    slug = "{{ cookiecutter.project_slug }}"
+    stage = "{{ cookiecutter.stage }}"
+    owner = "{{ cookiecutter.owner }}"
+    assert {{ cookiecutter.package_name }}.ENV_NAME == f"{slug}-{stage}-{owner}"
