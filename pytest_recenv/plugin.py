@@ -17,3 +17,7 @@ MARKERS = {
 def pytest_configure(config: pytest.Config) -> None:
     for name, help_line in MARKERS.items():
         config.addinivalue_line("markers", f"{name}{help_line[len(name):]}")
+
+
+# Environment hooks and fixtures live in their own plugin module, registered with this one.
+pytest_plugins = ["pytest_recenv.envplugin"]
