@@ -1,0 +1,82 @@
+"""Drop the parts the answers did not ask for, write the replay file, print next steps.
+
+Runs inside the freshly generated project folder. Conditional *files* are removed here, by
+path, from one table; conditional *lines* inside files are Jinja if-blocks.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+from pathlib import Path
+
+CONTEXT: dict = json.loads({{ cookiecutter | jsonify | py_str }})
+PACKAGE = CONTEXT["package_name"]
+
+# (answer, value that drops the paths) -> paths relative to the project root.
+OPTIONAL_PARTS: dict[tuple[str, object], tuple[str, ...]] = {
+    ("include_serving", False): (
+        f"src/{PACKAGE}/serving",
+        "tests/test_serving.py",
+        "tests/test_server_process.py",
+        "benchmarks/load.py",
+        "benchmarks/fuzz.py",
+        "docs/serving.md",
+    ),
+    ("include_docker", False): (
+        "Dockerfile",
+        "Dockerfile.cuda",
+        ".dockerignore",
+        "tests/test_dockerfile.py",
+    ),
+    ("ci", "none"): (
+        ".github",
+        "tests/test_workflow.py",
+    ),
+    # GPU-only files: a CPU project keeps its GPU *tests* (they skip with a reason on CPU
+    # machines and run on a GPU box), but not the CUDA image.
+    ("compute", "cpu"): ("Dockerfile.cuda",),
+}
+
+# Keys of the context that are cookiecutter's bookkeeping about this machine, not answers.
+NOT_REPLAYED = ("_output_dir", "_repo_dir", "_checkout")
+
+
+def remove(root: Path, relative: str) -> None:
+    path = root / relative
+    if path.is_dir():
+        shutil.rmtree(path)
+    elif path.exists():
+        path.unlink()
+
+
+def write_replay_file(root: Path) -> None:
+    """`.cookiecutter.json`: `cookiecutter --replay-file .cookiecutter.json <template>` regenerates
+    this project, and cruft-style updates diff against it."""
+    answers = {k: v for k, v in CONTEXT.items() if k not in NOT_REPLAYED}
+    text = json.dumps({"cookiecutter": answers}, indent=2, ensure_ascii=False, sort_keys=True)
+    (root / ".cookiecutter.json").write_text(text + "\n", encoding="utf-8")
+
+
+def main() -> int:
+    root = Path.cwd()
+    for (answer, value), paths in OPTIONAL_PARTS.items():
+        if CONTEXT[answer] == value:
+            for relative in paths:
+                remove(root, relative)
+    write_replay_file(root)
+    env_name = CONTEXT["env_name"]
+    print(
+        f"\nCreated {CONTEXT['project_slug']}/ (environment {env_name}). Next steps:\n"
+        f"  cd {CONTEXT['project_slug']}\n"
+        "  recenv build                  # or: conda env create -f environment.yml\n"
+        "  recenv run -- python -m pytest\n"
+        f"  recenv run -- python -m {PACKAGE} demo\n"
+        "  nox -l                        # every task: tests, gpu_tests, lint, env, lock, demo\n"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

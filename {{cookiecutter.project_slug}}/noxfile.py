@@ -1,0 +1,78 @@
+"""Tasks for this project. `nox -l` lists them; `nox` runs lint and tests.
+
+Every session runs its commands inside the environment built from environment.yml by
+`recenv run`, which builds it on first use (micromamba/mamba/conda, or uv where no conda is
+installed) and reuses it while environment.yml is unchanged. So nox itself creates no
+virtualenvs here: the environment is code, and there is exactly one of it.
+"""
+
+from __future__ import annotations
+
+import shutil
+
+import nox
+
+nox.options.default_venv_backend = "none"
+nox.options.sessions = ["lint", "tests"]
+
+ENV_FILE = "environment.yml"
+PACKAGE = "{{ cookiecutter.package_name }}"
+RECENV_REQUIREMENT = {{ cookiecutter.recenv_requirement|py_str }}
+
+
+def recenv(session: nox.Session, *args: str) -> None:
+    """Run the recenv CLI, with a clear error when pytest-recenv is not installed."""
+    if shutil.which("recenv") is None:
+        session.error(
+            "expected the `recenv` command (pytest-recenv) on PATH, found none. "
+            f"Install it next to nox: pip install '{RECENV_REQUIREMENT}'"
+        )
+    session.run("recenv", *args, external=True)
+
+
+def in_env(session: nox.Session, *args: str) -> None:
+    """Run a command inside the project's environment (built or reused first)."""
+    recenv(session, "run", "--file", ENV_FILE, "--", *args)
+
+
+@nox.session
+def env(session: nox.Session) -> None:
+    """Check environment.yml, then build the environment (or reuse the cached one)."""
+    recenv(session, "check", ENV_FILE)
+    recenv(session, "build", ENV_FILE)
+
+
+@nox.session
+def tests(session: nox.Session) -> None:
+    """Run the test suite; hardware tests run or skip with a reason (--recenv-gpu=auto)."""
+    in_env(session, "python", "-m", "pytest", *session.posargs)
+
+
+@nox.session(default=False)
+def gpu_tests(session: nox.Session) -> None:
+    """Run only the hardware tests in require mode: fails unless they really ran on a GPU."""
+    in_env(
+        session,
+        "python", "-m", "pytest", "--recenv-gpu=require", "--recenv-only-hardware",
+        *session.posargs,
+    )  # fmt: skip
+
+
+@nox.session(venv_backend="uv|virtualenv")
+def lint(session: nox.Session) -> None:
+    """Lint the code with ruff and environment.yml with recenv check."""
+    session.install("ruff")
+    session.run("ruff", "check", "src", "tests", *session.posargs)
+    recenv(session, "check", ENV_FILE)
+
+
+@nox.session(default=False)
+def lock(session: nox.Session) -> None:
+    """Write or refresh the lock file for environment.yml."""
+    recenv(session, "lock", ENV_FILE)
+
+
+@nox.session(default=False)
+def demo(session: nox.Session) -> None:
+    """Run the whole pipeline on the embedded synthetic sample and print the metrics."""
+    in_env(session, "python", "-m", PACKAGE, "demo", *session.posargs)
