@@ -1,0 +1,157 @@
+"""Tasks of recsys-template + pytest-recenv. `python3 noxfile.py -l` lists them.
+
+Run as `nox -s NAME` where nox is installed, or as `python3 noxfile.py -s NAME` on a machine
+with nothing but Python: the script then installs nox and uv once into .nox/_bootstrap (with
+your pip configuration) and re-runs itself there.
+"""
+
+# /// script
+# dependencies = ["nox>=2025.2.9", "uv>=0.5"]
+# ///
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent
+BOOTSTRAP_REQUIREMENTS = ("nox>=2025.2.9", "uv>=0.5")
+
+
+def _bootstrap_nox() -> None:
+    """Install nox + uv into .nox/_bootstrap once, then exec this file with that Python."""
+    import subprocess
+    import venv
+
+    if os.environ.get("RECSYS_NOX_BOOTSTRAPPED"):
+        sys.exit(
+            "noxfile.py: expected nox importable in .nox/_bootstrap, found it missing after "
+            "installing it. Remove .nox/_bootstrap and run again, or `pip install nox`."
+        )
+    env_dir = ROOT / ".nox" / "_bootstrap"
+    python = env_dir / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
+    stamp = env_dir / ".complete"
+    if not stamp.exists():  # absent, or an install that was interrupted: start clean
+        print("noxfile.py: installing nox and uv into .nox/_bootstrap (once)", file=sys.stderr)
+        venv.create(env_dir, with_pip=True, clear=True)
+        pip = [str(python), "-m", "pip", "install", "--quiet", *BOOTSTRAP_REQUIREMENTS]
+        subprocess.run(pip, check=True)
+        stamp.write_text("ok\n")
+    os.environ["RECSYS_NOX_BOOTSTRAPPED"] = "1"
+    os.execv(str(python), [str(python), str(Path(__file__).resolve()), *sys.argv[1:]])
+
+
+if __name__ == "__main__":
+    try:
+        import nox  # noqa: F401
+    except ModuleNotFoundError:
+        _bootstrap_nox()
+
+import nox  # noqa: E402
+
+nox.needs_version = ">=2025.2.9"
+nox.options.default_venv_backend = "uv|virtualenv"
+nox.options.sessions = ["lint", "tests"]
+nox.options.reuse_venv = "yes"
+
+PYTHON = f"{sys.version_info[0]}.{sys.version_info[1]}"
+OUT = ROOT / "out"
+
+
+@nox.session
+def tests(session: nox.Session) -> None:
+    """Run the whole test suite: plugin, environments, template bakes, baked projects' own tests."""
+    session.install("-e", ".[test]")
+    # Only exit 0 passes: pytest's 5 ("no tests collected") fails the session, never reads green.
+    session.run("python", "-m", "pytest", *session.posargs)
+
+
+@nox.session
+def lint(session: nox.Session) -> None:
+    """Run ruff over the plugin, the hooks, the template's Jinja filters and the tests."""
+    session.install("ruff")
+    session.run("ruff", "check", ".", *session.posargs)
+
+
+@nox.session(default=False)
+def demo(session: nox.Session) -> None:
+    """Bake a project with the defaults, build its environment, run its pipeline and its tests."""
+    session.install(".", "cookiecutter")
+    answers = [arg for arg in session.posargs if "=" in arg]
+    if not any(arg.startswith("python_version=") for arg in answers):
+        # The baked environment uses the Python running this session (3.11 on the reference
+        # machine, where pip's find-links hold a CPU torch wheel for it); pass
+        # `-- python_version=3.10` for the template's own default.
+        answers.append(f"python_version={PYTHON}")
+    if not any(arg.startswith("recenv_requirement=") for arg in answers):
+        answers.append(f"recenv_requirement=pytest-recenv @ {ROOT.as_uri()}")
+    OUT.mkdir(exist_ok=True)
+    session.run(
+        "cookiecutter", str(ROOT), "--no-input", "--overwrite-if-exists", "-o", str(OUT), *answers
+    )
+    slug = _baked_slug(answers)
+    project = OUT / slug
+    env_file = str(project / "environment.yml")
+    session.run("recenv", "check", env_file)
+    session.run("recenv", "build", env_file)
+    with session.chdir(project):
+        package = slug.replace("-", "_")
+        session.run("recenv", "run", "--file", env_file, "--", "python", "-m", package, "demo")
+        session.run("recenv", "run", "--file", env_file, "--", "python", "-m", "pytest", "-q")
+    session.log(f"Baked project: {project}")
+    session.log(f"Its environment: recenv run --file {env_file} -- python")
+
+
+def _baked_slug(answers: list[str]) -> str:
+    """The slug cookiecutter used: an explicit answer, or the one written in the replay file."""
+    import json
+
+    for arg in answers:
+        if arg.startswith("project_slug="):
+            return arg.split("=", 1)[1]
+    replays = sorted(OUT.glob("*/.cookiecutter.json"), key=lambda p: p.stat().st_mtime)
+    return json.loads(replays[-1].read_text(encoding="utf-8"))["cookiecutter"]["project_slug"]
+
+
+@nox.session(default=False)
+def gpu_tests(session: nox.Session) -> None:
+    """Hardware tests only, in require mode: fails unless they really ran on a GPU."""
+    session.install("-e", ".[test]")
+    session.run(
+        "python", "-m", "pytest", "--recenv-gpu=require", "--recenv-only-hardware",
+        *session.posargs,
+    )  # fmt: skip
+
+
+@nox.session(name="pre-commit", default=False)
+def pre_commit(session: nox.Session) -> None:
+    """Validate .pre-commit-hooks.yaml and run the recenv hooks from this checkout."""
+    session.install("pre-commit", ".")
+    session.run("pre-commit", "validate-manifest", ".pre-commit-hooks.yaml")
+    session.run("pre-commit", "try-repo", ".", "--all-files", *session.posargs)
+
+
+BENCHMARKS = (
+    "benchmarks/bench_bake.py",
+    "benchmarks/bench_plugin_overhead.py",
+    "benchmarks/bench_env_build.py",
+)
+
+
+@nox.session(default=False)
+def bench(session: nox.Session) -> None:
+    """Run the benchmarks (ratios measured side by side in one run); pass script names to pick."""
+    session.install("-e", ".[test]")
+    chosen = [b for b in BENCHMARKS if not session.posargs or Path(b).stem in session.posargs]
+    for script in chosen:
+        if (ROOT / script).exists():
+            session.run("python", script)
+        else:
+            session.warn(f"{script}: not written yet, skipped")
+
+
+if __name__ == "__main__":
+    if not {"-f", "--noxfile"} & set(sys.argv[1:]):
+        sys.argv[1:1] = ["-f", str(Path(__file__).resolve())]
+    nox.main()
