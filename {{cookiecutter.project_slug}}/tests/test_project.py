@@ -24,4 +24,4 @@ def test_the_env_name_follows_the_project_stage_owner_convention() -> None:
     slug = "{{ cookiecutter.project_slug }}"
     stage = "{{ cookiecutter.stage }}"
     owner = "{{ cookiecutter.owner }}"
-    assert {{ cookiecutter.package_name }}.ENV_NAME == f"{slug}-{stage}-{owner}"
+    assert f"{slug}-{stage}-{owner}" == {{ cookiecutter.package_name }}.ENV_NAME

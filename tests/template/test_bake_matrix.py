@@ -1,0 +1,157 @@
+"""Bake every supported combination and check what the template generates."""
+
+from __future__ import annotations
+
+import json
+import py_compile
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10
+    import tomli as tomllib
+
+from bakery import ROOT, Bake
+
+# (id, answers): readable ids, one per supported combination worth telling apart.
+MATRIX = [
+    ("defaults", {}),
+    ("compute:cpu-python:3.11", {"python_version": "3.11"}),
+    ("compute:cpu-python:3.12-stage:prod", {"python_version": "3.12", "stage": "prod"}),
+    ("compute:cuda12-python:3.10", {"compute": "cuda12"}),
+    ("compute:cuda12-python:3.12-license:Apache", {"compute": "cuda12", "python_version": "3.12",
+                                                   "license": "Apache-2.0"}),
+    ("no-serving", {"include_serving": False}),
+    ("no-docker-ci:none", {"include_docker": False, "ci": "none"}),
+    ("minimal", {"include_serving": False, "include_docker": False, "ci": "none",
+                 "license": "Proprietary"}),
+    ("name:quotes-unicode", {"project_name": "Café l'Été \"Best\" \\ Recs 😀", "owner": "zoe"}),
+]  # fmt: skip
+
+# Text that must never survive rendering, in any file or path.
+UNRENDERED = re.compile(r"\{\{-?\s*cookiecutter|\{%-?\s*(if|elif|else|endif|for|raw|now)\b")
+
+
+def files_of(project: Path) -> list[Path]:
+    return sorted(p for p in project.rglob("*") if p.is_file())
+
+
+@pytest.fixture(params=[answers for _, answers in MATRIX], ids=[i for i, _ in MATRIX])
+def baked(request: pytest.FixtureRequest, bake: Bake) -> tuple[Path, dict]:
+    answers = request.param
+    return bake(**answers), answers
+
+
+def test_nothing_is_left_unrendered(baked: tuple[Path, dict]) -> None:
+    project, _ = baked
+    for path in [project, *project.rglob("*")]:
+        assert "{{" not in path.name and "{%" not in path.name, path
+        if path.is_file() and path.suffix not in {".png", ".ipynb"}:
+            text = path.read_text(encoding="utf-8")
+            assert not UNRENDERED.search(text), f"{path}: {UNRENDERED.search(text)}"
+
+
+def test_generated_python_compiles(baked: tuple[Path, dict], tmp_path: Path) -> None:
+    project, _ = baked
+    sources = [p for p in files_of(project) if p.suffix == ".py"]
+    assert sources
+    for source in sources:
+        py_compile.compile(str(source), cfile=str(tmp_path / "x.pyc"), doraise=True)
+
+
+def test_generated_python_is_ruff_clean(baked: tuple[Path, dict]) -> None:
+    project, _ = baked
+    ruff = shutil.which("ruff") or pytest.fail("expected ruff on PATH (the test extra), found none")
+    result = subprocess.run(
+        [ruff, "check", "--no-cache", "."], cwd=project, capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_yaml_toml_and_json_parse(baked: tuple[Path, dict]) -> None:
+    project, answers = baked
+    for path in files_of(project):
+        text = path.read_text(encoding="utf-8") if path.suffix != ".png" else ""
+        if path.suffix in {".yml", ".yaml"}:
+            yaml.safe_load(text)
+        elif path.suffix == ".toml":
+            tomllib.loads(text)
+        elif path.suffix in {".json", ".ipynb"}:
+            json.loads(text)
+    meta = tomllib.loads((project / "pyproject.toml").read_text(encoding="utf-8"))
+    if "project_name" in answers:
+        assert meta["project"]["name"] == project.name
+    package = project.name.replace("-", "_")
+    init = (project / "src" / package / "__init__.py").read_text(encoding="utf-8")
+    namespace: dict = {}
+    exec(compile(init, "__init__.py", "exec"), namespace)
+    assert namespace["PROJECT_NAME"] == answers.get("project_name", "Shop Recs")
+
+
+def test_environment_yml_follows_the_answers(baked: tuple[Path, dict]) -> None:
+    project, answers = baked
+    spec = yaml.safe_load((project / "environment.yml").read_text(encoding="utf-8"))
+    deps = [d for d in spec["dependencies"] if isinstance(d, str)]
+    pip = next(d["pip"] for d in spec["dependencies"] if isinstance(d, dict))
+    stage, owner = answers.get("stage", "dev"), answers.get("owner", "mlteam")
+    assert spec["name"] == f"{project.name}-{stage}-{owner}"
+    assert spec["channels"] == ["conda-forge", "nodefaults"]
+    assert f"python={answers.get('python_version', '3.10')}" in deps
+    gpu = answers.get("compute") == "cuda12"
+    assert any(d.startswith("faiss-gpu") for d in deps) is gpu
+    assert any(d.startswith("faiss-cpu") for d in deps) is not gpu
+    assert any(d.startswith("pytorch") for d in deps)
+    assert "pytest-recenv>=0.1" in pip
+
+
+def test_unselected_parts_are_absent_and_selected_present(baked: tuple[Path, dict]) -> None:
+    project, answers = baked
+    package = project.name.replace("-", "_")
+    parts = {
+        "include_serving": [project / "src" / package / "serving"],
+        "include_docker": [project / "Dockerfile", project / ".dockerignore"],
+        "ci": [project / ".github"],
+    }
+    selected = {
+        "include_serving": answers.get("include_serving", True),
+        "include_docker": answers.get("include_docker", True),
+        "ci": answers.get("ci", "github") != "none",
+    }
+    for part, paths in parts.items():
+        for path in paths:
+            if selected[part]:
+                assert path.exists(), f"{part} selected but {path.name} missing"
+            else:
+                assert not path.exists(), f"{part} not selected but {path.name} generated"
+    cuda_image = project / "Dockerfile.cuda"
+    assert not cuda_image.exists() or answers.get("compute") == "cuda12"
+    text = "\n".join(p.read_text(encoding="utf-8", errors="replace") for p in files_of(project))
+    if not selected["include_serving"]:
+        assert "fastapi" not in text.lower(), "serving not selected but FastAPI is referenced"
+
+
+def test_the_replay_file_regenerates_the_same_project(
+    baked: tuple[Path, dict], tmp_path: Path
+) -> None:
+    project, _ = baked
+    replay = project / ".cookiecutter.json"
+    answers = json.loads(replay.read_text(encoding="utf-8"))["cookiecutter"]
+    assert "_output_dir" not in answers and "_repo_dir" not in answers
+    again = tmp_path / "again"
+    subprocess.run(
+        [sys.executable, "-m", "cookiecutter", "--replay-file", str(replay), str(ROOT),
+         "-o", str(again)],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    regenerated = again / project.name
+    first = {p.relative_to(project): p.read_bytes() for p in files_of(project)}
+    second = {p.relative_to(regenerated): p.read_bytes() for p in files_of(regenerated)}
+    assert first.keys() == second.keys()
+    assert [k for k in first if first[k] != second[k]] == []

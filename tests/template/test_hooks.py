@@ -1,0 +1,44 @@
+"""The hooks are Jinja templates themselves: render them as cookiecutter does, lint the result."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+from bakery import ROOT
+from cookiecutter.environment import StrictEnvironment
+from cookiecutter.generate import generate_context
+from cookiecutter.prompt import prompt_for_config
+
+HOOKS = sorted((ROOT / "hooks").glob("*.py"))
+
+
+@pytest.mark.parametrize("hook", HOOKS, ids=[h.stem for h in HOOKS])
+def test_a_rendered_hook_is_ruff_clean_python(hook: Path, tmp_path: Path) -> None:
+    context = generate_context(str(ROOT / "cookiecutter.json"))
+    context["cookiecutter"] = prompt_for_config(context, no_input=True)
+    env = StrictEnvironment(context=context, keep_trailing_newline=True)
+    env.loader = None
+    rendered = env.from_string(hook.read_text(encoding="utf-8")).render(**context)
+    target = tmp_path / hook.name
+    target.write_text(rendered, encoding="utf-8")
+    compile(rendered, str(target), "exec")
+    ruff = shutil.which("ruff") or pytest.fail("expected ruff on PATH (the test extra), found none")
+    config = ROOT / "pyproject.toml"
+    result = subprocess.run(
+        [ruff, "check", "--no-cache", "--config", str(config), str(target)],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout
+
+
+def test_the_rendered_context_survives_quotes_and_unicode() -> None:
+    """The hooks read the answers from a JSON text inside a Python literal."""
+    from local_extensions import py_str  # the template's own filter, importable from ROOT
+
+    answers = {"project_name": "Alice's \"Recs\" \\ 😀", "include_docker": True}
+    literal = py_str(json.dumps(answers, indent=4, sort_keys=True))
+    assert json.loads(eval(literal)) == answers

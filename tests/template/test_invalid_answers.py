@@ -1,0 +1,105 @@
+"""Invalid answers fail in the pre-gen hook, with a message naming the value, and leave nothing."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from bakery import bake_into
+from cookiecutter.exceptions import FailedHookException
+
+# (id, answers, text the hook's message must contain)
+INVALID = [
+    ("slug-uppercase", {"project_slug": "Shop-Recs"}, "project_slug 'Shop-Recs': must be lower"),
+    ("slug-underscore", {"project_slug": "shop_recs"}, "project_slug 'shop_recs'"),
+    ("slug-leading-digit", {"project_slug": "9recs"}, "starting with a letter"),
+    ("slug-double-hyphen", {"project_slug": "shop--recs"}, "hyphen-separated"),
+    ("slug-too-long", {"project_slug": "a" * 41}, "at most 40 characters"),
+    ("slug-from-symbols-only", {"project_name": "!!! ???"}, "project_slug ''"),
+    ("package-keyword", {"package_name": "class"}, "package_name 'class': is a Python keyword"),
+    ("package-soft-keyword", {"package_name": "match"}, "is a Python keyword"),
+    ("package-stdlib", {"package_name": "json"}, "would shadow the module 'json'"),
+    ("package-dependency", {"package_name": "torch"}, "would shadow the module 'torch'"),
+    ("package-hyphen", {"package_name": "shop-recs"}, "must be a lowercase Python identifier"),
+    ("owner-hyphen", {"owner": "ml-team"}, "owner 'ml-team': must be a plain handle"),
+    ("owner-space", {"owner": "ml team"}, "owner 'ml team'"),
+    ("owner-uppercase", {"owner": "MLTeam"}, "owner 'MLTeam'"),
+    ("stage-unknown", {"stage": "qa"}, "stage 'qa': must be one of dev, exp, prod"),
+    ("env-base", {"env_name": "base"}, "env_name 'base': is conda's own environment"),
+    ("env-slash", {"env_name": "shop/recs"}, "conda refuses '/'"),
+    ("env-space", {"env_name": "shop recs dev"}, "conda refuses ' '"),
+    ("env-colon-hash", {"env_name": "shop:recs#1"}, "conda refuses ':', '#'"),
+    ("env-off-convention", {"env_name": "final_version"}, "<project_slug>-<stage>-<owner>"),
+    ("python-3.9", {"python_version": "3.9"}, "must be 3.10 or newer"),
+    ("python-2", {"python_version": "2.7"}, "python_version '2.7': must be a CPython minor"),
+    ("python-not-a-version", {"python_version": "latest"}, "must be a CPython minor"),
+    ("python-no-wheels", {"python_version": "3.13", "compute": "cuda12"},
+     "compute=cuda12 has no tested PyTorch/faiss builds for Python 3.13"),
+    ("compute-unknown", {"compute": "rocm"}, "compute 'rocm': must be one of cpu, cuda12"),
+    ("ci-unknown", {"ci": "jenkins"}, "ci 'jenkins': must be one of github, none"),
+    ("license-unknown", {"license": "GPL"}, "license 'GPL': must be one of"),
+    ("requirement-other-package", {"recenv_requirement": "pytest>=8"},
+     "must be a requirement for the distribution 'pytest-recenv', found 'pytest'"),
+    ("requirement-empty", {"recenv_requirement": " "}, "must be one pip requirement line"),
+    ("name-newline", {"project_name": "Shop\nRecs", "project_slug": "shop-recs"},
+     "must be one line without control characters"),
+    ("name-template-delimiters", {"project_name": "{% raw %}Shop {{ evil }}{% endraw %}",
+                                  "project_slug": "shop"}, "must not contain template delimiters"),
+    ("name-too-long", {"project_name": "R" * 81}, "at most 80 characters"),
+]  # fmt: skip
+
+
+def leftovers(output_dir: Path) -> list[Path]:
+    return sorted(output_dir.rglob("*")) if output_dir.exists() else []
+
+
+@pytest.mark.parametrize(
+    ("answers", "message"), [(a, m) for _, a, m in INVALID], ids=[i for i, _, _ in INVALID]
+)
+def test_an_invalid_answer_fails_in_the_pre_gen_hook_and_leaves_nothing(
+    answers: dict, message: str, tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    output_dir = tmp_path / "out"
+    with pytest.raises(FailedHookException):
+        bake_into(output_dir, **answers)
+    err = capfd.readouterr().err
+    assert message in err
+    assert "nothing was generated" in err
+    assert "Traceback" not in err.split("ERROR:", 1)[-1]
+    assert leftovers(output_dir) == []
+
+
+def test_every_invalid_answer_is_reported_in_one_run(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(FailedHookException):
+        bake_into(tmp_path, owner="Bad-Owner", stage="qa", python_version="3.9", ci="jenkins")
+    err = capfd.readouterr().err
+    # env_name is derived from owner and stage, so it follows the convention and is not reported
+    assert err.count("ERROR: ") == 4
+    assert "4 invalid answer(s)" in err
+
+
+def test_a_slug_with_a_path_separator_is_refused_and_writes_no_file(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """cookiecutter makes the project folder before the hook runs and removes only its last
+    component on failure, so `a/` stays behind - empty: no file is ever written."""
+    with pytest.raises(FailedHookException):
+        bake_into(tmp_path, project_slug="a/b")
+    assert "project_slug 'a/b'" in capfd.readouterr().err
+    assert [p for p in leftovers(tmp_path) if p.is_file()] == []
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["Alice's \"Recs\"", "Ünïcödé Shop 😀", "Back\\slash & <tags> *stars*", "{not jinja}"],
+    ids=["quotes", "unicode", "markup", "braces"],
+)
+def test_awkward_project_names_render_valid_files(name: str, tmp_path: Path) -> None:
+    project = bake_into(tmp_path, project_name=name, project_slug="shop")
+    init = (project / "src" / "shop" / "__init__.py").read_text(encoding="utf-8")
+    namespace: dict = {}
+    exec(compile(init, "__init__.py", "exec"), namespace)
+    assert namespace["PROJECT_NAME"] == name
+    assert namespace["__doc__"].startswith(name)
