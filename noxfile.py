@@ -44,7 +44,7 @@ def _bootstrap_nox() -> None:
 
 if __name__ == "__main__":
     try:
-        import nox  # noqa: F401
+        import nox
     except ModuleNotFoundError:
         _bootstrap_nox()
 

@@ -11,7 +11,7 @@ import shutil
 import sys
 from pathlib import Path
 
-CONTEXT: dict = json.loads({{ cookiecutter | jsonify | py_str }})
+CONTEXT: dict = json.loads({{ cookiecutter | jsonify | py_str }})  # noqa: E501
 PACKAGE = CONTEXT["package_name"]
 
 # (answer, value that drops the paths) -> paths relative to the project root.

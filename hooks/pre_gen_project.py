@@ -14,7 +14,7 @@ import sys
 
 # The answers, rendered by cookiecutter as a JSON text inside a Python string literal, so any
 # quote, backslash or unicode in them survives intact.
-CONTEXT: dict = json.loads({{ cookiecutter | jsonify | py_str }})
+CONTEXT: dict = json.loads({{ cookiecutter | jsonify | py_str }})  # noqa: E501
 
 SLUG_RE = re.compile(r"^[a-z][a-z0-9]*(?:-[a-z0-9]+)*$")
 PACKAGE_RE = re.compile(r"^[a-z][a-z0-9_]*$")
@@ -155,7 +155,8 @@ def check_python(version: object, compute: object) -> list[str]:
 
 def check_choice(name: str, value: object, choices: tuple[str, ...]) -> list[str]:
     if value not in choices:
-        return [f"{name} {value!r}: must be one of {', '.join(choices)}. Pass {name}=<one of them>."]
+        allowed = ", ".join(choices)
+        return [f"{name} {value!r}: must be one of {allowed}. Pass {name}=<one of them>."]
     return []
 
 
