@@ -1,18 +1,137 @@
-"""The ``recenv`` command line."""
+"""The ``recenv`` command line: check, build, key, run, lock, drift, gc, doctor, dockerfile.
+
+Each subcommand is a thin wrapper; the work lives in spec/checks/builders.  Heavy modules are
+imported inside the handlers so ``recenv check`` (a pre-commit hook) starts fast.
+"""
 
 from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pytest_recenv import __version__
 
+if TYPE_CHECKING:
+    from pytest_recenv.builders import Env
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="recenv", description=__doc__)
-    parser.add_argument("--version", action="version", version=f"recenv {__version__}")
-    parser.parse_args(argv)
+DEFAULT_FILE = "environment.yml"
+
+
+def _cmd_check(args: argparse.Namespace) -> int:
+    from pytest_recenv.checks import Policy, check_file
+
+    policy = Policy(allow_defaults=args.allow_defaults, check_name=not args.no_name_check)
+    files = args.files or [DEFAULT_FILE]
+    count = 0
+    for name in files:
+        for problem in check_file(Path(name), policy, display=name):
+            print(problem)
+            count += 1
+    if count:
+        print(f"recenv check: {count} error{'s' * (count != 1)} in {len(files)} "
+              f"file{'s' * (len(files) != 1)}", file=sys.stderr)
+    return 1 if count else 0
+
+
+def _ensure(args: argparse.Namespace) -> Env:
+    from pytest_recenv.builders import ensure_env
+
+    backends = args.backend.split(",") if args.backend else None
+    return ensure_env(Path(args.file), backends=backends, python_policy=args.python_policy,
+                      progress=not args.quiet)
+
+
+def _cmd_build(args: argparse.Namespace) -> int:
+    env = _ensure(args)
+    verb = "created" if env.created else "reused"
+    print(f"{env.prefix}")
+    print(f"key={env.key} backend={env.backend} {verb} in {env.seconds:.1f} s", file=sys.stderr)
     return 0
+
+
+def _cmd_key(args: argparse.Namespace) -> int:
+    from pytest_recenv.builders import env_key
+
+    backends = args.backend.split(",") if args.backend else None
+    print(env_key(Path(args.file), backends=backends, python_policy=args.python_policy).key)
+    return 0
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    command = list(args.command)
+    if command and command[0] == "--":
+        command = command[1:]
+    if not command:
+        print("recenv run: expected a command after '--', like 'recenv run -- pytest -q'",
+              file=sys.stderr)
+        return 2
+    env = _ensure(args)
+    return env.run(command, check=False).returncode
+
+
+def _add_build_options(p: argparse.ArgumentParser, positional: bool = True) -> None:
+    if positional:
+        p.add_argument("file", nargs="?", default=DEFAULT_FILE, help="environment file")
+    else:
+        p.add_argument("--file", "-f", default=DEFAULT_FILE, help="environment file")
+    p.add_argument("--backend", help="comma-separated backend chain, e.g. 'uv' or "
+                   "'micromamba,uv' (default: $RECENV_BACKENDS or micromamba,mamba,conda,uv)")
+    p.add_argument("--python-policy", choices=("strict", "warn"), default="strict",
+                   help="when the pinned Python is not installed: fail (strict) or use the "
+                   "closest one with a warning")
+    p.add_argument("--quiet", "-q", action="store_true", help="no progress display")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="recenv", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"recenv {__version__}")
+    sub = parser.add_subparsers(dest="command_name", metavar="COMMAND")
+
+    p = sub.add_parser("check", help="check environment files (all errors at once)")
+    p.add_argument("files", nargs="*", help=f"environment files (default: {DEFAULT_FILE})")
+    p.add_argument("--allow-defaults", action="store_true",
+                   help="allow Anaconda's 'defaults' channel")
+    p.add_argument("--no-name-check", action="store_true",
+                   help="skip the '<project>-<stage>-<owner>' env name convention")
+    p.set_defaults(handler=_cmd_check)
+
+    p = sub.add_parser("build", help="build (or reuse) the environment; prints its prefix")
+    _add_build_options(p)
+    p.set_defaults(handler=_cmd_build)
+
+    p = sub.add_parser("key", help="print the cache key (for CI caches)")
+    _add_build_options(p)
+    p.set_defaults(handler=_cmd_key)
+
+    p = sub.add_parser("run", help="build or reuse the environment, then run a command in it")
+    _add_build_options(p, positional=False)
+    p.add_argument("command", nargs=argparse.REMAINDER, help="-- CMD ARGS...")
+    p.set_defaults(handler=_cmd_run)
+
+    from pytest_recenv import cli_tools
+
+    cli_tools.add_subcommands(sub, _add_build_options)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "handler", None):
+        parser.print_help()
+        return 2
+    from pytest_recenv.spec import RecenvError
+
+    try:
+        return int(args.handler(args) or 0)
+    except RecenvError as exc:
+        print(f"recenv {args.command_name}: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
 
 
 if __name__ == "__main__":
