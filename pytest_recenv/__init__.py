@@ -16,4 +16,10 @@ class RecenvWarning(pytest.PytestWarning):
     """Base class of every warning pytest-recenv emits."""
 
 
-__all__ = ["RecenvWarning", "__version__"]
+class RecenvPinningWarning(RecenvWarning):
+    """xdist workers could not get GPUs of their own (oversubscribed, or CUDA was already up)."""
+
+
+from pytest_recenv.fixtures import device_params  # noqa: E402  (needs RecenvWarning defined first)
+
+__all__ = ["RecenvPinningWarning", "RecenvWarning", "__version__", "device_params"]

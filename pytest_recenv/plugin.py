@@ -1,23 +1,154 @@
-"""pytest hooks of pytest-recenv, in lifecycle order. Glue only: the work lives elsewhere."""
+"""pytest hooks of pytest-recenv, in lifecycle order. Glue only: the work lives elsewhere.
+
+Probing (:mod:`pytest_recenv.hardware`), evaluation (:mod:`pytest_recenv.markers`) and the xdist
+plumbing (:mod:`pytest_recenv.hwsession`) are imported lazily, inside the hooks.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Generator
+from typing import Any
+
 import pytest
+
+# Fixtures are registered by being importable from the plugin module.
+from pytest_recenv.fixtures import STATE_KEY, faiss_gpu_resources, hardware, torch_device
 
 MARKERS = {
     "cuda": "cuda(min_devices=1, min_memory=None, min_capability=None): skip unless enough CUDA "
-    'devices are usable. Example: @pytest.mark.cuda(min_memory="16GiB")',
-    "multi_gpu": "multi_gpu(n): sugar for cuda(min_devices=n). Example: @pytest.mark.multi_gpu(2)",
-    "faiss": "faiss: skip unless faiss imports and works. Example: @pytest.mark.faiss",
-    "faiss_gpu": "faiss_gpu(min_devices=1): skip unless faiss is a CUDA build with GPUs visible. "
-    "Example: @pytest.mark.faiss_gpu",
+    "devices are usable (driver, torch CUDA build whose arch list covers the device, a kernel "
+    'runs). Example: @pytest.mark.cuda(min_memory="16GiB", min_capability=(8, 0))',
+    "multi_gpu": "multi_gpu(n): sugar for cuda(min_devices=n), n >= 2; grouped under xdist so two "
+    "multi-GPU tests never run at once. Example: @pytest.mark.multi_gpu(2)",
+    "faiss": "faiss: skip unless faiss imports and a flat-index search works. "
+    "Example: @pytest.mark.faiss",
+    "faiss_gpu": "faiss_gpu(min_devices=1): skip unless faiss is a CUDA build (not Metal, not "
+    "faiss-cpu installed beside faiss-gpu) seeing enough GPUs. Example: @pytest.mark.faiss_gpu",
 }
+MODES = ("auto", "require", "skip")
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("recenv", "pytest-recenv: hardware-honest tests")
+    group.addoption(
+        "--recenv-gpu",
+        choices=MODES,
+        default=None,
+        help="auto: run what the hardware allows, skip the rest with a reason; require: a skipped "
+        "hardware test is an error and a run with no hardware test fails; skip: skip hardware "
+        "tests even where hardware exists. Also RECENV_GPU or ini recenv_gpu (default auto).",
+    )
+    group.addoption(
+        "--recenv-expect-gpus",
+        type=int,
+        default=None,
+        metavar="N",
+        help="fail at start unless exactly N CUDA devices are visible.",
+    )
+    group.addoption(
+        "--recenv-probe-file",
+        default=None,
+        metavar="REPORT.json",
+        help="use a recorded hardware report instead of probing (for testing the plugin; refused "
+        "by --recenv-gpu=require).",
+    )
+    group.addoption(
+        "--recenv-slots-per-gpu",
+        type=int,
+        default=1,
+        metavar="K",
+        help="under xdist, K consecutive workers share each visible GPU (default 1).",
+    )
+    group.addoption(
+        "--recenv-only-hardware",
+        action="store_true",
+        default=False,
+        help="deselect tests without a cuda/multi_gpu/faiss_gpu marker (a GPU-only lane).",
+    )
+    parser.addini(
+        "recenv_gpu", "hardware mode: auto, require or skip (see --recenv-gpu)", default=""
+    )
+
+
+@pytest.hookimpl(tryfirst=True)
 def pytest_configure(config: pytest.Config) -> None:
     for name, help_line in MARKERS.items():
-        config.addinivalue_line("markers", f"{name}{help_line[len(name):]}")
+        config.addinivalue_line("markers", f"{name}{help_line[len(name) :]}")
+    from pytest_recenv import hwsession
+
+    config.stash[STATE_KEY] = hwsession.configure(config)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node: Any) -> None:
+    from pytest_recenv import hwsession
+
+    hwsession.configure_node(node.config, node)
+
+
+def pytest_itemcollected(item: pytest.Item) -> None:
+    from pytest_recenv import hwsession
+    from pytest_recenv.fixtures import FIXTURE_MARKERS
+
+    names = getattr(item, "fixturenames", ())
+    for fixture, marker in FIXTURE_MARKERS.items():
+        if fixture in names and item.get_closest_marker(marker) is None:
+            item.add_marker(marker)
+    hwsession.group_multi_gpu(item)
+
+
+@pytest.hookimpl(trylast=True)  # after -k/-m deselection: probe only for what will run
+def pytest_collection_modifyitems(
+    session: pytest.Session, config: pytest.Config, items: list[pytest.Item]
+) -> None:
+    from pytest_recenv import hwsession
+
+    hwsession.evaluate_items(config, items)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    report = yield
+    from pytest_recenv import hwsession
+
+    return hwsession.after_report(item, report)
+
+
+def pytest_report_header(config: pytest.Config) -> list[str]:
+    from pytest_recenv import hwsession
+
+    return hwsession.header_lines(config.stash[STATE_KEY])
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node: Any, error: Any) -> None:
+    tally = getattr(node, "workeroutput", {}).get("recenv_tally")
+    if tally:
+        node.config.stash[STATE_KEY].tally.merge(tally)
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    from pytest_recenv import hwsession
+
+    hwsession.finish(session)
+
+
+def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
+    from pytest_recenv import hwsession
+
+    for line in hwsession.summary_lines(config):
+        terminalreporter.write_line(line)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    from pytest_recenv import hwsession
+
+    hwsession.unconfigure(config)
 
 
 # Environment hooks and fixtures live in their own plugin module, registered with this one.
 pytest_plugins = ["pytest_recenv.envplugin"]
+
+__all__ = ["MARKERS", "MODES", "faiss_gpu_resources", "hardware", "torch_device"]

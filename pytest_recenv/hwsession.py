@@ -1,0 +1,449 @@
+"""The run-time work behind the hardware hooks in :mod:`pytest_recenv.plugin`.
+
+One :class:`~pytest_recenv.fixtures.State` per pytest config: the mode, the report (tier 0 at
+configure; tier 1 added after collection when a selected test needs it), xdist pinning and the tally
+of hardware outcomes. Under xdist the controller probes, sends the report to each worker in
+``workerinput`` and pins it; workers evaluate their own collection and send their tally back in
+``workeroutput``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import shutil
+import sys
+import tempfile
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pytest_recenv import RecenvPinningWarning
+from pytest_recenv.fixtures import REQS_KEY, SKIP_KEY, STATE_KEY, State
+from pytest_recenv.hardware import (
+    FaissInfo,
+    HardwareReport,
+    TorchInfo,
+    arch_supported,
+    load_probe_file,
+    probe_tier0,
+    probe_tier1,
+    visible_tokens,
+)
+from pytest_recenv.markers import (
+    MarkerError,
+    Skip,
+    evaluate_requirements,
+    requirements,
+    tier1_needed,
+)
+
+MODES = ("auto", "require", "skip")
+MULTI_GPU_GROUP = "recenv-multi-gpu"
+
+
+# -- configure ------------------------------------------------------------------------------------
+
+
+def resolve_mode(config: pytest.Config) -> str:
+    option = config.getoption("recenv_gpu")
+    if option:
+        return str(option)
+    for source, value in (
+        ("RECENV_GPU", os.environ.get("RECENV_GPU", "")),
+        ("ini option recenv_gpu", str(config.getini("recenv_gpu"))),
+    ):
+        if value.strip():
+            mode = value.strip().lower()
+            if mode not in MODES:
+                raise pytest.UsageError(
+                    f"{source}={value!r}: expected one of auto, require, skip; "
+                    f"set it to one of those or pass --recenv-gpu"
+                )
+            return mode
+    return "auto"
+
+
+def configure(config: pytest.Config) -> State:
+    workerinput = getattr(config, "workerinput", None)
+    if workerinput is not None and "recenv_report" in workerinput:
+        return _configure_worker(config, workerinput)
+    mode = resolve_mode(config)
+    probe_file = config.getoption("recenv_probe_file")
+    if probe_file:
+        if mode == "require":
+            raise pytest.UsageError(
+                f"--recenv-gpu=require refuses the injected report "
+                f"--recenv-probe-file={probe_file}: "
+                "a required GPU run must probe the real machine; drop --recenv-probe-file"
+            )
+        try:
+            report = load_probe_file(probe_file, os.environ.get("CUDA_VISIBLE_DEVICES"))
+        except ValueError as exc:
+            raise pytest.UsageError(str(exc)) from None
+    else:
+        report = probe_tier0()
+    expected = config.getoption("recenv_expect_gpus")
+    if expected is not None and len(report.devices) != expected:
+        raise pytest.UsageError(
+            f"--recenv-expect-gpus={expected}: expected {expected} visible CUDA devices, found "
+            f"{len(report.devices)} ({_devices_text(report)}); "
+            "check CUDA_VISIBLE_DEVICES and the driver"
+        )
+    slots = config.getoption("recenv_slots_per_gpu")
+    if slots < 1:
+        raise pytest.UsageError(f"--recenv-slots-per-gpu={slots}: expected an integer >= 1")
+    return State(mode=mode, report=report, parent_report=report)
+
+
+def _configure_worker(config: pytest.Config, workerinput: dict[str, Any]) -> State:
+    parent = HardwareReport.from_json(workerinput["recenv_report"])
+    report = parent
+    pin = workerinput.get("recenv_pin")
+    if pin is not None:
+        torch = sys.modules.get("torch")
+        if torch is not None and torch.cuda.is_initialized():
+            config.issue_config_time_warning(
+                RecenvPinningWarning(
+                    f"CUDA was initialised before pytest-recenv could pin worker "
+                    f"{workerinput['workerid']} to {pin}; a conftest or plugin touches CUDA at "
+                    "import time, so this worker sees the parent's devices"
+                ),
+                stacklevel=2,
+            )
+        os.environ["CUDA_VISIBLE_DEVICES"] = pin
+        report = dataclasses.replace(parent.with_visibility(pin), worker=workerinput["workerid"])
+    return State(
+        mode=workerinput["recenv_mode"],
+        report=report,
+        parent_report=parent,
+        tier1_dir=workerinput.get("recenv_tier1_dir"),
+    )
+
+
+def configure_node(config: pytest.Config, node: Any) -> None:
+    """On the xdist controller: give a starting worker the report, the mode and its GPU."""
+    state = config.stash[STATE_KEY]
+    if state.tier1_dir is None:
+        state.tier1_dir = tempfile.mkdtemp(prefix="recenv-tier1-")
+    node.workerinput["recenv_report"] = state.report.to_json()
+    node.workerinput["recenv_mode"] = state.mode
+    node.workerinput["recenv_tier1_dir"] = state.tier1_dir
+    tokens = visible_tokens(state.report)
+    if not tokens:
+        return
+    worker = str(node.gateway.id)
+    index = int(worker[2:]) if worker[2:].isdigit() else len(state.pins)
+    slots = config.getoption("recenv_slots_per_gpu")
+    first = (index // slots) % len(tokens)
+    if index == slots * len(tokens):
+        config.issue_config_time_warning(
+            RecenvPinningWarning(
+                f"more than {slots * len(tokens)} xdist workers for {len(tokens)} GPU(s) at "
+                f"--recenv-slots-per-gpu={slots}: GPUs are shared beyond that; lower -n or raise "
+                "--recenv-slots-per-gpu"
+            ),
+            stacklevel=2,
+        )
+    # The worker's own GPU first, the rest after it: cuda:0 is its device, and a multi_gpu test
+    # (grouped, so one at a time) can still reach the others.
+    pin = ",".join(tokens[first:] + tokens[:first])
+    node.workerinput["recenv_pin"] = pin
+    state.pins[worker] = pin
+
+
+def unconfigure(config: pytest.Config) -> None:
+    state = config.stash.get(STATE_KEY, None)
+    if state and state.tier1_dir and not hasattr(config, "workerinput"):
+        shutil.rmtree(state.tier1_dir, ignore_errors=True)
+
+
+# -- collection -----------------------------------------------------------------------------------
+
+
+def group_multi_gpu(item: pytest.Item) -> None:
+    """Under xdist, put tests needing several GPUs in one group (``--dist loadgroup``)."""
+    if not hasattr(item.config, "workerinput"):
+        return
+    wide = item.get_closest_marker("multi_gpu") is not None or any(
+        (m.kwargs.get("min_devices") or (m.args[0] if m.args else 1)) not in (1, None)
+        for m in item.iter_markers("cuda")
+    )
+    if wide and item.get_closest_marker("xdist_group") is None:
+        item.add_marker(pytest.mark.xdist_group(MULTI_GPU_GROUP))
+
+
+def evaluate_items(config: pytest.Config, items: list[pytest.Item]) -> None:
+    state = config.stash[STATE_KEY]
+    errors = []
+    for item in items:
+        try:
+            item.stash[REQS_KEY] = requirements(item)
+        except MarkerError as exc:
+            path, line, _ = item.location
+            errors.append(f"{path}:{(line or 0) + 1}: {item.nodeid}: {exc}")
+    if errors:
+        raise pytest.UsageError("bad hardware marker arguments:\n  " + "\n  ".join(errors))
+    if config.getoption("recenv_only_hardware"):
+        keep = [i for i in items if any(r.is_gpu for r in i.stash[REQS_KEY])]
+        dropped = [i for i in items if not any(r.is_gpu for r in i.stash[REQS_KEY])]
+        if dropped:
+            config.hook.pytest_deselected(items=dropped)
+            items[:] = keep
+        state.only_hardware_deselected = len(dropped)
+    state.hardware_ids = {i.nodeid for i in items if any(r.is_gpu for r in i.stash[REQS_KEY])}
+    state.tally.selected = len(state.hardware_ids)
+
+    pending: list[pytest.Item] = []
+    needed: set[str] = set()
+    for item in items:
+        reqs = item.stash[REQS_KEY]
+        if state.mode == "skip" and any(r.is_gpu for r in reqs):
+            _skip(
+                state,
+                item,
+                Skip(
+                    f"hardware test skipped by --recenv-gpu=skip ({_devices_text(state.report)})",
+                    next(r.marker for r in reqs if r.is_gpu),
+                ),
+            )
+            continue
+        skip = evaluate_requirements(reqs, state.report)
+        if skip is not None:
+            _skip(state, item, skip)
+            continue
+        need = tier1_needed(reqs, state.report)
+        if "torch_device" in getattr(item, "fixturenames", ()) and state.report.devices:
+            need |= {"torch"} if state.report.torch is None else set()
+        if need:
+            pending.append(item)
+            needed |= need
+    if needed:
+        _run_tier1(state, needed)
+    for item in pending:
+        skip = evaluate_requirements(item.stash[REQS_KEY], state.report)
+        if skip is not None:
+            _skip(state, item, skip)
+
+
+def _skip(state: State, item: pytest.Item, skip: Skip) -> None:
+    item.stash[SKIP_KEY] = skip
+    item.add_marker(pytest.mark.skip(reason=skip.reason))
+    state.collect_skips.append((item.nodeid, skip.reason))
+
+
+def _run_tier1(state: State, needed: set[str]) -> None:
+    """Probe torch/faiss once per run: directly, or under xdist once for all workers via a lock."""
+    if state.tier1_dir is None:
+        state.report = probe_tier1(state.report, needed)
+        state.parent_report = state.report
+        return
+    from filelock import FileLock
+
+    folder = Path(state.tier1_dir)
+    with FileLock(str(folder / "tier1.lock")):
+        known = {
+            lib: json.loads((folder / f"{lib}.json").read_text())
+            for lib in needed
+            if (folder / f"{lib}.json").exists()
+        }
+        missing = needed - set(known)
+        if missing:
+            probed = probe_tier1(state.parent_report, missing)
+            for lib in missing:
+                value = dataclasses.asdict(getattr(probed, lib))
+                (folder / f"{lib}.json").write_text(json.dumps(value))
+                known[lib] = value
+    updates = {lib: _tier1_from_dict(lib, value) for lib, value in known.items()}
+    state.report = dataclasses.replace(state.report, **updates)
+    state.parent_report = dataclasses.replace(state.parent_report, **updates)
+
+
+def _tier1_from_dict(lib: str, value: dict[str, Any]) -> TorchInfo | FaissInfo:
+    if lib == "torch":
+        return TorchInfo(
+            **{
+                **value,
+                "arch_list": tuple(value["arch_list"]),
+                "kernel_errors": tuple(tuple(p) for p in value["kernel_errors"]),
+            }
+        )
+    return FaissInfo(**{**value, "distributions": tuple(value["distributions"])})
+
+
+# -- running --------------------------------------------------------------------------------------
+
+
+def _reason_of(report: pytest.TestReport) -> str:
+    longrepr = report.longrepr
+    text = longrepr[2] if isinstance(longrepr, tuple) else str(longrepr)
+    return text.removeprefix("Skipped: ")
+
+
+def after_report(item: pytest.Item, report: pytest.TestReport) -> pytest.TestReport:
+    state = item.config.stash.get(STATE_KEY, None)
+    if state is None or not item.stash.get(REQS_KEY, ()):
+        return report
+    if state.mode == "require" and report.skipped and not hasattr(report, "wasxfail"):
+        report.outcome = "failed"
+        report.longrepr = (
+            f"--recenv-gpu=require: a hardware test may not skip; it would have skipped because: "
+            f"{_reason_of(report)}"
+        )
+    if item.nodeid not in state.hardware_ids:
+        return report
+    tally = state.tally
+    if report.when == "call":
+        tally.ran += 1
+        tally.passed += report.passed
+    if report.failed and (item.nodeid, "failed") not in state.counted:
+        state.counted.add((item.nodeid, "failed"))
+        tally.failed += 1
+    if report.skipped:
+        reason = _reason_of(report)
+        if hasattr(report, "wasxfail"):
+            reason = f"xfail: {report.wasxfail or 'expected failure'}"
+        tally.skipped[reason] = tally.skipped.get(reason, 0) + 1
+    return report
+
+
+def finish(session: pytest.Session) -> None:
+    config = session.config
+    state = config.stash.get(STATE_KEY, None)
+    if state is None:
+        return
+    if hasattr(config, "workerinput"):
+        config.workeroutput["recenv_tally"] = dataclasses.asdict(state.tally)
+        return
+    if (
+        state.mode == "require"
+        and not config.option.collectonly
+        and state.tally.ran == 0
+        and session.exitstatus in (pytest.ExitCode.OK, pytest.ExitCode.NO_TESTS_COLLECTED)
+    ):
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+        state.require_failed = True
+
+
+# -- reporting ------------------------------------------------------------------------------------
+
+
+def _devices_text(report: HardwareReport) -> str:
+    if not report.devices:
+        return report.why_no_devices
+    return "; ".join(f"{d.ordinal}: {d.describe(memory=True)}" for d in report.devices)
+
+
+def _torch_text(report: HardwareReport) -> str:
+    torch = report.torch
+    if torch is None:
+        return "torch=not probed"
+    if torch.version is None:
+        return f"torch=missing{f' ({torch.error})' if torch.error else ''}"
+    if not torch.cuda:
+        return f"torch={torch.version} ({'ROCm' if torch.hip else 'CPU'} build)"
+    if not report.devices:
+        return f"torch={torch.version} (CUDA {torch.cuda})"
+    lacking = sorted(
+        {d.sm for d in report.devices if not arch_supported(torch.arch_list, d.capability)}
+    )
+    verdict = (
+        f"arch list lacks {', '.join(lacking)} (has {' '.join(torch.arch_list) or 'nothing'})"
+        if lacking
+        else f"arch list covers {', '.join(sorted({d.sm for d in report.devices}))}"
+    )
+    return f"torch={torch.version} (CUDA {torch.cuda}; {verdict})"
+
+
+def _faiss_text(report: HardwareReport) -> str:
+    faiss = report.faiss
+    if faiss is None:
+        return "faiss=not probed"
+    if faiss.version is None:
+        return f"faiss=missing{f' ({faiss.error})' if faiss.error else ''}"
+    both = "; faiss-cpu AND faiss-gpu installed" if faiss.cpu_and_gpu_both_installed else ""
+    return f"faiss={faiss.version} ({faiss.build} build, {faiss.num_gpus} GPUs{both})"
+
+
+def _installed(*names: str) -> str:
+    found = []
+    for name in names:
+        try:
+            found.append(f"{name}={metadata.version(name)}")
+        except metadata.PackageNotFoundError:
+            continue
+    return " ".join(found)
+
+
+def header_lines(state: State) -> list[str]:
+    report = state.report
+    visible = report.visible_env
+    cvd = "" if visible is None else f" CUDA_VISIBLE_DEVICES={visible!r}"
+    first = (
+        f"recenv: gpu={state.mode} probe={report.source} driver={report.driver or 'none'}"
+        f" cuda={len(report.devices)} devices ({_devices_text(report)}){cvd}"
+    )
+    if report.torch is not None or report.faiss is not None:
+        second = f"recenv: {_torch_text(report)} {_faiss_text(report)}"
+    else:
+        libs = (
+            _installed(
+                "torch",
+                "faiss-cpu",
+                "faiss-gpu",
+                "faiss-gpu-cu12",
+                "faiss-gpu-cu11",
+                "faiss-gpu-cuvs",
+            )
+            or "neither torch nor faiss installed"
+        )
+        second = f"recenv: {libs} (checked in a child process only if a selected test needs it)"
+    return [first, second]
+
+
+def summary_lines(config: pytest.Config) -> list[str]:
+    state = config.stash.get(STATE_KEY, None)
+    if state is None or hasattr(config, "workerinput"):
+        return []
+    lines = []
+    if config.option.collectonly:
+        chars = str(getattr(config.option, "reportchars", ""))
+        if any(c in chars for c in "saA"):
+            lines += [f"recenv: SKIP {nodeid}: {reason}" for nodeid, reason in state.collect_skips]
+    else:
+        t = state.tally
+        lines.append(
+            f"recenv: hardware tests: {t.selected} selected, {t.ran} ran, {t.passed} passed, "
+            f"{t.failed} failed, {sum(t.skipped.values())} skipped"
+        )
+        lines += [f"recenv:   {n} skipped: {reason}" for reason, n in sorted(t.skipped.items())]
+    if state.only_hardware_deselected is not None:
+        lines.append(
+            f"recenv: --recenv-only-hardware deselected "
+            f"{state.only_hardware_deselected} non-hardware tests"
+        )
+    lines += [
+        f"recenv: worker {w} pinned to CUDA_VISIBLE_DEVICES={p}" for w, p in state.pins.items()
+    ]
+    report = state.report
+    if state.tier1_dir and Path(state.tier1_dir).is_dir():
+        updates = {
+            p.stem: _tier1_from_dict(p.stem, json.loads(p.read_text()))
+            for p in Path(state.tier1_dir).glob("*.json")
+        }
+        report = dataclasses.replace(report, **updates)
+    if report.source == "live" and (report.torch is not None or report.faiss is not None):
+        parts = [
+            _torch_text(report) if report.torch else "",
+            _faiss_text(report) if report.faiss else "",
+        ]
+        lines.append(f"recenv: tier-1 probe: {' '.join(p for p in parts if p)}")
+    if state.require_failed:
+        lines.append(
+            "recenv: FAILED: --recenv-gpu=require and no hardware test ran; a GPU lane "
+            "must run GPU tests (check the markers, -m/-k and the machine)"
+        )
+    return lines
