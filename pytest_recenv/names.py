@@ -58,9 +58,6 @@ CONDA_TO_PYPI: dict[str, str] = {
 # Not Python distributions: nothing to install from PyPI.  The value is the reason shown.
 DROPPED: dict[str, str] = {
     "python": "the interpreter is chosen by the spec's python pin",
-    "pip": "uv installs into the venv without pip",
-    "setuptools": "uv provides build isolation",
-    "wheel": "uv provides build isolation",
     "cudatoolkit": "CUDA runtime pieces come inside the PyPI wheels",
     "cuda-version": "CUDA runtime pieces come inside the PyPI wheels",
     "cuda-toolkit": "CUDA runtime pieces come inside the PyPI wheels",
