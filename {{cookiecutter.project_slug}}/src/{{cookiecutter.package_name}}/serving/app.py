@@ -1,0 +1,172 @@
+"""The FastAPI application: artifacts load once in `lifespan`, requests only read them.
+
+Configuration comes from the arguments of `create_app`, else from the environment:
+
+- `{{ cookiecutter.package_name|upper }}_ARTIFACTS`: the artifacts folder to serve (default `artifacts`)
+- `{{ cookiecutter.package_name|upper }}_ROUTES`: a YAML routes file (see `router.py`; default: built-in routes)
+- `{{ cookiecutter.package_name|upper }}_FAISS_THREADS`: OpenMP threads per faiss search (default 1)
+
+Missing or mismatched artifacts stop the startup with the file named (`ArtifactError`), so a
+broken deployment fails its rollout instead of answering 500s.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+
+from .. import PROJECT_NAME, __version__
+from ..artifacts import load_artifacts
+from ..router import load_router
+from .recommender import Recommender
+from .schemas import (
+    Health,
+    Readiness,
+    RecommendRequest,
+    RecommendResponse,
+    ScoredItem,
+    ValidationErrorBody,
+)
+
+ENV_PREFIX = "{{ cookiecutter.package_name|upper }}_"
+
+
+def _setting(name: str, default: str | None = None) -> str | None:
+    return os.environ.get(ENV_PREFIX + name, default)
+
+
+def create_app(
+    artifacts_dir: str | os.PathLike[str] | None = None,
+    routes_file: str | os.PathLike[str] | None = None,
+) -> FastAPI:
+    """Build the app. Nothing heavy happens here; loading waits for the lifespan (startup)."""
+    directory = Path(artifacts_dir or _setting("ARTIFACTS", "artifacts") or "artifacts")
+    routes = routes_file or _setting("ROUTES")
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        _limit_faiss_threads(int(_setting("FAISS_THREADS", "1") or 1))
+        router = load_router(routes)  # RouteConfigError names the file and line
+        artifacts = load_artifacts(directory)  # ArtifactError names the file
+        app.state.recommender = Recommender(artifacts, router)
+        app.state.ready = True
+        yield
+        app.state.ready = False
+
+    app = FastAPI(
+        title=PROJECT_NAME,
+        version=__version__,
+        description="Recommendations from the two-tower model, the item graph and popularity, "
+        "routed by user type, device and action.",
+        lifespan=lifespan,
+    )
+    app.state.ready = False
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+        """One readable line per problem instead of pydantic's internals."""
+        errors = [
+            {
+                "field": ".".join(str(part) for part in error.get("loc", ())),
+                "message": error.get("msg", "invalid"),
+                "input": _jsonable(error.get("input")),
+            }
+            for error in exc.errors()
+        ]
+        count = len(errors)
+        body = {
+            "detail": f"{count} invalid field{'s' * (count != 1)} in the request; see 'errors'.",
+            "errors": errors,
+        }
+        return JSONResponse(status_code=422, content=body)
+
+    @app.get("/healthz", response_model=Health, tags=["ops"])
+    def healthz() -> Health:
+        """Liveness: the process answers. Does not look at the artifacts."""
+        return Health(status="ok")
+
+    @app.get(
+        "/readyz",
+        response_model=Readiness,
+        responses={503: {"model": Health, "description": "Artifacts not loaded."}},
+        tags=["ops"],
+    )
+    def readyz(request: Request) -> Any:
+        """Readiness: artifacts are loaded and requests can be served."""
+        if not request.app.state.ready:
+            return JSONResponse(status_code=503, content={"status": "not ready"})
+        art = request.app.state.recommender.artifacts
+        return Readiness(
+            status="ready",
+            artifacts=str(art.directory),
+            n_users=art.n_users,
+            n_items=art.n_items,
+            dim=art.dim,
+            package_version=str(art.manifest.get("package_version", "")),
+        )
+
+    @app.post(
+        "/recommend",
+        response_model=RecommendResponse,
+        responses={422: {"model": ValidationErrorBody, "description": "Invalid request."}},
+        tags=["recommendations"],
+    )
+    def recommend(body: RecommendRequest, request: Request) -> RecommendResponse:
+        """Top-k items for a user, with the channel that produced them and why."""
+        # A plain `def`: FastAPI runs it in its thread pool, so a slow search (a big IVF index)
+        # never blocks the event loop that accepts the other requests.
+        result = request.app.state.recommender.recommend(
+            user_id=body.user_id,
+            user_type=body.user_type,
+            device=body.device,
+            action=body.action,
+            k=body.k,
+            exclude_seen=body.exclude_seen,
+            item_id=body.item_id,
+        )
+        return RecommendResponse(
+            user_id=body.user_id,
+            items=[
+                ScoredItem(item_id=i, score=s)
+                for i, s in zip(result.item_ids, result.scores, strict=True)
+            ],
+            channel=result.channel,
+            rule=result.rule,
+            reason=result.reason,
+            fallback=result.fallback,
+            known_user=result.known_user,
+        )
+
+    return app
+
+
+def _jsonable(value: Any) -> Any:
+    """Echo simple inputs back; anything else as its repr (never fail while reporting a failure)."""
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return value
+    if isinstance(value, (list, dict)):
+        try:
+            import json
+
+            json.dumps(value)
+            return value
+        except (TypeError, ValueError):
+            pass
+    return repr(value)[:200]
+
+
+def _limit_faiss_threads(threads: int) -> None:
+    """One OpenMP thread per search: requests already run in parallel across the thread pool,
+    and nested OpenMP teams on a small machine cost more than they give at one query each."""
+    try:
+        import faiss
+    except ImportError:
+        return
+    faiss.omp_set_num_threads(max(1, threads))

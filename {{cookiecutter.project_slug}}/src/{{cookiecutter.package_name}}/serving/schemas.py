@@ -1,0 +1,114 @@
+"""Request and response bodies of the service (pydantic v2): the OpenAPI schema is built from these.
+
+`user_type`, `device` and `action` are strings, not enums, on purpose: an app release that
+starts sending a new device type must keep getting recommendations (the router's fallback,
+with the reason saying which value it did not know), not a wall of 422s. The known values are
+listed in the schema so clients and fuzzers see them.
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from ..router import Action, Channel, Device, UserType
+
+MAX_K = 100
+"""Upper bound on `k`: bigger lists belong to a batch job, not a request path."""
+
+_NAME = r"^[A-Za-z0-9_\-]{1,32}$"
+
+
+def _known(enum: type) -> str:
+    return (
+        "Known values: "
+        + ", ".join(member.value for member in enum)
+        + ". Others take the fallback route."
+    )
+
+
+class RecommendRequest(BaseModel):
+    """What to recommend for whom, in which context."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "user_id": "u42",
+                    "user_type": "returning",
+                    "device": "mobile",
+                    "action": "purchase",
+                    "k": 20,
+                    "exclude_seen": True,
+                }
+            ]
+        },
+    )
+
+    user_id: str = Field(
+        min_length=1, max_length=128, description="Raw user id; unknown ids get cold start."
+    )
+    user_type: str = Field(
+        pattern=_NAME, examples=[u.value for u in UserType], description=_known(UserType)
+    )
+    device: str = Field(
+        pattern=_NAME, examples=[d.value for d in Device], description=_known(Device)
+    )
+    action: str = Field(
+        pattern=_NAME, examples=[a.value for a in Action], description=_known(Action)
+    )
+    k: int = Field(default=10, ge=1, le=MAX_K, description=f"How many items, 1..{MAX_K}.")
+    exclude_seen: bool = Field(
+        default=True, description="Leave out items the user already interacted with."
+    )
+    item_id: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=128,
+        description="The item in view (seeds item-graph recall); optional.",
+    )
+
+
+class ScoredItem(BaseModel):
+    item_id: str
+    score: float = Field(
+        description="Channel score: similarity, co-occurrence weight or popularity count."
+    )
+
+
+class RecommendResponse(BaseModel):
+    """The items, and which channel produced them and why."""
+
+    user_id: str
+    items: list[ScoredItem]
+    channel: Channel = Field(description="The channel that produced the items.")
+    rule: str = Field(description="The routing rule that matched ('fallback' when none did).")
+    reason: str = Field(description="Why this channel: the route, then any downgrade on the way.")
+    fallback: bool = Field(description="True when the routed channel could not answer as routed.")
+    known_user: bool = Field(description="Whether the user id is in the trained model.")
+
+
+class Health(BaseModel):
+    status: str = Field(examples=["ok"])
+
+
+class Readiness(BaseModel):
+    status: str = Field(examples=["ready"])
+    artifacts: str = Field(description="Folder the artifacts were loaded from.")
+    n_users: int
+    n_items: int
+    dim: int
+    package_version: str
+
+
+class FieldError(BaseModel):
+    field: str = Field(description="Where the problem is, e.g. 'body.k'.", examples=["body.k"])
+    message: str = Field(examples=["Input should be less than or equal to 100"])
+    input: object | None = Field(default=None, description="The value that was sent, if any.")
+
+
+class ValidationErrorBody(BaseModel):
+    """422: the request was understood as JSON (or not) but does not fit the schema."""
+
+    detail: str = Field(examples=["1 invalid field in the request; see 'errors'."])
+    errors: list[FieldError]

@@ -1,0 +1,336 @@
+"""The service answers every route correctly, explains itself, and refuses bad input clearly.
+
+The artifacts are a small synthetic catalog written by the real `save_artifacts` (real faiss
+index, real item graph from `co_occurrence_neighbours`), loaded by the app's lifespan exactly
+as in production. Expected answers are recomputed here with plain numpy, independently of the
+serving code.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+
+from {{ cookiecutter.package_name }}.artifacts import ArtifactError, save_artifacts
+from {{ cookiecutter.package_name }}.channels import co_occurrence_neighbours
+from {{ cookiecutter.package_name }}.retrieval import build_index
+from {{ cookiecutter.package_name }}.router import RouteConfigError
+from {{ cookiecutter.package_name }}.serving import create_app
+from {{ cookiecutter.package_name }}.serving.schemas import MAX_K
+
+N_USERS, N_ITEMS, DIM = 40, 60, 8
+
+
+def write_sample_artifacts(folder: Path, seed: int = 7) -> Path:
+    """A tiny, fully consistent artifacts folder (users u0.., items i0..)."""
+    rng = np.random.default_rng(seed)
+    users_emb = rng.normal(size=(N_USERS, DIM)).astype(np.float32)
+    items_emb = rng.normal(size=(N_ITEMS, DIM)).astype(np.float32)
+    users_emb /= np.linalg.norm(users_emb, axis=1, keepdims=True)
+    items_emb /= np.linalg.norm(items_emb, axis=1, keepdims=True)
+    # Skewed item popularity, like real logs: low item ids are taken more often.
+    seen = [
+        np.unique(rng.choice(N_ITEMS, size=rng.integers(3, 8), p=_zipf(N_ITEMS)))
+        for _ in range(N_USERS)
+    ]
+    seen[5] = np.zeros(0, dtype=np.int64)  # a known user with no history
+    pairs_u = np.concatenate([np.full(len(s), u) for u, s in enumerate(seen)])
+    pairs_i = np.concatenate(seen)
+    neighbours, weights = co_occurrence_neighbours(
+        pairs_u, pairs_i, N_USERS, N_ITEMS, n_neighbours=10
+    )
+    return save_artifacts(
+        folder,
+        user_ids=[f"u{u}" for u in range(N_USERS)],
+        item_ids=[f"i{i}" for i in range(N_ITEMS)],
+        user_embeddings=users_emb,
+        item_embeddings=items_emb,
+        index=build_index(items_emb, kind="flat"),
+        popularity_scores=np.bincount(pairs_i, minlength=N_ITEMS).astype(np.float32),
+        neighbours=neighbours,
+        neighbour_weights=weights,
+        seen=seen,
+        config={"seed": seed, "purpose": "serving tests"},
+    )
+
+
+def _zipf(n: int) -> np.ndarray:
+    p = 1.0 / np.arange(1, n + 1)
+    return p / p.sum()
+
+
+@pytest.fixture(scope="module")
+def artifacts_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_sample_artifacts(tmp_path_factory.mktemp("serving") / "artifacts")
+
+
+@pytest.fixture(scope="module")
+def arrays(artifacts_dir: Path) -> dict[str, np.ndarray]:
+    return {p.stem: np.load(p) for p in artifacts_dir.glob("*.npy")}
+
+
+@pytest.fixture(scope="module")
+def client(artifacts_dir: Path) -> Iterator[TestClient]:
+    with TestClient(create_app(artifacts_dir)) as test_client:  # runs the lifespan
+        yield test_client
+
+
+def seen_of(arrays: dict[str, np.ndarray], user: int) -> set[int]:
+    start, stop = arrays["seen_indptr"][user], arrays["seen_indptr"][user + 1]
+    return set(arrays["seen_indices"][start:stop].tolist())
+
+
+def ask(client: TestClient, **overrides: object) -> dict:
+    body = {
+        "user_id": "u1",
+        "user_type": "returning",
+        "device": "mobile",
+        "action": "purchase",
+        "k": 10,
+    }
+    body.update(overrides)
+    response = client.post("/recommend", json=body)
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def item_indices(answer: dict) -> list[int]:
+    return [int(item["item_id"][1:]) for item in answer["items"]]
+
+
+def test_health_and_readiness_report_the_loaded_catalog(
+    client: TestClient, artifacts_dir: Path
+) -> None:
+    assert client.get("/healthz").json() == {"status": "ok"}
+    ready = client.get("/readyz")
+    assert ready.status_code == 200
+    assert ready.json()["n_items"] == N_ITEMS and ready.json()["n_users"] == N_USERS
+    assert ready.json()["dim"] == DIM
+    assert Path(ready.json()["artifacts"]) == artifacts_dir
+
+
+@pytest.mark.parametrize("user", [1, 2, 17])
+def test_a_returning_mobile_buyer_gets_the_exact_two_tower_top_k_without_seen_items(
+    client: TestClient, arrays: dict[str, np.ndarray], user: int
+) -> None:
+    answer = ask(client, user_id=f"u{user}", k=12)
+    assert answer["channel"] == "two_tower" and answer["rule"] == "returning-mobile-buy"
+    assert not answer["fallback"] and answer["known_user"]
+    scores = arrays["item_embeddings"] @ arrays["user_embeddings"][user]  # (n_items,)
+    ranked = [
+        i for i in np.argsort(-scores, kind="stable").tolist() if i not in seen_of(arrays, user)
+    ]
+    assert item_indices(answer) == ranked[:12]
+    np.testing.assert_allclose(
+        [it["score"] for it in answer["items"]], scores[ranked[:12]], atol=1e-5
+    )
+
+
+def test_seen_items_come_back_when_exclude_seen_is_off(
+    client: TestClient, arrays: dict[str, np.ndarray]
+) -> None:
+    answer = ask(client, user_id="u3", k=N_ITEMS, exclude_seen=False)
+    assert seen_of(arrays, 3) <= set(item_indices(answer))
+    assert len(answer["items"]) == N_ITEMS
+
+
+def test_an_unknown_user_on_the_two_tower_route_gets_cold_start_popularity(
+    client: TestClient, arrays: dict[str, np.ndarray]
+) -> None:
+    answer = ask(client, user_id="someone-new", k=5)
+    assert answer["channel"] == "popularity" and answer["fallback"]
+    assert not answer["known_user"]
+    assert "not in the model" in answer["reason"] and "cold-start" in answer["reason"]
+    assert item_indices(answer) == arrays["popularity"][:5].tolist()
+
+
+def test_a_new_user_browsing_on_mobile_is_routed_to_popularity_without_a_fallback(
+    client: TestClient,
+) -> None:
+    answer = ask(client, user_id="u9", user_type="new", device="mobile", action="browse", k=5)
+    assert answer["channel"] == "popularity" and answer["rule"] == "new-mobile-browse"
+    assert not answer["fallback"]
+
+
+def test_a_vip_click_on_an_item_gets_that_items_graph_neighbours_by_weight(
+    client: TestClient, arrays: dict[str, np.ndarray]
+) -> None:
+    item = next(i for i in range(N_ITEMS) if (arrays["neighbours"][i] >= 0).sum() >= 3)
+    answer = ask(
+        client,
+        user_id="u5",
+        user_type="vip",
+        device="desktop",
+        action="click",
+        item_id=f"i{item}",
+        k=3,
+    )
+    assert answer["channel"] == "item_graph" and answer["rule"] == "vip-click"
+    nb, w = arrays["neighbours"][item], arrays["neighbour_weights"][item]
+    expected = [int(n) for n in nb[np.lexsort((nb, -w))] if n >= 0][:3]
+    assert item_indices(answer) == expected
+    assert f"neighbours of item 'i{item}'" in answer["reason"]
+
+
+def test_a_vip_click_without_an_item_uses_the_users_history_and_never_returns_it(
+    client: TestClient, arrays: dict[str, np.ndarray]
+) -> None:
+    answer = ask(client, user_id="u2", user_type="vip", device="tablet", action="click", k=20)
+    assert answer["channel"] == "item_graph"
+    assert "history" in answer["reason"]
+    assert not set(item_indices(answer)) & seen_of(arrays, 2)
+    assert len(answer["items"]) == 20  # topped up with popularity when the graph runs short
+
+
+def test_a_vip_click_with_nothing_to_seed_the_graph_falls_back_to_popularity(
+    client: TestClient,
+) -> None:
+    answer = ask(
+        client,
+        user_id="ghost",
+        user_type="vip",
+        device="mobile",
+        action="click",
+        item_id="no-such-item",
+    )
+    assert answer["channel"] == "popularity" and answer["fallback"]
+    assert "'no-such-item' is not in the catalog" in answer["reason"]
+
+
+def test_an_unknown_device_is_served_by_the_fallback_with_the_value_named(
+    client: TestClient,
+) -> None:
+    answer = ask(client, device="smartwatch")
+    assert answer["channel"] == "popularity" and answer["rule"] == "fallback"
+    assert "device 'smartwatch'" in answer["reason"]
+
+
+def test_every_answer_has_unique_items_in_non_increasing_score_order(client: TestClient) -> None:
+    for overrides in (
+        {},
+        {"user_type": "vip", "action": "click"},
+        {"user_type": "new", "device": "desktop"},
+        {"user_id": "nobody"},
+    ):
+        answer = ask(client, k=MAX_K, **overrides)
+        ids = [it["item_id"] for it in answer["items"]]
+        scores = [it["score"] for it in answer["items"]]
+        assert len(ids) == len(set(ids)) > 0
+        if answer["channel"] != "item_graph":  # graph lists end with a popularity top-up
+            assert scores == sorted(scores, reverse=True)
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"k": 0}, "body.k"),
+        ({"k": MAX_K + 1}, "body.k"),
+        ({"k": "ten"}, "body.k"),
+        ({"user_id": ""}, "body.user_id"),
+        ({"device": "mobile phone!"}, "body.device"),
+        ({"colour": "red"}, "body.colour"),
+        ({"user_id": None}, "body.user_id"),
+    ],
+    ids=[
+        "k-zero",
+        "k-too-big",
+        "k-not-int",
+        "empty-user",
+        "bad-device",
+        "extra-field",
+        "null-user",
+    ],
+)
+def test_invalid_requests_get_422_with_the_field_and_a_readable_message(
+    client: TestClient, change: dict, field: str
+) -> None:
+    body = {"user_id": "u1", "user_type": "returning", "device": "mobile", "action": "purchase"}
+    body.update(change)
+    response = client.post("/recommend", json=body)
+    assert response.status_code == 422
+    payload = response.json()
+    assert [e["field"] for e in payload["errors"]] == [field]
+    assert payload["errors"][0]["message"]
+    assert payload["detail"] == "1 invalid field in the request; see 'errors'."
+
+
+def test_a_missing_field_and_malformed_json_are_422_too(client: TestClient) -> None:
+    missing = client.post("/recommend", json={"user_id": "u1"})
+    assert missing.status_code == 422
+    assert {e["field"] for e in missing.json()["errors"]} == {
+        "body.user_type",
+        "body.device",
+        "body.action",
+    }
+    broken = client.post(
+        "/recommend", content=b"{not json", headers={"content-type": "application/json"}
+    )
+    assert broken.status_code == 422
+    assert "JSON" in broken.json()["errors"][0]["message"]
+
+
+def test_the_openapi_schema_documents_k_bounds_and_the_422_body(client: TestClient) -> None:
+    schema = client.get("/openapi.json").json()
+    request = schema["components"]["schemas"]["RecommendRequest"]["properties"]["k"]
+    assert (request["minimum"], request["maximum"]) == (1, MAX_K)
+    responses = schema["paths"]["/recommend"]["post"]["responses"]
+    assert responses["422"]["content"]["application/json"]["schema"]["$ref"].endswith(
+        "/ValidationErrorBody"
+    )
+
+
+def test_routes_from_a_config_file_change_the_channel_without_code(
+    artifacts_dir: Path, tmp_path: Path
+) -> None:
+    routes = tmp_path / "routes.yaml"
+    routes.write_text(
+        "rules:\n  - {device: tablet, channel: popularity, name: tablet-pop}\n", encoding="utf-8"
+    )
+    with TestClient(create_app(artifacts_dir, routes_file=routes)) as custom:
+        answer = ask(custom, device="tablet")
+        assert answer["channel"] == "popularity" and answer["rule"] == "tablet-pop"
+
+
+def test_startup_fails_naming_the_missing_artifacts_folder(tmp_path: Path) -> None:
+    with (
+        pytest.raises(
+            ArtifactError, match=r"manifest\.json: missing \(the folder does not exist\)"
+        ),
+        TestClient(create_app(tmp_path / "nowhere")),
+    ):
+        pass
+
+
+def test_startup_fails_naming_a_missing_artifact_file(artifacts_dir: Path, tmp_path: Path) -> None:
+    broken = write_sample_artifacts(tmp_path / "artifacts")
+    (broken / "index.faiss").unlink()
+    with (
+        pytest.raises(ArtifactError, match=r"index\.faiss: missing"),
+        TestClient(create_app(broken)),
+    ):
+        pass
+
+
+def test_startup_fails_naming_a_file_that_does_not_match_the_manifest(tmp_path: Path) -> None:
+    broken = write_sample_artifacts(tmp_path / "artifacts")
+    np.save(broken / "popularity.npy", np.arange(N_ITEMS + 1, dtype=np.int64))
+    with (
+        pytest.raises(ArtifactError, match=r"popularity\.npy: sha256 does not match"),
+        TestClient(create_app(broken)),
+    ):
+        pass
+
+
+def test_startup_fails_naming_a_bad_routes_file(artifacts_dir: Path, tmp_path: Path) -> None:
+    routes = tmp_path / "routes.yaml"
+    routes.write_text(json.dumps({"rules": [{"channel": "magic"}]}), encoding="utf-8")
+    with (
+        pytest.raises(RouteConfigError, match=r"routes\.yaml.*channel is 'magic'"),
+        TestClient(create_app(artifacts_dir, routes_file=routes)),
+    ):
+        pass
