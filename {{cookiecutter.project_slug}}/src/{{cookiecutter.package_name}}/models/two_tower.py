@@ -1,0 +1,111 @@
+"""The two-tower retrieval model and its softmax loss.
+
+Training objective: for each (user, positive item) pair, a softmax over candidate items of
+``cos(user, item) / temperature``. Candidates are either
+
+* ``in_batch`` - the other positives of the batch (cheap; popular items are over-represented
+  as negatives, so with ``logq=True`` each logit is corrected by ``- log Q(item)``, the item's
+  share of training pairs: the sampled-softmax correction of Yi et al., RecSys 2019), or
+* ``full`` - the whole catalog (exact softmax; no sampling bias, so no correction needed).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .towers import ItemTower, UserTower
+
+NEGATIVES = ("in_batch", "full")
+
+
+class TwoTower(nn.Module):
+    """A user tower and an item tower; ``forward`` returns the training loss."""
+
+    def __init__(
+        self,
+        user_tower: UserTower,
+        item_tower: ItemTower,
+        temperature: float = 0.05,
+        negatives: str = "in_batch",
+    ) -> None:
+        super().__init__()
+        if negatives not in NEGATIVES:
+            raise ValueError(f"negatives={negatives!r}; expected one of {NEGATIVES}")
+        if temperature <= 0:
+            raise ValueError(f"temperature must be > 0, got {temperature}")
+        self.user_tower = user_tower
+        self.item_tower = item_tower
+        self.temperature = temperature
+        self.negatives = negatives
+
+    def forward(
+        self,
+        user_ids: torch.Tensor,
+        user_features: torch.Tensor,
+        item_ids: torch.Tensor,
+        item_features: torch.Tensor,
+        catalog_features: torch.Tensor | None = None,
+        log_q: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Mean softmax loss of a batch of positive pairs.
+
+        ``catalog_features`` (n_items, n_item_features) is needed for ``full`` negatives;
+        ``log_q`` (n_items,) is the log sampling probability for the in-batch correction.
+        """
+        users = self.user_tower(user_ids, user_features)  # (batch, dim)
+        if self.negatives == "full":
+            if catalog_features is None:
+                raise ValueError("full-catalog negatives need catalog_features (n_items, n_item_features)")
+            all_ids = torch.arange(catalog_features.shape[0], device=user_ids.device)
+            items = self.item_tower(all_ids, catalog_features)  # (n_items, dim)
+            logits = users @ items.T / self.temperature  # (batch, n_items)
+            if log_q is not None:
+                logits = logits - log_q[None, :]
+            return F.cross_entropy(logits.float(), item_ids)
+        items = self.item_tower(item_ids, item_features)  # (batch, dim)
+        logits = users @ items.T / self.temperature  # (batch, dim) @ (dim, batch) -> (batch, batch)
+        if log_q is not None:
+            logits = logits - log_q[item_ids][None, :]
+        # A batch can hold the same item twice; the copy is not a negative for that row.
+        same = item_ids[:, None] == item_ids[None, :]
+        same.fill_diagonal_(False)
+        logits = logits.float().masked_fill(same, float("-inf"))
+        labels = torch.arange(len(user_ids), device=user_ids.device)
+        return F.cross_entropy(logits, labels)
+
+
+def build_two_tower(
+    n_users: int,
+    n_items: int,
+    user_cardinalities: list[int],
+    item_cardinalities: list[int],
+    dim: int = 64,
+    hidden: int = 128,
+    temperature: float = 0.05,
+    negatives: str = "in_batch",
+) -> TwoTower:
+    """A two-tower model sized for a dataset."""
+    return TwoTower(
+        UserTower(n_users, user_cardinalities, dim=dim, hidden=hidden),
+        ItemTower(n_items, item_cardinalities, dim=dim, hidden=hidden),
+        temperature=temperature,
+        negatives=negatives,
+    )
+
+
+@torch.no_grad()
+def embed_all(
+    tower: nn.Module, features: torch.Tensor, batch_size: int = 8192
+) -> torch.Tensor:
+    """Apply a tower to every id ``0..len(features)-1``; returns (n, dim) float32 on CPU."""
+    device = next(tower.parameters()).device
+    was_training = tower.training
+    tower.eval()
+    out = []
+    for start in range(0, features.shape[0], batch_size):
+        ids = torch.arange(start, min(start + batch_size, features.shape[0]), device=device)
+        out.append(tower(ids, features[start : start + len(ids)].to(device)).float().cpu())
+    tower.train(was_training)
+    return torch.cat(out)

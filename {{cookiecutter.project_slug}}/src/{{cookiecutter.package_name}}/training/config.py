@@ -1,0 +1,111 @@
+"""Training configuration and the result of a run."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+# Fields that decide the shape/meaning of the weights: a checkpoint may only be resumed by a
+# config that agrees on all of them.
+MODEL_FIELDS = (
+    "data", "n_users", "n_items", "events_per_user", "split", "seed", "dim", "hidden",
+    "temperature", "negatives", "logq",
+)
+
+
+@dataclass
+class TrainConfig:
+    """Everything ``train`` needs. Defaults train the synthetic sample in well under a minute."""
+
+    data: str = "synthetic"  # "synthetic", "ml-100k" or a path to an interactions file
+    n_users: int = 2000  # synthetic sizes (ignored for other data)
+    n_items: int = 1000
+    events_per_user: float = 30.0
+    split: str = "random"  # "random" 80/10/10 per user, or "temporal" leave-last-out
+    seed: int = 0
+    deterministic: bool = False  # torch.use_deterministic_algorithms + fixed cuBLAS workspace
+
+    dim: int = 64
+    hidden: int = 128
+    temperature: float = 0.05
+    negatives: str = "in_batch"  # or "full" (softmax over the whole catalog)
+    logq: bool = True  # popularity correction for in-batch negatives
+
+    epochs: int = 20
+    batch_size: int = 1024  # global: split across DDP processes
+    lr: float = 3e-3
+    weight_decay: float = 0.0
+    eval_k: int = 10
+    patience: int = 3  # epochs without a better validation Recall@K before stopping
+
+    device: str = "auto"  # "auto" (cuda > mps > cpu), or forced "cuda", "cuda:1", "mps", "cpu"
+    amp: str = "auto"  # "auto" (bf16 on CUDA if supported), "bf16", "fp16", "off"
+
+    runs_dir: str = "runs"
+    run_id: str | None = None
+    resume: str | None = None  # a run folder or checkpoint.pt to continue from
+    progress: bool = True
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> TrainConfig:
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(f"unknown config keys {unknown}; expected some of {sorted(known)}")
+        return cls(**values)
+
+    @classmethod
+    def from_json(cls, path: str | Path) -> TrainConfig:
+        return cls.from_dict(json.loads(Path(path).read_text(encoding="utf-8")))
+
+    def model_fingerprint(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in MODEL_FIELDS}
+
+    def fingerprint_hash(self) -> str:
+        blob = json.dumps(self.model_fingerprint(), sort_keys=True, default=str)
+        return hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+    def validate(self) -> None:
+        problems = []
+        if self.split not in ("random", "temporal"):
+            problems.append(f"split={self.split!r}: expected 'random' or 'temporal'")
+        if self.negatives not in ("in_batch", "full"):
+            problems.append(f"negatives={self.negatives!r}: expected 'in_batch' or 'full'")
+        if self.amp not in ("auto", "bf16", "fp16", "off"):
+            problems.append(f"amp={self.amp!r}: expected 'auto', 'bf16', 'fp16' or 'off'")
+        for name in ("epochs", "batch_size", "dim", "hidden", "eval_k", "patience"):
+            if getattr(self, name) < 1:
+                problems.append(f"{name}={getattr(self, name)}: expected >= 1")
+        if self.lr <= 0:
+            problems.append(f"lr={self.lr}: expected > 0")
+        if problems:
+            raise ValueError("invalid training config:\n  " + "\n  ".join(problems))
+
+
+@dataclass
+class Metrics:
+    """What a run produced. ``val``/``test`` map "recall@10" etc. to values."""
+
+    run_dir: str
+    best_epoch: int
+    epochs_run: int
+    val: dict[str, float]
+    test: dict[str, float]
+    history: list[dict[str, float]]
+    samples_per_second: float
+    train_seconds: float
+    device: str
+    amp: str
+    world_size: int
+    stopped_early: bool
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)

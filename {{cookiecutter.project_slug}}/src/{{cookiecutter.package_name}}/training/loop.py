@@ -1,0 +1,255 @@
+"""``train(cfg) -> Metrics``: the two-tower training loop, single process or torchrun DDP.
+
+Batches are slices of shuffled index tensors that live on the training device (no per-sample
+Python, no DataLoader workers): an epoch is ``randperm`` + slicing + two gathers per batch.
+``batch_size`` is global; under DDP each rank trains on its ``rank::world_size`` share of every
+batch and gradients are averaged, so 1 process and N processes see the same samples per step.
+
+Launch on several processes with the same entry point::
+
+    torchrun --standalone --nproc-per-node 2 -m <package> train --device cpu
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.nn.parallel import DistributedDataParallel
+
+from ..data import Split, load_dataset, make_split
+from ..evaluation import check_k, rank_metrics
+from ..models import TwoTower, build_two_tower, embed_all
+from .config import Metrics as Metrics
+from .config import TrainConfig
+from .runtime import (
+    DistContext,
+    amp_dtype,
+    autocast,
+    broadcast_floats,
+    choose_device,
+    init_distributed,
+    seed_everything,
+    shutdown_distributed,
+)
+from .snapshot import new_run_id, plot_curves, write_snapshot
+
+CHECKPOINT = "checkpoint.pt"
+MODEL = "model.pt"
+
+
+class CheckpointMismatch(ValueError):
+    """A checkpoint was written by a config with different model-shaping fields."""
+
+
+def prepare_split(cfg: TrainConfig) -> Split:
+    """The dataset and split a config describes (deterministic: same config, same split)."""
+    data = load_dataset(
+        cfg.data, seed=cfg.seed, n_users=cfg.n_users, n_items=cfg.n_items,
+        events_per_user=cfg.events_per_user,  # type: ignore[arg-type]
+    ) if cfg.data == "synthetic" else load_dataset(cfg.data, seed=cfg.seed)
+    return make_split(data, cfg.split, seed=cfg.seed)
+
+
+def model_for(cfg: TrainConfig, split: Split) -> TwoTower:
+    data = split.data
+    return build_two_tower(
+        data.n_users, data.n_items, data.user_cardinalities, data.item_cardinalities,
+        dim=cfg.dim, hidden=cfg.hidden, temperature=cfg.temperature, negatives=cfg.negatives,
+    )
+
+
+def two_tower_embeddings(model: TwoTower, split: Split) -> tuple[np.ndarray, np.ndarray]:
+    """(n_users, dim) and (n_items, dim) float32 embeddings of every user and item."""
+    users = embed_all(model.user_tower, torch.as_tensor(split.data.user_features))
+    items = embed_all(model.item_tower, torch.as_tensor(split.data.item_features))
+    return users.numpy(), items.numpy()
+
+
+def _validation(model: TwoTower, split: Split, part: str, ks: list[int]) -> dict[str, float]:
+    users, items = two_tower_embeddings(model, split)
+    seen = split.by_user("train" if part == "val" else "train+val")
+    return rank_metrics(
+        lambda u: users[u] @ items.T, split.by_user(part), seen, split.n_items, ks
+    )
+
+
+def _resolve_resume(path: str) -> Path:
+    p = Path(path)
+    ckpt = p / CHECKPOINT if p.is_dir() else p
+    if not ckpt.is_file():
+        raise FileNotFoundError(f"--resume {path}: no {CHECKPOINT} there; expected a run folder or checkpoint file")
+    return ckpt
+
+
+def load_checkpoint(ckpt: Path, cfg: TrainConfig) -> dict[str, Any]:
+    """Read a checkpoint and refuse it when it was trained under another model config."""
+    state = torch.load(ckpt, map_location="cpu", weights_only=False)
+    theirs, ours = state.get("fingerprint", {}), cfg.model_fingerprint()
+    diff = {k: (theirs.get(k), ours[k]) for k in ours if theirs.get(k) != ours[k]}
+    if diff:
+        lines = "\n  ".join(f"{k}: checkpoint has {a!r}, this config has {b!r}" for k, (a, b) in diff.items())
+        raise CheckpointMismatch(
+            f"{ckpt}: written by a different config; resuming would mix models:\n  {lines}\n"
+            "Start a new run (drop --resume) or use the checkpoint's settings (its config.json)."
+        )
+    return state
+
+
+def _save_atomic(obj: Any, path: Path) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    torch.save(obj, tmp)
+    tmp.replace(path)
+
+
+def train(cfg: TrainConfig) -> Metrics:
+    """Train a two-tower model; write ``runs/<run-id>/``; return validation and test metrics."""
+    cfg.validate()
+    ctx = init_distributed(cfg.device)
+    try:
+        return _train(cfg, ctx)
+    finally:
+        shutdown_distributed(ctx)
+
+
+def _train(cfg: TrainConfig, ctx: DistContext) -> Metrics:
+    device = choose_device(cfg.device, ctx.local_rank)
+    dtype = amp_dtype(cfg.amp, device)
+    seed_everything(cfg.seed, cfg.deterministic)
+
+    # Everything that can fail on bad input happens before anything is written.
+    resume_state = load_checkpoint(_resolve_resume(cfg.resume), cfg) if cfg.resume else None
+    split = prepare_split(cfg)
+    ks = check_k(sorted({5, 10, 20, 50, cfg.eval_k} & set(range(1, split.n_items + 1))), split.n_items)
+    if cfg.resume:
+        run_dir = _resolve_resume(cfg.resume).parent
+    else:
+        run_dir = Path(cfg.runs_dir) / (cfg.run_id or new_run_id(cfg.fingerprint_hash()))
+        if ctx.is_main and run_dir.exists() and any(run_dir.iterdir()):
+            raise FileExistsError(f"{run_dir}: run folder exists and is not empty; pick another --run-id or --resume it")
+    if ctx.is_main:
+        write_snapshot(run_dir, cfg.to_dict())
+
+    model = model_for(cfg, split).to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    start_epoch, best_metric, best_epoch, bad_epochs = 0, -1.0, 0, 0
+    history: list[dict[str, float]] = []
+    best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    if resume_state is not None:
+        model.load_state_dict(resume_state["model"])
+        optimizer.load_state_dict(resume_state["optimizer"])
+        start_epoch, best_metric = resume_state["epoch"], resume_state["best_metric"]
+        best_epoch, bad_epochs = resume_state["best_epoch"], resume_state["bad_epochs"]
+        history, best_state = resume_state["history"], resume_state["best_state"]
+    net: torch.nn.Module = DistributedDataParallel(model) if ctx.enabled else model
+    scaler = torch.amp.GradScaler("cuda", enabled=dtype == torch.float16)
+
+    # Training pairs and side-feature tables live on the device; batches are gathers.
+    users_t = torch.as_tensor(split.train[0], device=device)
+    items_t = torch.as_tensor(split.train[1], device=device)
+    user_feats = torch.as_tensor(split.data.user_features, device=device)
+    item_feats = torch.as_tensor(split.data.item_features, device=device)
+    log_q = None
+    if cfg.logq and cfg.negatives == "in_batch":
+        counts = torch.bincount(items_t, minlength=split.n_items).double() + 1.0
+        log_q = (counts / counts.sum()).log().float()
+    n_pairs = len(users_t)
+    if n_pairs < ctx.world_size:
+        raise ValueError(f"{n_pairs} training pairs cannot be shared by {ctx.world_size} processes")
+
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    progress = Progress(
+        TextColumn("[bold]epoch {task.fields[epoch]}"), BarColumn(), TextColumn("loss {task.fields[loss]:.4f}"),
+        TimeElapsedColumn(), disable=not (cfg.progress and ctx.is_main), transient=True,
+    )
+    train_seconds, samples, stopped_early, epoch = 0.0, 0, False, start_epoch
+    with progress:
+        for epoch in range(start_epoch + 1, cfg.epochs + 1):
+            net.train()
+            # The permutation depends only on (seed, epoch): resumed and DDP runs see the same order.
+            gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + epoch)
+            perm = torch.randperm(n_pairs, generator=gen).to(device)
+            n_batches = (n_pairs + cfg.batch_size - 1) // cfg.batch_size
+            task = progress.add_task("train", total=n_batches, epoch=epoch, loss=0.0)
+            total_loss, t0 = 0.0, time.perf_counter()
+            for b in range(n_batches):
+                batch = perm[b * cfg.batch_size : (b + 1) * cfg.batch_size]
+                if len(batch) < ctx.world_size:
+                    break  # a tail too small to give every process a sample
+                batch = batch[ctx.rank :: ctx.world_size]
+                u, i = users_t[batch], items_t[batch]
+                with autocast(device, dtype):
+                    loss = net(u, user_feats[u], i, item_feats[i], item_feats, log_q)
+                optimizer.zero_grad(set_to_none=True)
+                scaler.scale(loss).backward()
+                scaler.step(optimizer)
+                scaler.update()
+                total_loss += float(loss.detach())
+                samples += len(batch) * ctx.world_size
+                progress.update(task, advance=1, loss=total_loss / (b + 1))
+            train_seconds += time.perf_counter() - t0
+            progress.remove_task(task)
+
+            metric = -1.0
+            if ctx.is_main:
+                val = _validation(model, split, "val", [cfg.eval_k])
+                metric = val[f"recall@{cfg.eval_k}"]
+            metric = broadcast_floats([metric], ctx, device)[0]
+            history.append({"epoch": epoch, "loss": total_loss / max(n_batches, 1), f"val_recall@{cfg.eval_k}": metric})
+            if metric > best_metric:
+                best_metric, best_epoch, bad_epochs = metric, epoch, 0
+                best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+            else:
+                bad_epochs += 1
+            if ctx.is_main:
+                _save_atomic(
+                    {"fingerprint": cfg.model_fingerprint(), "config": cfg.to_dict(), "epoch": epoch,
+                     "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                     "best_metric": best_metric, "best_epoch": best_epoch, "bad_epochs": bad_epochs,
+                     "best_state": best_state, "history": history},
+                    run_dir / CHECKPOINT,
+                )
+            if bad_epochs >= cfg.patience:
+                stopped_early = True
+                break
+
+    model.load_state_dict(best_state)
+    result = Metrics(
+        run_dir=str(run_dir), best_epoch=best_epoch, epochs_run=epoch, val={}, test={}, history=history,
+        samples_per_second=samples / train_seconds if train_seconds else 0.0, train_seconds=train_seconds,
+        device=str(device), amp=str(dtype).replace("torch.", "") if dtype else "off",
+        world_size=ctx.world_size, stopped_early=stopped_early,
+    )
+    if ctx.is_main:
+        model.cpu()
+        result.val = _validation(model, split, "val", ks)
+        result.test = _validation(model, split, "test", ks)
+        data = split.data
+        _save_atomic(
+            {"fingerprint": cfg.model_fingerprint(), "config": cfg.to_dict(), "state_dict": best_state,
+             "n_users": data.n_users, "n_items": data.n_items,
+             "user_cardinalities": data.user_cardinalities, "item_cardinalities": data.item_cardinalities},
+            run_dir / MODEL,
+        )
+        (run_dir / "metrics.json").write_text(json.dumps(result.to_dict(), indent=2), encoding="utf-8")
+        if history:
+            plot_curves(history, run_dir / "curves.png", cfg.eval_k)
+    return result
+
+
+def load_trained(run_dir: str | Path) -> tuple[TrainConfig, TwoTower, Split]:
+    """The config, best model (CPU, eval mode) and split of a finished run."""
+    path = Path(run_dir) / MODEL
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no trained model; run `train` first (or point --run at a finished run)")
+    saved = torch.load(path, map_location="cpu", weights_only=False)
+    cfg = TrainConfig.from_dict(saved["config"])
+    split = prepare_split(cfg)
+    model = model_for(cfg, split)
+    model.load_state_dict(saved["state_dict"])
+    return cfg, model.eval(), split

@@ -1,0 +1,118 @@
+"""Where and how training runs: device choice, AMP, seeds, determinism, torchrun DDP."""
+
+from __future__ import annotations
+
+import os
+import random
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.distributed as dist
+
+
+def choose_device(requested: str = "auto", local_rank: int = 0) -> torch.device:
+    """"auto" picks cuda, then mps, then cpu; a forced device that is absent is an error."""
+    cuda_ok = torch.cuda.is_available()
+    mps_ok = getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()
+    match requested:
+        case "auto":
+            if cuda_ok:
+                return torch.device("cuda", local_rank % torch.cuda.device_count())
+            return torch.device("mps" if mps_ok else "cpu")
+        case "cpu":
+            return torch.device("cpu")
+        case "mps":
+            if not mps_ok:
+                raise RuntimeError("device='mps' requested but this torch has no usable MPS backend; use --device cpu")
+            return torch.device("mps")
+        case _ if requested.startswith("cuda"):
+            if not cuda_ok:
+                raise RuntimeError(
+                    f"device={requested!r} requested but torch {torch.__version__} sees no CUDA device "
+                    "(CPU build or no driver); use --device cpu or auto"
+                )
+            if requested == "cuda":
+                return torch.device("cuda", local_rank % torch.cuda.device_count())
+            return torch.device(requested)
+        case _:
+            raise ValueError(f"device={requested!r}: expected auto, cpu, mps, cuda or cuda:N")
+
+
+def amp_dtype(requested: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype, or None for full precision. AMP is a CUDA-only feature here."""
+    if requested == "off" or device.type != "cuda":
+        if requested in ("bf16", "fp16") and device.type != "cuda":
+            raise RuntimeError(f"amp={requested!r} needs a CUDA device, training runs on {device}; use --amp off")
+        return None
+    if requested == "fp16":
+        return torch.float16
+    if requested == "bf16" or torch.cuda.is_bf16_supported():
+        return torch.bfloat16
+    return torch.float16  # "auto" on a GPU without bf16 (pre-Ampere)
+
+
+def autocast(device: torch.device, dtype: torch.dtype | None) -> AbstractContextManager[object]:
+    if dtype is None:
+        return nullcontext()
+    return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+def seed_everything(seed: int, deterministic: bool = False) -> None:
+    """Seed python, numpy and torch; optionally make torch kernels deterministic."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    if deterministic:
+        # cuBLAS needs a fixed workspace to be reproducible; must be set before CUDA starts.
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.use_deterministic_algorithms(True)
+        torch.backends.cudnn.benchmark = False
+
+
+@dataclass(frozen=True)
+class DistContext:
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def enabled(self) -> bool:
+        return self.world_size > 1
+
+
+def init_distributed(device_request: str) -> DistContext:
+    """Join the process group torchrun set up (env:// rendezvous); single process otherwise.
+
+    The backend follows the hardware: nccl when training on CUDA, gloo on CPU.
+    """
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return DistContext()
+    rank, local_rank = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
+    if not dist.is_initialized():
+        use_nccl = torch.cuda.is_available() and device_request != "cpu" and dist.is_nccl_available()
+        if use_nccl:
+            torch.cuda.set_device(local_rank % torch.cuda.device_count())
+        dist.init_process_group(backend="nccl" if use_nccl else "gloo")
+    return DistContext(rank=rank, world_size=world, local_rank=local_rank)
+
+
+def broadcast_floats(values: list[float], ctx: DistContext, device: torch.device) -> list[float]:
+    """Rank 0's values on every rank (so all ranks take the same early-stopping decision)."""
+    if not ctx.enabled:
+        return values
+    t = torch.tensor(values, dtype=torch.float64, device=device)
+    dist.broadcast(t, src=0)
+    return t.tolist()
+
+
+def shutdown_distributed(ctx: DistContext) -> None:
+    if ctx.enabled and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
