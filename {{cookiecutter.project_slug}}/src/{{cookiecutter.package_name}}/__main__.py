@@ -61,9 +61,12 @@ def _parser() -> argparse.ArgumentParser:
 
     # --- serve: added by the serving module (FastAPI) -----------------------------------------
     serve = sub.add_parser("serve", help="serve recommendations over HTTP")
-    serve.add_argument("--artifacts", default="artifacts")
-    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--artifacts", default="artifacts", help="folder written by `index` or `demo`")
+    serve.add_argument("--host", default="127.0.0.1", help="0.0.0.0 to listen beyond this machine")
     serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--routes", help="YAML routes file overriding the built-in router rules")
+    serve.add_argument("--workers", type=int, default=1, help="uvicorn worker processes")
+    serve.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
 {%- endif %}
     return parser
 
@@ -187,7 +190,16 @@ def _route(args: argparse.Namespace) -> int:
 {%- if cookiecutter.include_serving %}
         # --- serve: wired by the serving module ----------------------------------------------
         case "serve":
-            raise SystemExit("serve is not wired yet: the serving module adds it")
+            from .serving import serve
+
+            serve(
+                host=args.host,
+                port=args.port,
+                artifacts=args.artifacts,
+                routes=args.routes,
+                workers=args.workers,
+                log_level=args.log_level,
+            )
 {%- endif %}
         case _:
             raise SystemExit(f"unknown command {args.command!r}")
