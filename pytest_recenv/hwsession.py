@@ -9,6 +9,7 @@ of hardware outcomes. Under xdist the controller probes, sends the report to eac
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -164,16 +165,33 @@ def unconfigure(config: pytest.Config) -> None:
 # -- collection -----------------------------------------------------------------------------------
 
 
-def group_multi_gpu(item: pytest.Item) -> None:
-    """Under xdist, put tests needing several GPUs in one group (``--dist loadgroup``)."""
-    if not hasattr(item.config, "workerinput"):
-        return
-    wide = item.get_closest_marker("multi_gpu") is not None or any(
+def _is_wide(item: pytest.Item) -> bool:
+    return item.get_closest_marker("multi_gpu") is not None or any(
         (m.kwargs.get("min_devices") or (m.args[0] if m.args else 1)) not in (1, None)
         for m in item.iter_markers("cuda")
     )
-    if wide and item.get_closest_marker("xdist_group") is None:
+
+
+def group_multi_gpu(item: pytest.Item) -> None:
+    """Under xdist, put tests needing several GPUs in one group (``--dist loadgroup``)."""
+    grouped = item.get_closest_marker("xdist_group") is not None
+    if hasattr(item.config, "workerinput") and not grouped and _is_wide(item):
         item.add_marker(pytest.mark.xdist_group(MULTI_GPU_GROUP))
+
+
+def multi_gpu_lock(item: pytest.Item) -> contextlib.AbstractContextManager[object]:
+    """Under xdist, a test needing several GPUs holds a run-wide lock while it runs.
+
+    Workers see every GPU (their own first), so two multi-GPU tests on two workers would share
+    devices. The lock serialises them whatever the scheduler does: pytest-xdist 3.8 under pytest 9
+    ignores ``xdist_group`` (it rewrites ``item._nodeid``, which pytest 9 no longer reads).
+    """
+    state = item.config.stash.get(STATE_KEY, None)
+    if state is None or state.tier1_dir is None or not _is_wide(item):
+        return contextlib.nullcontext()
+    from filelock import FileLock
+
+    return FileLock(str(Path(state.tier1_dir) / "multi-gpu.lock"))
 
 
 def evaluate_items(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -408,26 +426,25 @@ def summary_lines(config: pytest.Config) -> list[str]:
     state = config.stash.get(STATE_KEY, None)
     if state is None or hasattr(config, "workerinput"):
         return []
-    lines = []
+    lines = [
+        f"recenv: worker {w} pinned to CUDA_VISIBLE_DEVICES={p}" for w, p in state.pins.items()
+    ]
+    if state.only_hardware_deselected is not None:
+        lines.append(
+            f"recenv: --recenv-only-hardware deselected "
+            f"{state.only_hardware_deselected} non-hardware tests"
+        )
     if config.option.collectonly:
         chars = str(getattr(config.option, "reportchars", ""))
         if any(c in chars for c in "saA"):
             lines += [f"recenv: SKIP {nodeid}: {reason}" for nodeid, reason in state.collect_skips]
-    else:
+    elif state.tally.selected or state.mode == "require":
         t = state.tally
         lines.append(
             f"recenv: hardware tests: {t.selected} selected, {t.ran} ran, {t.passed} passed, "
             f"{t.failed} failed, {sum(t.skipped.values())} skipped"
         )
         lines += [f"recenv:   {n} skipped: {reason}" for reason, n in sorted(t.skipped.items())]
-    if state.only_hardware_deselected is not None:
-        lines.append(
-            f"recenv: --recenv-only-hardware deselected "
-            f"{state.only_hardware_deselected} non-hardware tests"
-        )
-    lines += [
-        f"recenv: worker {w} pinned to CUDA_VISIBLE_DEVICES={p}" for w, p in state.pins.items()
-    ]
     report = state.report
     if state.tier1_dir and Path(state.tier1_dir).is_dir():
         updates = {

@@ -1,0 +1,196 @@
+"""What needs real processes: the pytest process never imports torch/faiss, tier 1 runs only when
+needed, and xdist workers get the controller's report and GPUs of their own."""
+
+from __future__ import annotations
+
+import itertools
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+Run = Callable[..., pytest.RunResult]
+ReportArg = Callable[[str], str]
+
+GPU_1 = "GPU-bbbbbbbb-2222-4b4b-8b8b-000000000000"
+MIG_1 = "MIG-11111111-aaaa-5b5b-9c9c-000000000001"
+
+MODULES_CONFTEST = """
+import json, sys
+from pathlib import Path
+
+def pytest_unconfigure(config):
+    loaded = {name: name in sys.modules for name in ("torch", "faiss", "numpy")}
+    Path("modules.json").write_text(json.dumps(loaded))
+"""
+
+
+def test_a_cpu_only_run_never_imports_torch_or_faiss_in_the_pytest_process(
+    pytester: pytest.Pytester, run: Run
+) -> None:
+    pytester.makeconftest(MODULES_CONFTEST)
+    pytester.makepyfile(
+        """
+        import pytest
+
+        def test_plain():
+            pass
+
+        @pytest.mark.cuda
+        def test_gpu():
+            pass
+
+        @pytest.mark.faiss
+        def test_faiss_cpu():
+            pass
+        """
+    )
+    result = run("-rs", subprocess=True)
+    # The faiss test passing proves the child really imported faiss and searched an index.
+    result.assert_outcomes(passed=2, skipped=1)
+    result.stdout.fnmatch_lines(["recenv: tier-1 probe: faiss=* (cpu build, 0 GPUs)"])
+    loaded = json.loads((pytester.path / "modules.json").read_text())
+    assert loaded == {"torch": False, "faiss": False, "numpy": False}
+
+
+def test_no_child_probe_runs_when_tier_0_already_decides(
+    pytester: pytest.Pytester, run: Run
+) -> None:
+    pytester.makepyfile(
+        """
+        import pytest
+
+        @pytest.mark.cuda
+        def test_gpu():
+            pass
+        """
+    )
+    result = run()
+    result.assert_outcomes(skipped=1)
+    assert not [line for line in result.outlines if line.startswith("recenv: tier-1 probe")]
+
+
+def _write_seen(path: str) -> str:
+    return f"""
+import json, os
+from pathlib import Path
+import pytest
+
+SEEN = Path({path!r})
+
+def record(name, hardware, torch_device):
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
+    row = dict(worker=worker, test=name, cvd=os.environ.get("CUDA_VISIBLE_DEVICES"),
+               first=hardware.devices[0].uuid, n=len(hardware.devices), device=torch_device)
+    with SEEN.open("a") as fh:
+        fh.write(json.dumps(row) + "\\n")
+"""
+
+
+def _rows(path: Path) -> list[dict[str, object]]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+@pytest.mark.parametrize(
+    "visible", [f"{GPU_1},{MIG_1}", "1,0"], ids=["gpu-and-mig-uuids", "ordinals"]
+)
+def test_xdist_workers_are_pinned_to_distinct_devices(
+    pytester: pytest.Pytester,
+    run: Run,
+    report_arg: ReportArg,
+    monkeypatch: pytest.MonkeyPatch,
+    visible: str,
+) -> None:
+    seen = pytester.path / "seen.jsonl"
+    pytester.makepyfile(
+        _write_seen(str(seen))
+        + """
+@pytest.mark.cuda
+def test_gpu(hardware, torch_device):
+    record("gpu", hardware, torch_device)
+"""
+    )
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", visible)
+    result = run("-p", "xdist.plugin", "-n", "2", "--dist", "each", report_arg("h100_x2_mig.json"))
+    result.assert_outcomes(passed=2)
+    rows = {row["worker"]: row for row in _rows(seen)}
+    tokens = visible.split(",")
+    assert rows["gw0"]["cvd"] == f"{tokens[0]},{tokens[1]}"
+    assert rows["gw1"]["cvd"] == f"{tokens[1]},{tokens[0]}"
+    assert rows["gw0"]["first"] != rows["gw1"]["first"]
+    assert {rows[w]["device"] for w in rows} == {"cuda:0"}
+    result.stdout.fnmatch_lines(
+        [
+            f"recenv: worker gw0 pinned to CUDA_VISIBLE_DEVICES={tokens[0]},{tokens[1]}",
+            f"recenv: worker gw1 pinned to CUDA_VISIBLE_DEVICES={tokens[1]},{tokens[0]}",
+            "recenv: hardware tests: 1 selected, 2 ran, 2 passed, 0 failed, 0 skipped",
+        ]
+    )
+
+
+def test_xdist_slots_per_gpu_packs_workers_onto_each_gpu(
+    pytester: pytest.Pytester, run: Run, report_arg: ReportArg, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pytester.makepyfile("def test_nothing():\n    pass\n")
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0,1")
+    result = run(
+        "-p", "xdist.plugin", "-n", "3", "--recenv-slots-per-gpu=2", report_arg("h100_x2_mig.json")
+    )
+    result.stdout.fnmatch_lines(
+        [
+            "recenv: worker gw0 pinned to CUDA_VISIBLE_DEVICES=0,1",
+            "recenv: worker gw1 pinned to CUDA_VISIBLE_DEVICES=0,1",
+            "recenv: worker gw2 pinned to CUDA_VISIBLE_DEVICES=1,0",
+        ],
+        consecutive=False,
+    )
+
+
+def test_xdist_multi_gpu_tests_never_run_at_the_same_time(
+    pytester: pytest.Pytester, run: Run, report_arg: ReportArg, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    times = pytester.path / "times.jsonl"
+    pytester.makepyfile(
+        f"""
+import json, os, time
+from pathlib import Path
+import pytest
+
+@pytest.mark.parametrize("i", range(4))
+@pytest.mark.multi_gpu(2)
+def test_wide(i, hardware):
+    start = time.monotonic()
+    time.sleep(0.15)
+    row = dict(worker=os.environ["PYTEST_XDIST_WORKER"], n=len(hardware.devices),
+               start=start, end=time.monotonic())
+    with Path({str(times)!r}).open("a") as fh:
+        fh.write(json.dumps(row) + "\\n")
+"""
+    )
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0,1")
+    result = run("-p", "xdist.plugin", "-n", "2", report_arg("h100_x2_mig.json"))
+    result.assert_outcomes(passed=4)
+    rows = sorted(_rows(times), key=lambda r: float(r["start"]))  # type: ignore[arg-type]
+    assert len({r["worker"] for r in rows}) == 2  # both workers took some ...
+    for earlier, later in itertools.pairwise(rows):  # ... yet no two overlapped
+        assert float(later["start"]) >= float(earlier["end"]), rows  # type: ignore[arg-type]
+    assert {r["n"] for r in rows} == {2}  # and each still saw both GPUs
+
+
+def test_xdist_workers_share_one_tier_1_probe_of_the_real_machine(
+    pytester: pytest.Pytester, run: Run
+) -> None:
+    pytester.makepyfile(
+        """
+        import pytest
+
+        @pytest.mark.faiss
+        @pytest.mark.parametrize("i", range(4))
+        def test_faiss_cpu(i):
+            pass
+        """
+    )
+    result = run("-p", "xdist.plugin", "-n", "2")
+    result.assert_outcomes(passed=4)
+    result.stdout.fnmatch_lines(["recenv: tier-1 probe: faiss=* (cpu build, 0 GPUs)"])
