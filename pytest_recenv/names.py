@@ -58,6 +58,7 @@ CONDA_TO_PYPI: dict[str, str] = {
 # Not Python distributions: nothing to install from PyPI.  The value is the reason shown.
 DROPPED: dict[str, str] = {
     "python": "the interpreter is chosen by the spec's python pin",
+    "pip": "uv installs the pip section itself; list 'pip' under 'pip:' to get pip in the env",
     "cudatoolkit": "CUDA runtime pieces come inside the PyPI wheels",
     "cuda-version": "CUDA runtime pieces come inside the PyPI wheels",
     "cuda-toolkit": "CUDA runtime pieces come inside the PyPI wheels",
