@@ -104,8 +104,11 @@ class UvBackend:
         return _version(self.exe or "uv")
 
     def lock_for(self, spec: Any) -> Path | None:
-        del spec
-        return None
+        """The uv lock, only while it is fresh for the spec (a stale one is ignored)."""
+        from pytest_recenv.locks import lock_problems, uv_lock_path
+
+        path = uv_lock_path(spec.path)
+        return path if path.is_file() and not lock_problems(spec.path) else None
 
     def lock_digest(self, lock: Path) -> str:
         return _lock_digest(lock)

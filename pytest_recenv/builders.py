@@ -196,6 +196,12 @@ def make_plan(path: Path | str, cache_dir: Path | str | None = None,
         parts["pip"] = pip.fingerprint()
     lock = backend.lock_for(spec)
     parts["spec"] = backend.lock_digest(lock) if lock else spec.digest()
+    if lock is not None and backend.name == "uv":
+        from pytest_recenv.locks import read_lock
+
+        # exact pins from the lock; local paths and pip options still come from the spec
+        pins = [f"{n}=={v}" for n, v in read_lock(lock)["packages"].items()]
+        requirements = pins + [r for r in pip_lines if r.startswith("-") or " @ " in r]
     blob = json.dumps(parts, sort_keys=True, separators=(",", ":"))
     key = hashlib.sha256(blob.encode()).hexdigest()[:20]
     return Plan(spec=spec, backend=backend, key=key, parts=parts, interpreter=interpreter,

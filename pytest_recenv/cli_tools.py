@@ -3,12 +3,212 @@
 from __future__ import annotations
 
 import argparse
+import json
+import shutil
+import sys
+import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
+
+DEFAULT_FILE = "environment.yml"
+
+
+def _env_files(files: list[str]) -> list[str]:
+    """pre-commit passes whatever matched: map lock files back to their environment file."""
+    out: list[str] = []
+    for name in files or [DEFAULT_FILE]:
+        if name.endswith(".lock.json"):
+            for ext in (".yml", ".yaml"):
+                candidate = name[: -len(".lock.json")] + ext
+                if Path(candidate).is_file():
+                    name = candidate
+                    break
+        if name not in out:
+            out.append(name)
+    return out
+
+
+def _cmd_lock(args: argparse.Namespace) -> int:
+    from pytest_recenv.locks import lock_problems, write_uv_lock
+
+    files = _env_files(args.files)
+    if args.check:
+        problems = [p for name in files for p in lock_problems(Path(name), display=name)]
+        for problem in problems:
+            print(problem)
+        return 1 if problems else 0
+    for name in files:
+        out = write_uv_lock(Path(name), python_policy=args.python_policy)
+        packages = len(json.loads(out.read_text())["packages"])
+        print(f"{out}: {packages} packages locked")
+    return 0
+
+
+def _cmd_drift(args: argparse.Namespace) -> int:
+    from pytest_recenv.locks import drift, installed_versions
+    from pytest_recenv.spec import load_spec
+
+    spec = load_spec(Path(args.file))
+    python = Path(args.python) if args.python else Path(sys.executable)
+    if args.prefix:
+        python = Path(args.prefix) / "bin" / "python"
+    problems = drift(spec, installed_versions(python), args.file)
+    for problem in problems:
+        print(problem)
+    if problems:
+        print(f"recenv drift: {len(problems)} difference{'s' * (len(problems) != 1)} between "
+              f"{args.file} and {python}", file=sys.stderr)
+    return 1 if problems else 0
+
+
+def _size(path: Path) -> int:
+    total = 0
+    for item in path.rglob("*"):
+        try:
+            if item.is_file() and not item.is_symlink():
+                total += item.stat().st_size
+        except OSError:
+            continue
+    return total
+
+
+def _cmd_gc(args: argparse.Namespace) -> int:
+    from filelock import FileLock, Timeout
+
+    from pytest_recenv.builders import STAMP, cache_root
+
+    root = cache_root(args.cache_dir)
+    if not root.is_dir():
+        print(f"{root}: no cached environments")
+        return 0
+    now = time.time()
+    envs: list[dict[str, Any]] = []
+    for folder in sorted(p for p in root.iterdir() if p.is_dir()):
+        key = folder.name.removeprefix(".tmp-").split("-")[0]
+        stamp_file = folder / STAMP
+        if folder.name.startswith(".tmp-") or not stamp_file.is_file():
+            try:  # an unfinished build nobody holds the lock for: a killed build's leftovers
+                with FileLock(str(root / f"{key}.lock"), timeout=0):
+                    if not args.dry_run:
+                        shutil.rmtree(folder, ignore_errors=True)
+                    print(f"{'would remove' if args.dry_run else 'removed'} unfinished build "
+                          f"{folder.name}")
+            except Timeout:
+                print(f"skipped {folder.name}: a build is running")
+            continue
+        stamp = json.loads(stamp_file.read_text())
+        envs.append({"path": folder, "size": _size(folder), "used": stamp_file.stat().st_mtime,
+                     "backend": stamp.get("backend", "?"), "spec": stamp.get("spec_file", "?")})
+    envs.sort(key=lambda e: e["used"], reverse=True)
+    remove = set()
+    if args.older_than is not None:
+        remove |= {str(e["path"]) for e in envs if now - e["used"] > args.older_than * 86400}
+    if args.max_size is not None:
+        kept = 0.0
+        for e in envs:  # most recently used first: keep while under the budget
+            kept += e["size"]
+            if kept > args.max_size * 1024**3:
+                remove.add(str(e["path"]))
+    for e in envs:
+        days = (now - e["used"]) / 86400
+        gone = str(e["path"]) in remove
+        action = ("would remove" if args.dry_run else "removed") if gone else "keep"
+        print(f"{action:12} {e['path'].name}  {e['size'] / 1024**2:9.1f} MiB  used "
+              f"{days:5.1f} d ago  {e['backend']:5}  {e['spec']}")
+        if gone and not args.dry_run:
+            shutil.rmtree(e["path"], ignore_errors=True)
+    total = sum(e["size"] for e in envs) / 1024**3
+    print(f"{len(envs)} environments, {total:.2f} GiB in {root}")
+    return 0
+
+
+def _cmd_doctor(args: argparse.Namespace) -> int:
+    from pytest_recenv import pipconfig
+    from pytest_recenv.backends import backend_chain, make_backend
+    from pytest_recenv.builders import cache_root
+    from pytest_recenv.interpreters import discover
+
+    print(f"recenv {_version()} on python {sys.version.split()[0]} ({sys.executable})")
+    print("backends (in chain order):")
+    for name in backend_chain(args.backend.split(",") if args.backend else None):
+        backend = make_backend(name)
+        ok, why = backend.available()
+        version = backend.version() if ok else ""
+        print(f"  {name:10} {'usable' if ok else 'unusable':8} {version}  {why}")
+    print("interpreters:")
+    for interp in discover(cache_root() / "interpreters.json") or []:
+        print(f"  {interp.describe()}")
+    cfg = pipconfig.load()
+    print(f"pip config passed to uv: {' '.join(cfg.uv_args()) or '(none)'}")
+    print(f"  read from: {', '.join(cfg.sources) or '(no pip config found)'}")
+    root = cache_root()
+    count = len([p for p in root.iterdir() if p.is_dir()]) if root.is_dir() else 0
+    print(f"cache: {root} ({count} environments; prune with 'recenv gc')")
+    print(f"hardware: {_hardware_summary()}")
+    return 0
+
+
+def _hardware_summary() -> str:
+    try:
+        from pytest_recenv import hardware
+
+        report = hardware.probe_tier0()
+        devices = getattr(report, "devices", ())
+        if not devices:
+            return f"0 CUDA devices ({getattr(report, 'why_no_devices', 'none found')})"
+        names = ", ".join(str(getattr(d, "name", d)) for d in devices)
+        return f"{len(devices)} CUDA device{'s' * (len(devices) != 1)}: {names}"
+    except Exception as exc:  # doctor reports, it never fails on a probe
+        return f"probe unavailable ({exc.__class__.__name__}: {exc})"
+
+
+def _version() -> str:
+    from pytest_recenv import __version__
+
+    return __version__
+
+
+def _cmd_dockerfile(args: argparse.Namespace) -> int:
+    from pytest_recenv.dockerfile import check_dockerfile
+
+    files = args.files or ["Dockerfile"]
+    problems = [p for name in files for p in check_dockerfile(Path(name), display=name)]
+    for problem in problems:
+        print(problem)
+    return 1 if problems else 0
 
 
 def add_subcommands(sub: Any, add_build_options: Callable[..., None]) -> None:
-    del sub, add_build_options
+    p = sub.add_parser("lock", help="write the uv lock (environment.lock.json), or --check it")
+    p.add_argument("files", nargs="*", help=f"environment files (default: {DEFAULT_FILE})")
+    p.add_argument("--check", action="store_true",
+                   help="only check the lock is fresh for the spec (the recenv-lock hook)")
+    p.add_argument("--python-policy", choices=("strict", "warn"), default="strict")
+    p.set_defaults(handler=_cmd_lock)
 
+    p = sub.add_parser("drift", help="compare the spec with an installed environment")
+    p.add_argument("file", nargs="?", default=DEFAULT_FILE)
+    where = p.add_mutually_exclusive_group()
+    where.add_argument("--python", help="interpreter of the env (default: this one)")
+    where.add_argument("--prefix", help="prefix of the env (its bin/python is used)")
+    p.set_defaults(handler=_cmd_drift)
 
-__all__ = ["add_subcommands", "argparse"]
+    p = sub.add_parser("gc", help="list cached environments; prune by age or size")
+    p.add_argument("--older-than", type=float, metavar="DAYS",
+                   help="remove environments not used for DAYS days")
+    p.add_argument("--max-size", type=float, metavar="GIB",
+                   help="keep the most recently used environments within GIB")
+    p.add_argument("--dry-run", action="store_true", help="only say what would be removed")
+    p.add_argument("--cache-dir", help="cache folder (default: $RECENV_CACHE_DIR or the user "
+                   "cache dir)")
+    p.set_defaults(handler=_cmd_gc)
+
+    p = sub.add_parser("doctor", help="tools, backends, interpreters, pip config, hardware")
+    p.add_argument("--backend", help="backend chain to report on")
+    p.set_defaults(handler=_cmd_doctor)
+
+    p = sub.add_parser("dockerfile", help="conda rules for Dockerfiles that hadolint lacks")
+    p.add_argument("files", nargs="*", help="Dockerfiles (default: Dockerfile)")
+    p.set_defaults(handler=_cmd_dockerfile)
+    del add_build_options

@@ -1,9 +1,30 @@
-"""Lock files next to environment.yml: where they live, how fresh they are."""
+"""Lock files next to environment.yml, their freshness, and drift of an installed env.
+
+The uv lock (``environment.lock.json``) records every resolved distribution.  Freshness is
+checked in two steps: the normalised spec hash (equal: fresh), then satisfiability (every
+requirement of the spec is met by a locked version), so cosmetic edits, and edits the lock
+already satisfies, never force a relock.
+"""
 
 from __future__ import annotations
 
+import json
+import os
+import re
+import subprocess
 import sysconfig
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+
+from packaging.specifiers import SpecifierSet
+from packaging.version import InvalidVersion, Version
+
+from pytest_recenv import names
+from pytest_recenv.spec import Problem, RecenvError, Spec, load_spec
+
+LOCK_FORMAT = 1
+_PIN = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)==([^\s;#]+)")
 
 
 def conda_subdir() -> str:
@@ -16,9 +37,167 @@ def conda_subdir() -> str:
 
 
 def conda_lock_path(env_file: Path) -> Path:
-    """An explicit conda lock (``conda list --explicit --md5``) for this platform."""
+    """conda-lock's unified ``conda-lock.yml`` if present, else an explicit lock for this
+    platform (``conda list --explicit --md5`` output)."""
+    unified = env_file.with_name("conda-lock.yml")
+    if unified.is_file():
+        return unified
     return env_file.with_name(f"{env_file.stem}.{conda_subdir()}.conda.lock")
 
 
 def uv_lock_path(env_file: Path) -> Path:
     return env_file.with_name(f"{env_file.stem}.lock.json")
+
+
+@dataclass(frozen=True)
+class Requirement:
+    """One checkable requirement of a spec: a distribution name and a PEP 440 constraint."""
+
+    name: str
+    specifier: SpecifierSet
+    line: int
+    raw: str
+
+
+def requirements_of(spec: Spec) -> list[Requirement]:
+    """conda deps (through the name table) and pip requirements; editables/options have no
+    version to check."""
+    reqs = []
+    for dep in spec.conda:
+        pypi = names.pypi_name(dep.name)
+        if pypi is None:
+            continue
+        try:
+            spec_set = SpecifierSet(dep.pep440())
+        except ValueError:
+            spec_set = SpecifierSet()  # '|' versions: presence is all PEP 440 can check
+        reqs.append(Requirement(names.canonical(pypi), spec_set, dep.line, dep.raw.strip()))
+    for dep in spec.pip:
+        if dep.requirement is not None and dep.requirement.url is None and dep.name:
+            reqs.append(Requirement(dep.name, dep.requirement.specifier, dep.line,
+                                    dep.raw.strip()))
+    return reqs
+
+
+def unmet(reqs: list[Requirement], installed: dict[str, str]) -> list[tuple[Requirement, str]]:
+    """Requirements not met by ``installed`` (canonical name -> version), with the reason."""
+    out = []
+    for req in reqs:
+        version = installed.get(req.name)
+        if version is None:
+            out.append((req, "missing"))
+            continue
+        try:
+            ok = req.specifier.contains(Version(version), prereleases=True)
+        except InvalidVersion:
+            ok = False
+        if not ok:
+            out.append((req, f"{req.name} {version} does not satisfy '{req.specifier}'"))
+    return out
+
+
+def write_uv_lock(env_file: Path, backends: list[str] | None = None,
+                  python_policy: str = "strict") -> Path:
+    """Resolve the spec with ``uv pip compile`` (pip config passed through) and write the lock."""
+    from pytest_recenv.builders import make_plan
+
+    plan = make_plan(env_file, backends=backends or ["uv"], python_policy=python_policy)
+    if plan.backend.name != "uv" or plan.interpreter is None:
+        raise RecenvError(f"recenv lock writes uv locks; for {plan.backend.name} use conda-lock")
+    uv = plan.backend.exe or "uv"
+    cmd = [uv, "pip", "compile", "--quiet", "--no-header", "--no-annotate",
+           "--python", str(plan.interpreter.path), "-", *plan.pip.uv_args()]
+    result = subprocess.run(cmd, input="\n".join(plan.requirements) + "\n", text=True,
+                            capture_output=True, check=False, cwd=plan.spec.path.parent,
+                            env={**os.environ, **plan.pip.uv_env()})
+    if result.returncode != 0:
+        raise RecenvError(f"uv pip compile failed (exit {result.returncode}):\n"
+                          + "\n".join(result.stderr.strip().splitlines()[-20:]))
+    packages = {}
+    for line in result.stdout.splitlines():
+        m = _PIN.match(line.strip())
+        if m:
+            packages[names.canonical(m.group(1))] = m.group(2)
+    data = {"format": LOCK_FORMAT, "backend": "uv", "spec_hash": plan.spec.digest(),
+            "platform": sysconfig.get_platform(), "python": plan.interpreter.version_str,
+            "packages": dict(sorted(packages.items()))}
+    out = uv_lock_path(plan.spec.path)
+    out.write_text(json.dumps(data, indent=2) + "\n")
+    return out
+
+
+def read_lock(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise RecenvError(f"{path}:1: unreadable lock ({exc}); regenerate it: "
+                          "recenv lock") from None
+    if not isinstance(data, dict) or not isinstance(data.get("packages"), dict):
+        raise RecenvError(f"{path}:1: not a recenv lock (no 'packages'); regenerate it: "
+                          "recenv lock")
+    return data
+
+
+def lock_problems(env_file: Path, display: str | None = None) -> list[Problem]:
+    """Empty when the lock is fresh for the spec (hash equal, or every requirement satisfied)."""
+    shown = display or str(env_file)
+    lock = uv_lock_path(env_file)
+    if not lock.is_file():
+        return [Problem(shown, 1, f"no lock: expected {lock.name} next to it; create it with "
+                        f"'recenv lock {shown}'")]
+    spec = load_spec(env_file)
+    try:
+        data = read_lock(lock)
+    except RecenvError as exc:
+        return [Problem(shown, 1, str(exc))]
+    if data.get("spec_hash") == spec.digest():
+        return []
+    problems = []
+    pin = spec.python
+    if pin is not None and data.get("python"):
+        try:
+            ok = SpecifierSet(pin.pep440()).contains(Version(data["python"]))
+        except ValueError:
+            ok = True
+        if not ok:
+            problems.append(Problem(shown, pin.line, f"'{pin.raw.strip()}' is not met by the "
+                                    f"lock (python {data['python']}); run 'recenv lock'"))
+    for req, why in unmet(requirements_of(spec), data["packages"]):
+        detail = "not in the lock" if why == "missing" else why + " in the lock"
+        problems.append(Problem(shown, req.line, f"'{req.raw}' is {detail}; refresh the lock: "
+                                "recenv lock"))
+    return problems
+
+
+def installed_versions(python: Path) -> dict[str, str]:
+    code = ("import importlib.metadata as m, json; print(json.dumps({d.metadata['Name']: "
+            "d.version for d in m.distributions() if d.metadata['Name']}))")
+    out = subprocess.run([str(python), "-c", code], capture_output=True, text=True, check=True)
+    return {names.canonical(k): v for k, v in json.loads(out.stdout).items()}
+
+
+def drift(spec: Spec, installed: dict[str, str], display: str) -> list[Problem]:
+    """Spec vs an installed env: missing, mismatched, CUDA-variant clashes.  Loose pins that
+    the installed version satisfies are not drift."""
+    problems = [Problem(display, req.line, f"'{req.raw}': "
+                        + ("not installed" if why == "missing" else why))
+                for req, why in unmet(requirements_of(spec), installed)]
+    cpu = [d for d in spec.conda if d.name in ("cpuonly", "pytorch-cpu")
+           or (d.build and "cpu" in d.build)]
+    cuda = [d for d in spec.conda if d.name in names.CUDA_PACKAGES
+            or (d.build and "cuda" in d.build)]
+    torch = installed.get("torch", "")
+    torch_dep = next((d for d in spec.conda if names.pypi_name(d.name) == "torch"), None)
+    line = torch_dep.line if torch_dep else 1
+    if cpu and ("+cu" in torch or any(n.startswith("nvidia-cuda-runtime") for n in installed)):
+        problems.append(Problem(display, line, f"spec asks for CPU builds ('{cpu[0].raw.strip()}')"
+                                f" but a CUDA torch is installed (torch {torch}); reinstall the "
+                                "CPU wheel"))
+    if cuda and torch.endswith("+cpu"):
+        problems.append(Problem(display, line, f"spec asks for CUDA ('{cuda[0].raw.strip()}') but "
+                                f"the CPU torch {torch} is installed"))
+    if "faiss-cpu" in installed and "faiss-gpu" in installed:
+        problems.append(Problem(display, 1, f"faiss-cpu {installed['faiss-cpu']} and faiss-gpu "
+                                f"{installed['faiss-gpu']} are both installed and overwrite each "
+                                "other's 'faiss' module; uninstall one"))
+    return sorted(problems, key=lambda p: p.line)
