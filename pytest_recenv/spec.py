@@ -16,9 +16,9 @@ from pathlib import Path
 from typing import Any
 
 from packaging.requirements import InvalidRequirement, Requirement
-from packaging.specifiers import InvalidSpecifier, SpecifierSet
 
 from pytest_recenv import names
+from pytest_recenv.matchspec import CondaDep, parse_matchspec
 
 TOP_LEVEL_KEYS = ("name", "channels", "dependencies", "variables", "prefix")
 
@@ -45,27 +45,6 @@ class SpecError(RecenvError, ValueError):
     def __init__(self, problems: list[Problem]) -> None:
         self.problems = problems
         super().__init__("\n".join(str(p) for p in problems))
-
-
-@dataclass(frozen=True)
-class CondaDep:
-    """A conda MatchSpec: ``[channel::]name[ version[ build]]`` or ``name=1.8=build``."""
-
-    raw: str
-    line: int
-    name: str
-    version: str | None = None  # conda version expression, already CEP 29-normalised
-    build: str | None = None
-    channel: str | None = None
-
-    def canonical(self) -> str:
-        parts = [f"{self.channel}::{self.name}" if self.channel else self.name]
-        parts += [p for p in (self.version or ("*" if self.build else None), self.build) if p]
-        return " ".join(parts)
-
-    def pep440(self) -> str:
-        """The version as a PEP 440 specifier ('' = any); ValueError if PEP 440 cannot say it."""
-        return conda_version_to_pep440(self.version)
 
 
 @dataclass(frozen=True)
@@ -122,113 +101,6 @@ class Spec:
     def digest(self) -> str:
         blob = json.dumps(self.normalised(), sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(blob.encode()).hexdigest()
-
-
-# --- MatchSpec (CEP 29) ------------------------------------------------------------------------
-
-_NAME = re.compile(r"^[a-z0-9_][a-z0-9_.\-]*$")
-_OPS = ("==", ">=", "<=", "!=", "~=", ">", "<", "=")
-_BRACKET = re.compile(r"^(?P<head>[^\[]*)\[(?P<body>[^\]]*)\]\s*$")
-_BRACKET_KV = re.compile(r"""(\w+)\s*=\s*(?:'([^']*)'|"([^"]*)"|([^,\s]+))""")
-
-
-def parse_matchspec(text: str, line: int = 0) -> CondaDep:
-    """Parse one conda dependency string; ValueError with the fix when it is not a MatchSpec."""
-    raw = text
-    text = text.strip()
-    channel = None
-    if "::" in text:
-        channel, text = text.split("::", 1)
-        if not channel:
-            raise ValueError(f"'{raw}': empty channel before '::'; write 'conda-forge::{text}'")
-    bracket: dict[str, str] = {}
-    m = _BRACKET.match(text)
-    if m:
-        text = m.group("head").strip()
-        for key, *vals in _BRACKET_KV.findall(m.group("body")):
-            bracket[key] = next(v for v in vals if v)
-    version: str | None = None
-    build: str | None = None
-    if " " in text:
-        pieces = text.split()
-        if len(pieces) > 3:
-            raise ValueError(
-                f"'{raw}': a MatchSpec has at most 'name version build'; "
-                "join version constraints with ',' and no spaces"
-            )
-        name, version = pieces[0], _space_version(pieces[1])
-        build = pieces[2] if len(pieces) == 3 else None
-        if any(version.startswith(op) for op in _OPS) and version[0] == "=" and version[1] != "=":
-            version = _fuzzy(version[1:])
-    else:
-        m2 = re.match(r"^([^=<>!~]+)(.*)$", text)
-        if not m2:
-            raise ValueError(f"'{raw}': expected a package name first, like 'numpy>=1.26'")
-        name, rest = m2.group(1), m2.group(2)
-        if rest.startswith("=") and not rest.startswith("=="):
-            ver, _, build_part = rest[1:].partition("=")
-            if not ver:
-                raise ValueError(f"'{raw}': '=' needs a version after it, like '{name}=1.8'")
-            version, build = _fuzzy(ver), build_part or None
-        elif rest:
-            version = rest
-    name = name.strip()
-    if not name or not _NAME.match(name):
-        hint = f" (conda names are lowercase: '{name.lower()}')" if name.lower() != name else ""
-        raise ValueError(f"'{raw}': '{name}' is not a valid conda package name{hint}")
-    version = bracket.get("version", version)
-    build = bracket.get("build", build)
-    if version and "|" not in version:
-        try:
-            conda_version_to_pep440(version)
-        except ValueError as exc:
-            raise ValueError(f"'{raw}': {exc}") from None
-    return CondaDep(raw=raw, line=line, name=name, version=version, build=build, channel=channel)
-
-
-def _fuzzy(ver: str) -> str:
-    """``pkg=1.8`` means ``1.8.*`` (CEP 29); keep explicit operators and wildcards as written."""
-    if any(ver.startswith(op) for op in _OPS) or "," in ver or "|" in ver:
-        return ver
-    return ver if ver.endswith("*") else f"{ver}.*"
-
-
-def _space_version(ver: str) -> str:
-    """``pkg 1.8`` means exactly ``1.8`` (CEP 29)."""
-    if any(ver.startswith(op) for op in _OPS) or "*" in ver or "," in ver or "|" in ver:
-        return ver
-    return f"=={ver}"
-
-
-def conda_version_to_pep440(version: str | None) -> str:
-    """Translate a conda version expression to a PEP 440 specifier string."""
-    if not version or version == "*":
-        return ""
-    if "|" in version:
-        raise ValueError(
-            f"version '{version}' uses '|' (OR), which PEP 440 cannot express; "
-            "pick one range, or build with a conda backend"
-        )
-    clauses = []
-    for clause in version.split(","):
-        clause = clause.strip()
-        op = next((o for o in _OPS if clause.startswith(o)), "")
-        ver = clause[len(op):].strip()
-        if op == "=":
-            op, ver = "==", ver if ver.endswith("*") else f"{ver}.*"
-        if ver.endswith("*") and not ver.endswith(".*"):
-            ver = ver[:-1].rstrip(".") + ".*"
-        if op in ("", "=="):
-            op = "=="
-        elif ver.endswith(".*") and op not in ("==", "!="):
-            ver = ver[:-2]
-        clauses.append(f"{op}{ver}")
-    result = ",".join(clauses)
-    try:
-        SpecifierSet(result)
-    except InvalidSpecifier:
-        raise ValueError(f"version '{version}' is not a valid version constraint") from None
-    return result
 
 
 # --- pip section -------------------------------------------------------------------------------
