@@ -130,6 +130,7 @@ def _clean_after_install(stage: Stage) -> Iterator[tuple[int, str]]:
 
 def _env_before_sources(stage: Stage) -> Iterator[tuple[int, str]]:
     sources_line = None
+    reported = False  # one finding per stage: the RUN finding would repeat the COPY one
     for ins in stage.instructions:
         if ins.keyword in ("COPY", "ADD"):
             words = [w for w in ins.args.split() if not w.startswith("--")]
@@ -139,11 +140,13 @@ def _env_before_sources(stage: Stage) -> Iterator[tuple[int, str]]:
             if any(_ENV_FILE.search(s) for s in srcs) and sources_line is not None:
                 if any(s in (".", "./") for s in srcs):
                     continue
+                reported = True
                 yield (ins.line, f"environment file copied after the sources (line "
                        f"{sources_line}); COPY environment.yml and create the env first, then "
                        "COPY the sources, so a code edit does not rebuild the env layer")
-        elif ins.keyword == "RUN" and sources_line is not None and _CONDA_INSTALL.search(
-                ins.args) and re.search(r"(-f|--file)\s+\S*environment", ins.args):
+        elif (ins.keyword == "RUN" and sources_line is not None and not reported
+              and _CONDA_INSTALL.search(ins.args)
+              and re.search(r"(-f|--file)\s+\S*environment", ins.args)):
             yield (ins.line, f"the env is created after the sources are copied (line "
                    f"{sources_line}); COPY only environment.yml before this RUN, and the "
                    "sources after it")

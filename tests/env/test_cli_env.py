@@ -1,0 +1,141 @@
+"""The recenv CLI end to end: build/key/run, lock freshness, drift and gc on real envs."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from recenv_helpers import write_env
+
+from pytest_recenv.builders import ensure_env
+from pytest_recenv.cli import main
+
+pytestmark = pytest.mark.slow
+
+
+def recenv(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "pytest_recenv.cli", *args], cwd=cwd,
+                          capture_output=True, text=True, check=False, env=dict(os.environ))
+
+
+def test_build_prints_the_prefix_key_prints_the_same_key_and_run_passes_the_exit_code(
+    tmp_path: Path, offline_pip: Path, cache_dir: Path
+) -> None:
+    spec = write_env(tmp_path, "  - recenv-tiny\n")
+    built = recenv("build", str(spec))
+    assert built.returncode == 0, built.stderr
+    prefix = Path(built.stdout.strip())
+    key = recenv("key", str(spec)).stdout.strip()
+    assert prefix == cache_dir / key
+    assert f"key={key} backend=uv created in" in built.stderr
+    assert "reused in" in recenv("build", str(spec)).stderr
+    ran = recenv("run", "--file", str(spec), "--", "python", "-c",
+                 "import os, sys, recenv_tiny; print(os.environ['VIRTUAL_ENV']); sys.exit(3)")
+    assert ran.returncode == 3
+    assert ran.stdout.strip() == str(prefix)
+
+
+def test_run_without_a_command_is_a_usage_error(tmp_path: Path, cache_dir: Path) -> None:
+    result = recenv("run", "--file", str(tmp_path / "environment.yml"))
+    assert result.returncode == 2
+    assert "expected a command after '--'" in result.stderr
+
+
+def test_build_of_a_broken_file_lists_every_problem_without_a_traceback(
+    tmp_path: Path, cache_dir: Path
+) -> None:
+    spec = tmp_path / "environment.yml"
+    spec.write_text("name: x\ndependencies:\n  - Numpy\n  - 3.11\n")
+    result = recenv("build", str(spec))
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    assert f"{spec}:3: 'Numpy'" in result.stderr and f"{spec}:4: expected" in result.stderr
+
+
+def test_lock_survives_cosmetic_and_satisfied_edits_and_flags_unmet_ones(
+    tmp_path: Path, offline_pip: Path, cache_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    spec = write_env(tmp_path, "  - recenv-dep>=2\n", "      - recenv-tiny<1.1\n")
+    assert main(["lock", str(spec)]) == 0
+    lock = json.loads((tmp_path / "environment.lock.json").read_text())
+    assert lock["packages"] == {"recenv-dep": "2.0", "recenv-tiny": "1.0"}
+    assert main(["lock", "--check", str(spec)]) == 0
+    spec.write_text("# reformatted\n" + spec.read_text().replace("recenv-dep>=2", "recenv-dep >=2"))
+    assert main(["lock", "--check", str(spec)]) == 0  # cosmetic: the hash still matches
+    spec.write_text(spec.read_text().replace("recenv-dep >=2", "recenv-dep >=1.5"))
+    assert main(["lock", "--check", str(spec)]) == 0  # changed, but the lock satisfies it
+    spec.write_text(spec.read_text().replace("recenv-tiny<1.1", "recenv-tiny>=1.1"))
+    capsys.readouterr()
+    assert main(["lock", "--check", str(spec)]) == 1
+    line = spec.read_text().splitlines().index("      - recenv-tiny>=1.1") + 1
+    assert capsys.readouterr().out == (
+        f"{spec}:{line}: 'recenv-tiny>=1.1' is recenv-tiny 1.0 does not satisfy '>=1.1' in the "
+        "lock; refresh the lock: recenv lock\n")
+
+
+def test_a_fresh_lock_is_what_gets_installed(
+    tmp_path: Path, offline_pip: Path, cache_dir: Path
+) -> None:
+    spec = write_env(tmp_path, "  - recenv-tiny\n")
+    (tmp_path / "environment.lock.json").write_text(json.dumps(
+        {"format": 1, "backend": "uv", "spec_hash": "edited-by-hand", "python": "3.11.0",
+         "packages": {"recenv-tiny": "1.0"}}))
+    env = ensure_env(spec, progress=False)
+    version = env.run(["python", "-c", "import recenv_tiny; print(recenv_tiny.VERSION)"],
+                      capture_output=True, text=True).stdout.strip()
+    assert version == "1.0"  # without the lock the newest (1.1) would be installed
+
+
+def test_lock_check_without_a_lock_says_how_to_make_one(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    spec = write_env(tmp_path, "  - recenv-tiny\n")
+    assert main(["lock", "--check", str(spec)]) == 1
+    assert capsys.readouterr().out == (f"{spec}:1: no lock: expected environment.lock.json next "
+                                       f"to it; create it with 'recenv lock {spec}'\n")
+
+
+def test_drift_finds_missing_and_mismatched_but_not_loose_pins(
+    tmp_path: Path, offline_pip: Path, cache_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    env = ensure_env(write_env(tmp_path / "a", "  - recenv-tiny=1.0\n"), progress=False)
+    spec = write_env(tmp_path / "b", "  - recenv-tiny>=1\n  - recenv-dep\n",
+                     "      - recenv-tiny<2\n")
+    assert main(["drift", str(spec), "--prefix", str(env.prefix)]) == 1
+    assert capsys.readouterr().out == f"{spec}:9: 'recenv-dep': not installed\n"
+    spec = write_env(tmp_path / "c", "  - recenv-tiny>=1.1\n")
+    assert main(["drift", str(spec), "--prefix", str(env.prefix)]) == 1
+    assert capsys.readouterr().out == (f"{spec}:8: 'recenv-tiny>=1.1': recenv-tiny 1.0 does not "
+                                       "satisfy '>=1.1'\n")
+
+
+def test_gc_lists_envs_and_prunes_the_ones_unused_for_long(
+    tmp_path: Path, offline_pip: Path, cache_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    old = ensure_env(write_env(tmp_path / "old", "  - recenv-tiny=1.0\n"), progress=False)
+    new = ensure_env(write_env(tmp_path / "new", "  - recenv-tiny=1.1\n"), progress=False)
+    long_ago = time.time() - 40 * 86400
+    os.utime(old.prefix / ".recenv-stamp.json", (long_ago, long_ago))
+    (cache_dir / f".tmp-{new.key}-999999").mkdir()  # a killed build's leftovers
+    assert main(["gc", "--older-than", "30", "--dry-run"]) == 0
+    assert old.prefix.exists()
+    assert main(["gc", "--older-than", "30"]) == 0
+    out = capsys.readouterr().out
+    assert f"removed unfinished build .tmp-{new.key}-999999" in out
+    assert f"removed      {old.key}" in out and f"keep         {new.key}" in out
+    assert not old.prefix.exists() and new.prefix.exists()
+
+
+def test_doctor_reports_backends_interpreters_and_pip_config(
+    capsys: pytest.CaptureFixture[str], offline_pip: Path
+) -> None:
+    assert main(["doctor"]) == 0
+    out = capsys.readouterr().out
+    assert "  uv         usable" in out
+    assert f"--find-links {offline_pip} --no-index" in out
+    assert "hardware: " in out
