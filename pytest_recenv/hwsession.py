@@ -143,9 +143,9 @@ def configure_node(config: pytest.Config, node: Any) -> None:
     if index == slots * len(tokens):
         config.issue_config_time_warning(
             RecenvPinningWarning(
-                f"more than {slots * len(tokens)} xdist workers for {len(tokens)} GPU(s) at "
-                f"--recenv-slots-per-gpu={slots}: GPUs are shared beyond that; lower -n or raise "
-                "--recenv-slots-per-gpu"
+                f"xdist worker {worker} is beyond {len(tokens)} GPU(s) x "
+                f"--recenv-slots-per-gpu={slots}: GPUs get more workers than that; lower -n "
+                "or raise --recenv-slots-per-gpu"
             ),
             stacklevel=2,
         )

@@ -194,3 +194,51 @@ def test_xdist_workers_share_one_tier_1_probe_of_the_real_machine(
     result = run("-p", "xdist.plugin", "-n", "2")
     result.assert_outcomes(passed=4)
     result.stdout.fnmatch_lines(["recenv: tier-1 probe: faiss=* (cpu build, 0 GPUs)"])
+
+
+def test_xdist_require_mode_fails_when_no_worker_ran_a_hardware_test(
+    pytester: pytest.Pytester, run: Run
+) -> None:
+    pytester.makepyfile("def test_plain():\n    pass\n")
+    result = run("-p", "xdist.plugin", "-n", "2", "--recenv-gpu=require")
+    result.assert_outcomes(passed=1)
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    result.stdout.fnmatch_lines(["recenv: FAILED: --recenv-gpu=require and no hardware test ran*"])
+
+
+def test_xdist_warns_when_workers_outnumber_gpu_slots(
+    pytester: pytest.Pytester, run: Run, report_arg: ReportArg
+) -> None:
+    pytester.makepyfile("def test_plain():\n    pass\n")
+    result = run("-p", "xdist.plugin", "-n", "2", report_arg("t4_x1.json"))
+    result.assert_outcomes(passed=1, warnings=1)
+    result.stdout.fnmatch_lines(
+        ["*RecenvPinningWarning: xdist worker gw1 is beyond 1 GPU(s) x --recenv-slots-per-gpu=1*"]
+    )
+
+
+def test_a_broken_faiss_install_is_reported_by_the_child_probe(
+    pytester: pytest.Pytester, run: Run, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A faiss that fails at import, as a half-installed or ABI-mismatched build does; the child
+    # finds it first on PYTHONPATH.
+    shadow = pytester.mkdir("shadow")
+    (shadow / "faiss.py").write_text("raise RuntimeError('libfaiss.so: undefined symbol')\n")
+    monkeypatch.setenv("PYTHONPATH", str(shadow))
+    pytester.makepyfile(
+        """
+        import pytest
+
+        @pytest.mark.faiss
+        def test_faiss():
+            pass
+        """
+    )
+    result = run("-rs")
+    result.assert_outcomes(skipped=1)
+    result.stdout.fnmatch_lines(
+        [
+            "SKIPPED * needs faiss importable; found faiss-cpu failing: "
+            "RuntimeError: libfaiss.so: undefined symbol"
+        ]
+    )
