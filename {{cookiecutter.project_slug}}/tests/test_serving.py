@@ -284,6 +284,18 @@ def test_the_openapi_schema_documents_k_bounds_and_the_422_body(client: TestClie
     )
 
 
+def test_big_catalogs_are_searched_in_the_thread_pool_with_the_same_answers(
+    artifacts_dir: Path, client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from {{ cookiecutter.package_name }}.serving import app as app_module
+
+    monkeypatch.setattr(app_module, "OFFLOAD_ABOVE_ITEMS", N_ITEMS - 1)
+    with TestClient(create_app(artifacts_dir)) as offloading:
+        assert offloading.app.state.offload and not client.app.state.offload
+        for overrides in ({}, {"user_type": "vip", "action": "click"}, {"user_id": "nobody"}):
+            assert ask(offloading, **overrides) == ask(client, **overrides)
+
+
 def test_routes_from_a_config_file_change_the_channel_without_code(
     artifacts_dir: Path, tmp_path: Path
 ) -> None:

@@ -15,12 +15,14 @@ from __future__ import annotations
 import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
 
 from .. import PROJECT_NAME, __version__
 from ..artifacts import load_artifacts
@@ -36,6 +38,8 @@ from .schemas import (
 )
 
 ENV_PREFIX = "{{ cookiecutter.package_name|upper }}_"
+OFFLOAD_ABOVE_ITEMS = 50_000
+"""Catalogs bigger than this are searched in the thread pool instead of on the event loop."""
 
 
 def _setting(name: str, default: str | None = None) -> str | None:
@@ -56,6 +60,7 @@ def create_app(
         router = load_router(routes)  # RouteConfigError names the file and line
         artifacts = load_artifacts(directory)  # ArtifactError names the file
         app.state.recommender = Recommender(artifacts, router)
+        app.state.offload = artifacts.n_items > OFFLOAD_ABOVE_ITEMS
         app.state.ready = True
         yield
         app.state.ready = False
@@ -118,11 +123,11 @@ def create_app(
         responses={422: {"model": ValidationErrorBody, "description": "Invalid request."}},
         tags=["recommendations"],
     )
-    def recommend(body: RecommendRequest, request: Request) -> RecommendResponse:
+    async def recommend(body: RecommendRequest, request: Request) -> RecommendResponse:
         """Top-k items for a user, with the channel that produced them and why."""
-        # A plain `def`: FastAPI runs it in its thread pool, so a slow search (a big IVF index)
-        # never blocks the event loop that accepts the other requests.
-        result = request.app.state.recommender.recommend(
+        recommender: Recommender = request.app.state.recommender
+        call = partial(
+            recommender.recommend,
             user_id=body.user_id,
             user_type=body.user_type,
             device=body.device,
@@ -131,6 +136,11 @@ def create_app(
             exclude_seen=body.exclude_seen,
             item_id=body.item_id,
         )
+        # Up to OFFLOAD_ABOVE_ITEMS items a request is ~0.1 ms of numpy/faiss: running it inline is
+        # cheaper than a thread-pool hop (measured: 0.6 vs 0.9 ms of server CPU per request).
+        # A big index (IVF over millions of items) takes milliseconds per search, and then it
+        # goes to the thread pool so it never stalls the event loop that accepts requests.
+        result = await run_in_threadpool(call) if request.app.state.offload else call()
         return RecommendResponse(
             user_id=body.user_id,
             items=[

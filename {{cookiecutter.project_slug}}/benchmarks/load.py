@@ -1,0 +1,321 @@
+"""Bounded load test of the real service on loopback: latency percentiles and throughput.
+
+Starts `python -m {{ cookiecutter.package_name }} serve` on 127.0.0.1 (or uses `--url`, which must be a
+loopback address), then sends `POST /recommend` at a fixed arrival rate (open loop: requests
+leave on schedule whether or not earlier ones have finished, so a slow server shows up as
+latency instead of silently lowering the offered load). The traffic mixes every route:
+returning users (two-tower), new users (popularity), VIP clicks on an item (item graph) and
+user ids the model has never seen (cold start).
+
+    python benchmarks/load.py --artifacts artifacts --rate 200 --duration 10 --k 20
+
+Prints p50/p90/p99/max latency, achieved throughput and errors; exits 1 on any error, or when
+`--max-p99-ms` is given and exceeded. Duration and rate are capped so a typo cannot turn this
+into a stress test of the machine it runs on.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from urllib.parse import urlparse
+
+import httpx
+
+PACKAGE = "{{ cookiecutter.package_name }}"
+LOOPBACK = {"127.0.0.1", "localhost", "::1"}
+MAX_DURATION_S = 120.0
+MAX_RATE = 2000.0
+
+
+@dataclass
+class LoadResult:
+    rate_offered: float
+    duration_s: float
+    requests: int
+    errors: int
+    throughput_rps: float
+    p50_ms: float
+    p90_ms: float
+    p99_ms: float
+    max_ms: float
+    max_send_lag_ms: float  # how late the client itself sent (a busy client inflates latency)
+    k: int
+    error_samples: list[str]
+
+
+def percentile(sorted_values: list[float], q: float) -> float:
+    """Nearest-rank percentile of an ascending list (q in 0..100)."""
+    if not sorted_values:
+        return float("nan")
+    rank = max(1, min(len(sorted_values), round(q / 100 * len(sorted_values) + 0.5)))
+    return sorted_values[rank - 1]
+
+
+def request_mix(artifacts: Path, k: int, n: int, seed: int = 0) -> list[dict[str, object]]:
+    """`n` request bodies over every route, drawn from the real ids in the artifacts."""
+    user_ids = json.loads((artifacts / "user_ids.json").read_text(encoding="utf-8"))
+    item_ids = json.loads((artifacts / "item_ids.json").read_text(encoding="utf-8"))
+    rng = random.Random(seed)
+    shapes = [
+        (0.40, {"user_type": "returning", "device": "mobile", "action": "purchase"}),
+        (0.20, {"user_type": "returning", "device": "desktop", "action": "browse"}),
+        (0.20, {"user_type": "new", "device": "mobile", "action": "browse"}),
+        (0.20, {"user_type": "vip", "device": "tablet", "action": "click"}),
+    ]
+    bodies = []
+    for i in range(n):
+        shape = rng.choices([s for _, s in shapes], weights=[w for w, _ in shapes])[0]
+        known = rng.random() > 0.1  # one request in ten comes from a user the model never saw
+        body: dict[str, object] = {
+            "user_id": rng.choice(user_ids) if known else f"visitor-{i}",
+            "k": k,
+            **shape,
+        }
+        if shape["action"] == "click":
+            body["item_id"] = rng.choice(item_ids)
+        bodies.append(body)
+    return bodies
+
+
+class Connection:
+    """A minimal HTTP/1.1 keep-alive client connection.
+
+    httpx costs several milliseconds of CPU per request in this loop; on a 2-core machine the
+    client would then starve the server it measures. This costs tens of microseconds.
+    """
+
+    def __init__(self, host: str, port: int) -> None:
+        self.host, self.port = host, port
+        self.reader: asyncio.StreamReader | None = None
+        self.writer: asyncio.StreamWriter | None = None
+
+    async def post(self, path: str, payload: bytes) -> tuple[int, bytes]:
+        if self.writer is None or self.reader is None:
+            self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
+        head = (
+            f"POST {path} HTTP/1.1\r\nHost: {self.host}:{self.port}\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {len(payload)}\r\n\r\n"
+        )
+        self.writer.write(head.encode("ascii") + payload)
+        status_and_headers = await self.reader.readuntil(b"\r\n\r\n")
+        lines = status_and_headers.decode("latin-1").split("\r\n")
+        status = int(lines[0].split(" ", 2)[1])
+        headers = {
+            k.strip().lower(): v.strip()
+            for k, _, v in (line.partition(":") for line in lines[1:] if line)
+        }
+        if "content-length" not in headers:
+            raise RuntimeError(f"response without Content-Length (headers: {headers}); unsupported")
+        body = await self.reader.readexactly(int(headers["content-length"]))
+        if headers.get("connection", "").lower() == "close":
+            await self.close()
+        return status, body
+
+    async def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+            await self.writer.wait_closed()
+        self.reader = self.writer = None
+
+
+async def offer_load(
+    base_url: str, bodies: list[dict[str, object]], rate: float, connections: int = 32
+) -> tuple[list[float], list[str], float, float]:
+    """Send `bodies` at `rate`/s over a pool of keep-alive connections.
+
+    Returns (latencies in s, error messages, elapsed s, max send lag s). Latency runs from the
+    moment a request was *due*, so time spent waiting for a free connection counts: an
+    overloaded server shows up as latency, never as a quietly reduced load.
+    """
+    url = urlparse(base_url)
+    host, port = url.hostname or "127.0.0.1", url.port or 80
+    payloads = [json.dumps(body).encode() for body in bodies]
+    queue: asyncio.Queue[tuple[bytes, float] | None] = asyncio.Queue()
+    latencies: list[float] = []
+    errors: list[str] = []
+    lags: list[float] = []
+
+    async def worker() -> None:
+        connection = Connection(host, port)
+        while (item := await queue.get()) is not None:
+            payload, due = item
+            lags.append(time.perf_counter() - due)
+            try:
+                status, body = await connection.post("/recommend", payload)
+            except (OSError, asyncio.IncompleteReadError, RuntimeError, ValueError) as exc:
+                errors.append(f"{type(exc).__name__}: {exc}")
+                await connection.close()
+                continue
+            if status != 200:
+                errors.append(f"HTTP {status}: {body[:200].decode(errors='replace')}")
+            else:
+                latencies.append(time.perf_counter() - due)
+        await connection.close()
+
+    workers = [asyncio.create_task(worker()) for _ in range(connections)]
+    start = time.perf_counter()
+    for i, payload in enumerate(payloads):
+        due = start + i / rate
+        delay = due - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        queue.put_nowait((payload, due))
+    for _ in workers:
+        queue.put_nowait(None)
+    await asyncio.gather(*workers)
+    elapsed = time.perf_counter() - start
+    return latencies, errors, elapsed, max(lags, default=0.0)
+
+
+def run_load(
+    base_url: str, artifacts: Path, rate: float, duration: float, k: int, warmup: float = 1.0
+) -> LoadResult:
+    """Warm up (not measured), then one measured run of `rate * duration` requests."""
+    if warmup > 0:
+        asyncio.run(
+            offer_load(
+                base_url, request_mix(artifacts, k, max(1, int(rate * warmup)), seed=1), rate
+            )
+        )
+    bodies = request_mix(artifacts, k, max(1, int(rate * duration)))
+    latencies, errors, elapsed, lag = asyncio.run(offer_load(base_url, bodies, rate))
+    ms = sorted(1000 * x for x in latencies)
+    return LoadResult(
+        rate_offered=rate,
+        duration_s=round(elapsed, 3),
+        requests=len(bodies),
+        errors=len(errors),
+        throughput_rps=round(len(latencies) / elapsed, 1),
+        p50_ms=round(percentile(ms, 50), 3),
+        p90_ms=round(percentile(ms, 90), 3),
+        p99_ms=round(percentile(ms, 99), 3),
+        max_ms=round(ms[-1], 3) if ms else float("nan"),
+        max_send_lag_ms=round(1000 * lag, 3),
+        k=k,
+        error_samples=errors[:5],
+    )
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def start_server(
+    artifacts: Path, port: int, workers: int = 1, timeout: float = 120.0
+) -> subprocess.Popen[bytes]:
+    """`python -m <package> serve` on 127.0.0.1:port, returned once /readyz answers 200."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", PACKAGE, "serve", "--host", "127.0.0.1", "--port", str(port),
+         "--artifacts", str(artifacts), "--workers", str(workers), "--log-level", "warning"],
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )  # fmt: skip
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise SystemExit(
+                f"the server exited with {process.returncode} during startup (see its log above)"
+            )
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1.0).status_code == 200:
+                return process
+        except httpx.TransportError:
+            pass
+        time.sleep(0.2)
+    stop_server(process)
+    raise SystemExit(f"the server was not ready after {timeout:.0f} s")
+
+
+def stop_server(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def check_loopback(url: str) -> str:
+    host = urlparse(url).hostname or ""
+    if host not in LOOPBACK:
+        raise SystemExit(
+            f"--url {url!r} points at {host!r}; this benchmark only targets loopback "
+            f"({', '.join(sorted(LOOPBACK))}). Load-testing other machines needs their owners' consent."
+        )
+    return url.rstrip("/")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--artifacts", type=Path, default=Path("artifacts"), help="artifacts folder"
+    )
+    parser.add_argument("--url", help="an already running server on loopback (default: start one)")
+    parser.add_argument(
+        "--rate", type=float, default=200.0, help="requests per second (default 200)"
+    )
+    parser.add_argument(
+        "--duration", type=float, default=10.0, help="measured seconds (default 10)"
+    )
+    parser.add_argument("--k", type=int, default=20, help="items per request (default 20)")
+    parser.add_argument(
+        "--workers", type=int, default=1, help="server worker processes (default 1)"
+    )
+    parser.add_argument("--max-p99-ms", type=float, help="fail when p99 latency exceeds this")
+    parser.add_argument("--json", type=Path, help="also write the result here")
+    args = parser.parse_args(argv)
+    if not 0 < args.rate <= MAX_RATE or not 0 < args.duration <= MAX_DURATION_S:
+        parser.error(
+            f"--rate must be in (0, {MAX_RATE:.0f}] and --duration in (0, {MAX_DURATION_S:.0f}]"
+        )
+    if not (args.artifacts / "manifest.json").is_file():
+        parser.error(
+            f"{args.artifacts / 'manifest.json'}: missing. Build artifacts first "
+            f"(`python -m {PACKAGE} demo`) or pass --artifacts."
+        )
+
+    process = None
+    if args.url:
+        base_url = check_loopback(args.url)
+    else:
+        port = free_port()
+        process = start_server(args.artifacts, port, args.workers)
+        base_url = f"http://127.0.0.1:{port}"
+    try:
+        result = run_load(base_url, args.artifacts, args.rate, args.duration, args.k)
+    finally:
+        if process is not None:
+            stop_server(process)
+
+    print(
+        f"POST /recommend k={result.k}: {result.requests} requests at {result.rate_offered:.0f}/s offered, "
+        f"{result.throughput_rps:.1f}/s served, {result.errors} errors\n"
+        f"latency ms: p50 {result.p50_ms:.2f}  p90 {result.p90_ms:.2f}  p99 {result.p99_ms:.2f}  "
+        f"max {result.max_ms:.2f}  (client send lag max {result.max_send_lag_ms:.2f})"
+    )
+    if args.json:
+        args.json.write_text(json.dumps(asdict(result), indent=2) + "\n", encoding="utf-8")
+    failed = result.errors > 0
+    for sample in result.error_samples:
+        print(f"  error: {sample}")
+    if args.max_p99_ms is not None and result.p99_ms > args.max_p99_ms:
+        print(f"p99 {result.p99_ms:.2f} ms exceeds --max-p99-ms {args.max_p99_ms}")
+        failed = True
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
