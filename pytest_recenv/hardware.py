@@ -2,7 +2,7 @@
 
 Tier 0 reads the NVIDIA driver through NVML (``nvidia-ml-py``) and applies ``CUDA_VISIBLE_DEVICES``
 the way the CUDA runtime does. Tier 1 (``torch`` and ``faiss``) runs in a spawned child process, see
-:mod:`pytest_recenv.probe_child`; this module never imports torch or faiss, so probing can never
+:mod:`pytest_recenv.probe_child`; nothing here imports torch or faiss, so probing can never
 initialise CUDA in the pytest process (forks stay safe, CPU runs stay fast).
 
 A report round-trips through JSON: that is how xdist workers receive the controller's report and
@@ -16,15 +16,12 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import subprocess
-import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 GIB = 1024**3
-TIER1_TIMEOUT_S = float(os.environ.get("RECENV_PROBE_TIMEOUT", "180"))
 
 
 def format_size(n: int) -> str:
@@ -151,6 +148,19 @@ def _pairs(value: Any) -> tuple[tuple[str, str], ...]:
     return tuple((str(k), str(v)) for k, v in items)
 
 
+def tier1_from_dict(lib: str, value: Mapping[str, Any]) -> TorchInfo | FaissInfo:
+    """``TorchInfo`` or ``FaissInfo`` from its JSON form (``lib`` is ``"torch"`` or ``"faiss"``)."""
+    if lib == "torch":
+        return TorchInfo(
+            **{
+                **value,
+                "arch_list": tuple(value.get("arch_list", ())),
+                "kernel_errors": _pairs(value.get("kernel_errors", ())),
+            }
+        )
+    return FaissInfo(**{**value, "distributions": tuple(value.get("distributions", ()))})
+
+
 def report_from_dict(d: Mapping[str, Any]) -> HardwareReport:
     torch = d.get("torch")
     faiss = d.get("faiss")
@@ -165,18 +175,8 @@ def report_from_dict(d: Mapping[str, Any]) -> HardwareReport:
             Device(**{**dev, "capability": tuple(dev["capability"])})
             for dev in d.get("devices", ())
         ),
-        torch=None
-        if torch is None
-        else TorchInfo(
-            **{
-                **torch,
-                "arch_list": tuple(torch.get("arch_list", ())),
-                "kernel_errors": _pairs(torch.get("kernel_errors", ())),
-            }
-        ),
-        faiss=None
-        if faiss is None
-        else FaissInfo(**{**faiss, "distributions": tuple(faiss.get("distributions", ()))}),
+        torch=None if torch is None else tier1_from_dict("torch", torch),  # type: ignore[arg-type]
+        faiss=None if faiss is None else tier1_from_dict("faiss", faiss),  # type: ignore[arg-type]
         worker=d.get("worker"),
     )
 
@@ -376,48 +376,7 @@ def probe_tier0(environ: Mapping[str, str] | None = None) -> HardwareReport:
     return report.with_visibility(env.get("CUDA_VISIBLE_DEVICES"))
 
 
-# -- tier 1: torch and faiss in a spawned child ---------------------------------------------------
-
-
-def probe_tier1(report: HardwareReport, what: set[str]) -> HardwareReport:
-    """Fill in ``torch`` and/or ``faiss`` by running :mod:`pytest_recenv.probe_child`.
-
-    The child gets the report's visible list as its ``CUDA_VISIBLE_DEVICES`` (so kernel errors map
-    back to device UUIDs) and ``PYTORCH_NVML_BASED_CUDA_CHECK=1`` so ``is_available()`` asks NVML.
-    """
-    env = dict(os.environ, PYTORCH_NVML_BASED_CUDA_CHECK="1")
-    tokens = visible_tokens(report)
-    env["CUDA_VISIBLE_DEVICES"] = ",".join(tokens)
-    cmd = [sys.executable, "-m", "pytest_recenv.probe_child", *sorted(what)]
-    try:
-        proc = subprocess.run(
-            cmd, env=env, capture_output=True, text=True, timeout=TIER1_TIMEOUT_S, check=False
-        )
-        lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("RECENV-PROBE ")]
-        if not lines:
-            raise RuntimeError(
-                f"exit {proc.returncode}: {(proc.stderr.strip().splitlines() or ['no output'])[-1]}"
-            )
-        data = json.loads(lines[-1][len("RECENV-PROBE ") :])
-    except (subprocess.TimeoutExpired, RuntimeError, json.JSONDecodeError) as exc:
-        failure = f"probe child failed: {exc}"
-        data = {k: {"error": failure} for k in what}
-    uuids = [d.uuid for d in report.devices]
-    updates: dict[str, Any] = {}
-    if "torch" in data:
-        t = data["torch"]
-        errors = tuple(
-            (uuids[int(i)], msg)
-            for i, msg in t.get("kernel_errors", {}).items()
-            if int(i) < len(uuids)
-        )
-        updates["torch"] = TorchInfo(
-            **{**t, "arch_list": tuple(t.get("arch_list", ())), "kernel_errors": errors}
-        )
-    if "faiss" in data:
-        f = data["faiss"]
-        updates["faiss"] = FaissInfo(**{**f, "distributions": tuple(f.get("distributions", ()))})
-    return dataclasses.replace(report, **updates)
+# -- tier 1 verdicts (the probe itself: pytest_recenv.probe_child) ---------------------------------
 
 
 def arch_supported(arch_list: tuple[str, ...], capability: tuple[int, int]) -> bool:

@@ -16,7 +16,6 @@ import os
 import shutil
 import sys
 import tempfile
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -25,15 +24,13 @@ import pytest
 from pytest_recenv import RecenvPinningWarning
 from pytest_recenv.fixtures import REQS_KEY, SKIP_KEY, STATE_KEY, State
 from pytest_recenv.hardware import (
-    FaissInfo,
     HardwareReport,
-    TorchInfo,
-    arch_supported,
     load_probe_file,
     probe_tier0,
-    probe_tier1,
+    tier1_from_dict,
     visible_tokens,
 )
+from pytest_recenv.hwreport import devices_text
 from pytest_recenv.markers import (
     MarkerError,
     Skip,
@@ -41,6 +38,7 @@ from pytest_recenv.markers import (
     requirements,
     tier1_needed,
 )
+from pytest_recenv.probe_child import probe_tier1
 
 MODES = ("auto", "require", "skip")
 MULTI_GPU_GROUP = "recenv-multi-gpu"
@@ -91,7 +89,7 @@ def configure(config: pytest.Config) -> State:
     if expected is not None and len(report.devices) != expected:
         raise pytest.UsageError(
             f"--recenv-expect-gpus={expected}: expected {expected} visible CUDA devices, found "
-            f"{len(report.devices)} ({_devices_text(report)}); "
+            f"{len(report.devices)} ({devices_text(report)}); "
             "check CUDA_VISIBLE_DEVICES and the driver"
         )
     slots = config.getoption("recenv_slots_per_gpu")
@@ -224,7 +222,7 @@ def evaluate_items(config: pytest.Config, items: list[pytest.Item]) -> None:
                 state,
                 item,
                 Skip(
-                    f"hardware test skipped by --recenv-gpu=skip ({_devices_text(state.report)})",
+                    f"hardware test skipped by --recenv-gpu=skip ({devices_text(state.report)})",
                     next(r.marker for r in reqs if r.is_gpu),
                 ),
             )
@@ -240,7 +238,10 @@ def evaluate_items(config: pytest.Config, items: list[pytest.Item]) -> None:
             pending.append(item)
             needed |= need
     if needed:
-        _run_tier1(state, needed)
+        try:
+            _run_tier1(state, needed)
+        except ValueError as exc:  # a bad RECENV_PROBE_TIMEOUT
+            raise pytest.UsageError(str(exc)) from None
     for item in pending:
         skip = evaluate_requirements(item.stash[REQS_KEY], state.report)
         if skip is not None:
@@ -275,21 +276,9 @@ def _run_tier1(state: State, needed: set[str]) -> None:
                 value = dataclasses.asdict(getattr(probed, lib))
                 (folder / f"{lib}.json").write_text(json.dumps(value))
                 known[lib] = value
-    updates = {lib: _tier1_from_dict(lib, value) for lib, value in known.items()}
+    updates = {lib: tier1_from_dict(lib, value) for lib, value in known.items()}
     state.report = dataclasses.replace(state.report, **updates)
     state.parent_report = dataclasses.replace(state.parent_report, **updates)
-
-
-def _tier1_from_dict(lib: str, value: dict[str, Any]) -> TorchInfo | FaissInfo:
-    if lib == "torch":
-        return TorchInfo(
-            **{
-                **value,
-                "arch_list": tuple(value["arch_list"]),
-                "kernel_errors": tuple(tuple(p) for p in value["kernel_errors"]),
-            }
-        )
-    return FaissInfo(**{**value, "distributions": tuple(value["distributions"])})
 
 
 # -- running --------------------------------------------------------------------------------------
@@ -344,123 +333,3 @@ def finish(session: pytest.Session) -> None:
     ):
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
         state.require_failed = True
-
-
-# -- reporting ------------------------------------------------------------------------------------
-
-
-def _devices_text(report: HardwareReport) -> str:
-    if not report.devices:
-        return report.why_no_devices
-    return "; ".join(f"{d.ordinal}: {d.describe(memory=True)}" for d in report.devices)
-
-
-def _torch_text(report: HardwareReport) -> str:
-    torch = report.torch
-    if torch is None:
-        return "torch=not probed"
-    if torch.version is None:
-        return f"torch=missing{f' ({torch.error})' if torch.error else ''}"
-    if not torch.cuda:
-        return f"torch={torch.version} ({'ROCm' if torch.hip else 'CPU'} build)"
-    if not report.devices:
-        return f"torch={torch.version} (CUDA {torch.cuda})"
-    lacking = sorted(
-        {d.sm for d in report.devices if not arch_supported(torch.arch_list, d.capability)}
-    )
-    verdict = (
-        f"arch list lacks {', '.join(lacking)} (has {' '.join(torch.arch_list) or 'nothing'})"
-        if lacking
-        else f"arch list covers {', '.join(sorted({d.sm for d in report.devices}))}"
-    )
-    return f"torch={torch.version} (CUDA {torch.cuda}; {verdict})"
-
-
-def _faiss_text(report: HardwareReport) -> str:
-    faiss = report.faiss
-    if faiss is None:
-        return "faiss=not probed"
-    if faiss.version is None:
-        return f"faiss=missing{f' ({faiss.error})' if faiss.error else ''}"
-    both = "; faiss-cpu AND faiss-gpu installed" if faiss.cpu_and_gpu_both_installed else ""
-    return f"faiss={faiss.version} ({faiss.build} build, {faiss.num_gpus} GPUs{both})"
-
-
-def _installed(*names: str) -> str:
-    found = []
-    for name in names:
-        try:
-            found.append(f"{name}={metadata.version(name)}")
-        except metadata.PackageNotFoundError:
-            continue
-    return " ".join(found)
-
-
-def header_lines(state: State) -> list[str]:
-    report = state.report
-    visible = report.visible_env
-    cvd = "" if visible is None else f" CUDA_VISIBLE_DEVICES={visible!r}"
-    first = (
-        f"recenv: gpu={state.mode} probe={report.source} driver={report.driver or 'none'}"
-        f" cuda={len(report.devices)} devices ({_devices_text(report)}){cvd}"
-    )
-    if report.torch is not None or report.faiss is not None:
-        second = f"recenv: {_torch_text(report)} {_faiss_text(report)}"
-    else:
-        libs = (
-            _installed(
-                "torch",
-                "faiss-cpu",
-                "faiss-gpu",
-                "faiss-gpu-cu12",
-                "faiss-gpu-cu11",
-                "faiss-gpu-cuvs",
-            )
-            or "neither torch nor faiss installed"
-        )
-        second = f"recenv: {libs} (checked in a child process only if a selected test needs it)"
-    return [first, second]
-
-
-def summary_lines(config: pytest.Config) -> list[str]:
-    state = config.stash.get(STATE_KEY, None)
-    if state is None or hasattr(config, "workerinput"):
-        return []
-    lines = [
-        f"recenv: worker {w} pinned to CUDA_VISIBLE_DEVICES={p}" for w, p in state.pins.items()
-    ]
-    if state.only_hardware_deselected is not None:
-        lines.append(
-            f"recenv: --recenv-only-hardware deselected "
-            f"{state.only_hardware_deselected} non-hardware tests"
-        )
-    if config.option.collectonly:
-        chars = str(getattr(config.option, "reportchars", ""))
-        if any(c in chars for c in "saA"):
-            lines += [f"recenv: SKIP {nodeid}: {reason}" for nodeid, reason in state.collect_skips]
-    elif state.tally.selected or state.mode == "require":
-        t = state.tally
-        lines.append(
-            f"recenv: hardware tests: {t.selected} selected, {t.ran} ran, {t.passed} passed, "
-            f"{t.failed} failed, {sum(t.skipped.values())} skipped"
-        )
-        lines += [f"recenv:   {n} skipped: {reason}" for reason, n in sorted(t.skipped.items())]
-    report = state.report
-    if state.tier1_dir and Path(state.tier1_dir).is_dir():
-        updates = {
-            p.stem: _tier1_from_dict(p.stem, json.loads(p.read_text()))
-            for p in Path(state.tier1_dir).glob("*.json")
-        }
-        report = dataclasses.replace(report, **updates)
-    if report.source == "live" and (report.torch is not None or report.faiss is not None):
-        parts = [
-            _torch_text(report) if report.torch else "",
-            _faiss_text(report) if report.faiss else "",
-        ]
-        lines.append(f"recenv: tier-1 probe: {' '.join(p for p in parts if p)}")
-    if state.require_failed:
-        lines.append(
-            "recenv: FAILED: --recenv-gpu=require and no hardware test ran; a GPU lane "
-            "must run GPU tests (check the markers, -m/-k and the machine)"
-        )
-    return lines

@@ -1,7 +1,8 @@
 """pytest hooks of pytest-recenv, in lifecycle order. Glue only: the work lives elsewhere.
 
 Probing (:mod:`pytest_recenv.hardware`), evaluation (:mod:`pytest_recenv.markers`) and the xdist
-plumbing (:mod:`pytest_recenv.hwsession`) are imported lazily, inside the hooks.
+plumbing (:mod:`pytest_recenv.hwsession`) and the printed text (:mod:`pytest_recenv.hwreport`)
+are imported lazily, inside the hooks.
 """
 
 from __future__ import annotations
@@ -125,9 +126,9 @@ def pytest_runtest_makereport(
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:
-    from pytest_recenv import hwsession
+    from pytest_recenv import hwreport
 
-    return hwsession.header_lines(config.stash[STATE_KEY])
+    return hwreport.header_lines(config.stash[STATE_KEY])
 
 
 @pytest.hookimpl(optionalhook=True)
@@ -144,9 +145,9 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
 
 
 def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
-    from pytest_recenv import hwsession
+    from pytest_recenv import hwreport
 
-    for line in hwsession.summary_lines(config):
+    for line in hwreport.summary_lines(config):
         terminalreporter.write_line(line)
 
 

@@ -1,4 +1,5 @@
-"""Tier-1 probe, run as ``python -m pytest_recenv.probe_child [torch] [faiss]`` in a spawned child.
+"""Tier-1 probe: :func:`probe_tier1` (parent side) spawns ``python -m pytest_recenv.probe_child
+[torch] [faiss]`` and reads back what the child found.
 
 This is the only place pytest-recenv imports torch or faiss, and it is never the pytest process:
 initialising CUDA here cannot break the parent's forks, and a broken build can only crash the child.
@@ -8,10 +9,66 @@ Device ordinals in ``kernel_errors`` refer to this child's ``CUDA_VISIBLE_DEVICE
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import os
+import subprocess
 import sys
 from importlib import metadata
 from typing import Any
+
+from pytest_recenv.hardware import HardwareReport, tier1_from_dict, visible_tokens
+
+DEFAULT_TIMEOUT_S = 180.0  # importing a CUDA torch and initialising a device can take a minute
+
+
+def _timeout() -> float:
+    raw = os.environ.get("RECENV_PROBE_TIMEOUT", "")
+    try:
+        return float(raw) if raw else DEFAULT_TIMEOUT_S
+    except ValueError:
+        raise ValueError(
+            f"RECENV_PROBE_TIMEOUT={raw!r}: expected seconds as a number, e.g. 180"
+        ) from None
+
+
+def probe_tier1(report: HardwareReport, what: set[str]) -> HardwareReport:
+    """Fill in ``torch`` and/or ``faiss`` by running :mod:`pytest_recenv.probe_child`.
+
+    The child gets the report's visible list as its ``CUDA_VISIBLE_DEVICES`` (so kernel errors map
+    back to device UUIDs) and ``PYTORCH_NVML_BASED_CUDA_CHECK=1`` so ``is_available()`` asks NVML.
+    """
+    env = dict(os.environ, PYTORCH_NVML_BASED_CUDA_CHECK="1")
+    tokens = visible_tokens(report)
+    env["CUDA_VISIBLE_DEVICES"] = ",".join(tokens)
+    cmd = [sys.executable, "-m", "pytest_recenv.probe_child", *sorted(what)]
+    try:
+        proc = subprocess.run(
+            cmd, env=env, capture_output=True, text=True, timeout=_timeout(), check=False
+        )
+        lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("RECENV-PROBE ")]
+        if not lines:
+            raise RuntimeError(
+                f"exit {proc.returncode}: {(proc.stderr.strip().splitlines() or ['no output'])[-1]}"
+            )
+        data = json.loads(lines[-1][len("RECENV-PROBE ") :])
+    except (subprocess.TimeoutExpired, RuntimeError, json.JSONDecodeError) as exc:
+        failure = f"probe child failed: {exc}"
+        data = {k: {"error": failure} for k in what}
+    uuids = [d.uuid for d in report.devices]
+    updates: dict[str, Any] = {}
+    if "torch" in data:
+        t = data["torch"]
+        # The child numbers devices by its CUDA_VISIBLE_DEVICES, which is this report's list.
+        t["kernel_errors"] = [
+            (uuids[int(i)], msg)
+            for i, msg in t.get("kernel_errors", {}).items()
+            if int(i) < len(uuids)
+        ]
+        updates["torch"] = tier1_from_dict("torch", t)
+    if "faiss" in data:
+        updates["faiss"] = tier1_from_dict("faiss", data["faiss"])
+    return dataclasses.replace(report, **updates)
 
 
 def _error(exc: BaseException) -> str:

@@ -1,0 +1,130 @@
+"""What pytest-recenv prints: the ``recenv:`` header lines and the terminal summary."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from importlib import metadata
+from pathlib import Path
+
+import pytest
+
+from pytest_recenv.fixtures import STATE_KEY, State
+from pytest_recenv.hardware import HardwareReport, arch_supported, tier1_from_dict
+
+
+def devices_text(report: HardwareReport) -> str:
+    if not report.devices:
+        return report.why_no_devices
+    return "; ".join(f"{d.ordinal}: {d.describe(memory=True)}" for d in report.devices)
+
+
+def _torch_text(report: HardwareReport) -> str:
+    torch = report.torch
+    if torch is None:
+        return "torch=not probed"
+    if torch.version is None:
+        return f"torch=missing{f' ({torch.error})' if torch.error else ''}"
+    if not torch.cuda:
+        return f"torch={torch.version} ({'ROCm' if torch.hip else 'CPU'} build)"
+    if not report.devices:
+        return f"torch={torch.version} (CUDA {torch.cuda})"
+    lacking = sorted(
+        {d.sm for d in report.devices if not arch_supported(torch.arch_list, d.capability)}
+    )
+    verdict = (
+        f"arch list lacks {', '.join(lacking)} (has {' '.join(torch.arch_list) or 'nothing'})"
+        if lacking
+        else f"arch list covers {', '.join(sorted({d.sm for d in report.devices}))}"
+    )
+    return f"torch={torch.version} (CUDA {torch.cuda}; {verdict})"
+
+
+def _faiss_text(report: HardwareReport) -> str:
+    faiss = report.faiss
+    if faiss is None:
+        return "faiss=not probed"
+    if faiss.version is None:
+        return f"faiss=missing{f' ({faiss.error})' if faiss.error else ''}"
+    both = "; faiss-cpu AND faiss-gpu installed" if faiss.cpu_and_gpu_both_installed else ""
+    return f"faiss={faiss.version} ({faiss.build} build, {faiss.num_gpus} GPUs{both})"
+
+
+def _installed(*names: str) -> str:
+    found = []
+    for name in names:
+        try:
+            found.append(f"{name}={metadata.version(name)}")
+        except metadata.PackageNotFoundError:
+            continue
+    return " ".join(found)
+
+
+def header_lines(state: State) -> list[str]:
+    report = state.report
+    visible = report.visible_env
+    cvd = "" if visible is None else f" CUDA_VISIBLE_DEVICES={visible!r}"
+    first = (
+        f"recenv: gpu={state.mode} probe={report.source} driver={report.driver or 'none'}"
+        f" cuda={len(report.devices)} devices ({devices_text(report)}){cvd}"
+    )
+    if report.torch is not None or report.faiss is not None:
+        second = f"recenv: {_torch_text(report)} {_faiss_text(report)}"
+    else:
+        libs = (
+            _installed(
+                "torch",
+                "faiss-cpu",
+                "faiss-gpu",
+                "faiss-gpu-cu12",
+                "faiss-gpu-cu11",
+                "faiss-gpu-cuvs",
+            )
+            or "neither torch nor faiss installed"
+        )
+        second = f"recenv: {libs} (checked in a child process only if a selected test needs it)"
+    return [first, second]
+
+
+def summary_lines(config: pytest.Config) -> list[str]:
+    state = config.stash.get(STATE_KEY, None)
+    if state is None or hasattr(config, "workerinput"):
+        return []
+    lines = [
+        f"recenv: worker {w} pinned to CUDA_VISIBLE_DEVICES={p}" for w, p in state.pins.items()
+    ]
+    if state.only_hardware_deselected is not None:
+        lines.append(
+            f"recenv: --recenv-only-hardware deselected "
+            f"{state.only_hardware_deselected} non-hardware tests"
+        )
+    if config.option.collectonly:
+        chars = str(getattr(config.option, "reportchars", ""))
+        if any(c in chars for c in "saA"):
+            lines += [f"recenv: SKIP {nodeid}: {reason}" for nodeid, reason in state.collect_skips]
+    elif state.tally.selected or state.mode == "require":
+        t = state.tally
+        lines.append(
+            f"recenv: hardware tests: {t.selected} selected, {t.ran} ran, {t.passed} passed, "
+            f"{t.failed} failed, {sum(t.skipped.values())} skipped"
+        )
+        lines += [f"recenv:   {n} skipped: {reason}" for reason, n in sorted(t.skipped.items())]
+    report = state.report
+    if state.tier1_dir and Path(state.tier1_dir).is_dir():
+        updates = {
+            p.stem: tier1_from_dict(p.stem, json.loads(p.read_text()))
+            for p in Path(state.tier1_dir).glob("*.json")
+        }
+        report = dataclasses.replace(report, **updates)
+    if report.source == "live" and (report.torch is not None or report.faiss is not None):
+        parts = [
+            _torch_text(report) if report.torch else "",
+            _faiss_text(report) if report.faiss else "",
+        ]
+        lines.append(f"recenv: tier-1 probe: {' '.join(p for p in parts if p)}")
+    if state.require_failed:
+        lines.append(
+            "recenv: FAILED: --recenv-gpu=require and no hardware test ran; a GPU lane "
+            "must run GPU tests (check the markers, -m/-k and the machine)"
+        )
+    return lines
