@@ -203,10 +203,12 @@ def _cuda_reason(req: Requirement, report: HardwareReport) -> str | None:
         found = _found(report, report.devices, req.min_memory is not None)
         return f"needs {_plural(n, 'CUDA device')}{with_}, found {len(fitting)} ({found})"
     torch = report.torch
-    if torch is None or torch.version is None:
+    if torch is None or (torch.version is None and not torch.error):
         # Not probed yet, or torch is not installed: the driver's answer is all there is to check
         # (a suite without torch may drive CUDA through cupy or numba).
         return None
+    if torch.version is None:
+        return f"needs torch importable to use CUDA; found it failing: {torch.error}"
     if torch.error:
         return (
             f"needs a working torch to use CUDA; found torch {torch.version} failing: {torch.error}"

@@ -242,3 +242,66 @@ def test_a_broken_faiss_install_is_reported_by_the_child_probe(
             "RuntimeError: libfaiss.so: undefined symbol"
         ]
     )
+
+
+@pytest.mark.parametrize(
+    ("faiss_source", "timeout", "expected"),
+    [
+        ("import os\nos._exit(3)\n", "180", "probe child failed: exit 3: no output"),
+        (
+            "import time\ntime.sleep(30)\n",
+            "0.5",
+            "probe child failed: Command * timed out after 0.5 seconds",
+        ),
+    ],
+    ids=["crash", "hang"],
+)
+def test_a_crashing_or_hanging_child_probe_becomes_a_reason(
+    pytester: pytest.Pytester,
+    run: Run,
+    monkeypatch: pytest.MonkeyPatch,
+    faiss_source: str,
+    timeout: str,
+    expected: str,
+) -> None:
+    shadow = pytester.mkdir("shadow")
+    (shadow / "faiss.py").write_text(faiss_source)
+    monkeypatch.setenv("PYTHONPATH", str(shadow))
+    monkeypatch.setenv("RECENV_PROBE_TIMEOUT", timeout)
+    pytester.makepyfile("import pytest\n\n@pytest.mark.faiss\ndef test_faiss():\n    pass\n")
+    result = run("-rs")
+    result.assert_outcomes(skipped=1)
+    result.stdout.fnmatch_lines(
+        [f"SKIPPED * needs faiss importable; found faiss failing: {expected}"]
+    )
+
+
+def test_require_mode_fails_a_skip_raised_inside_a_hardware_test_but_not_an_xfail(
+    pytester: pytest.Pytester, run: Run, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pytester.makepyfile(
+        """
+        import pytest
+
+        @pytest.mark.faiss
+        def test_skips_itself():
+            pytest.skip("gave up")
+
+        @pytest.mark.faiss
+        @pytest.mark.xfail(reason="known bug", strict=True)
+        def test_known_bug():
+            raise AssertionError
+
+        @pytest.mark.faiss
+        def test_fine():
+            pass
+        """
+    )
+    result = run("--recenv-gpu=require")
+    result.assert_outcomes(failed=1, xfailed=1, passed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*--recenv-gpu=require: a hardware test may not skip; it would have skipped because: "
+            "gave up"
+        ]
+    )
