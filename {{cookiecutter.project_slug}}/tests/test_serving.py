@@ -235,6 +235,9 @@ def test_every_answer_has_unique_items_in_non_increasing_score_order(client: Tes
         ({"device": "mobile phone!"}, "body.device"),
         ({"colour": "red"}, "body.colour"),
         ({"user_id": None}, "body.user_id"),
+        ({"k": "10"}, "body.k"),
+        ({"k": 2.5}, "body.k"),
+        ({"exclude_seen": 0}, "body.exclude_seen"),
     ],
     ids=[
         "k-zero",
@@ -244,6 +247,9 @@ def test_every_answer_has_unique_items_in_non_increasing_score_order(client: Tes
         "bad-device",
         "extra-field",
         "null-user",
+        "k-as-string",
+        "k-fraction",
+        "bool-as-int",
     ],
 )
 def test_invalid_requests_get_422_with_the_field_and_a_readable_message(
@@ -257,6 +263,21 @@ def test_invalid_requests_get_422_with_the_field_and_a_readable_message(
     assert [e["field"] for e in payload["errors"]] == [field]
     assert payload["errors"][0]["message"]
     assert payload["detail"] == "1 invalid field in the request; see 'errors'."
+
+
+def test_a_whole_number_written_as_a_float_is_a_valid_k_as_json_schema_says(
+    client: TestClient,
+) -> None:
+    assert len(ask(client, k=7.0)["items"]) == 7
+
+
+def test_a_body_that_is_not_text_gets_a_documented_400(client: TestClient) -> None:
+    response = client.post(
+        "/recommend", content=b"\xff\xfe\x00", headers={"content-type": "application/json"}
+    )
+    assert response.status_code == 400
+    schema = client.get("/openapi.json").json()
+    assert "400" in schema["paths"]["/recommend"]["post"]["responses"]
 
 
 def test_a_missing_field_and_malformed_json_are_422_too(client: TestClient) -> None:

@@ -29,6 +29,7 @@ from ..artifacts import load_artifacts
 from ..router import load_router
 from .recommender import Recommender
 from .schemas import (
+    ErrorDetail,
     Health,
     Readiness,
     RecommendRequest,
@@ -120,7 +121,10 @@ def create_app(
     @app.post(
         "/recommend",
         response_model=RecommendResponse,
-        responses={422: {"model": ValidationErrorBody, "description": "Invalid request."}},
+        responses={
+            400: {"model": ErrorDetail, "description": "Body is not decodable text."},
+            422: {"model": ValidationErrorBody, "description": "Invalid request."},
+        },
         tags=["recommendations"],
     )
     async def recommend(body: RecommendRequest, request: Request) -> RecommendResponse:

@@ -8,7 +8,9 @@ listed in the schema so clients and fuzzers see them.
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from typing import Annotated
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 from ..router import Action, Channel, Device, UserType
 
@@ -16,6 +18,16 @@ MAX_K = 100
 """Upper bound on `k`: bigger lists belong to a batch job, not a request path."""
 
 _NAME = r"^[A-Za-z0-9_\-]{1,32}$"
+
+
+def _whole_number(value: object) -> object:
+    """JSON Schema counts 20.0 as an integer, so accept it as 20; 20.5 and "20" stay errors."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+WholeNumber = Annotated[int, BeforeValidator(_whole_number)]
 
 
 def _known(enum: type) -> str:
@@ -29,8 +41,10 @@ def _known(enum: type) -> str:
 class RecommendRequest(BaseModel):
     """What to recommend for whom, in which context."""
 
+    # strict: `"k": "10"` or `"exclude_seen": 0` are client bugs to report, not to guess at.
     model_config = ConfigDict(
         extra="forbid",
+        strict=True,
         json_schema_extra={
             "examples": [
                 {
@@ -57,7 +71,7 @@ class RecommendRequest(BaseModel):
     action: str = Field(
         pattern=_NAME, examples=[a.value for a in Action], description=_known(Action)
     )
-    k: int = Field(default=10, ge=1, le=MAX_K, description=f"How many items, 1..{MAX_K}.")
+    k: WholeNumber = Field(default=10, ge=1, le=MAX_K, description=f"How many items, 1..{MAX_K}.")
     exclude_seen: bool = Field(
         default=True, description="Leave out items the user already interacted with."
     )
@@ -105,6 +119,12 @@ class FieldError(BaseModel):
     field: str = Field(description="Where the problem is, e.g. 'body.k'.", examples=["body.k"])
     message: str = Field(examples=["Input should be less than or equal to 100"])
     input: object | None = Field(default=None, description="The value that was sent, if any.")
+
+
+class ErrorDetail(BaseModel):
+    """400: the body could not even be decoded (not UTF-8 text)."""
+
+    detail: str = Field(examples=["There was an error parsing the body"])
 
 
 class ValidationErrorBody(BaseModel):
