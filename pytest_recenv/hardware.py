@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -312,7 +313,11 @@ def visible_tokens(report: HardwareReport) -> list[str]:
 def probe_nvml() -> tuple[str | None, str | None, tuple[Gpu, ...]]:
     """(driver version, error, GPUs) from NVML; the error says truthfully why there is no answer."""
     try:
-        import pynvml
+        with warnings.catch_warnings():
+            # The old ``pynvml`` distribution, a shim over nvidia-ml-py, warns on import; under
+            # ``-W error`` that would turn a probe into a crash.
+            warnings.simplefilter("ignore")
+            import pynvml
     except ImportError:
         return None, "NVML unavailable (nvidia-ml-py is not installed)", ()
     try:

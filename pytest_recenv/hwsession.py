@@ -317,6 +317,15 @@ def after_report(item: pytest.Item, report: pytest.TestReport) -> pytest.TestRep
     return report
 
 
+def node_down(config: pytest.Config, workeroutput: dict[str, Any]) -> None:
+    """On the controller: merge a finished worker's tally (every worker collects every test)."""
+    state = config.stash[STATE_KEY]
+    if workeroutput.get("recenv_tally"):
+        state.tally.merge(workeroutput["recenv_tally"])
+    if workeroutput.get("recenv_deselected") is not None:
+        state.only_hardware_deselected = workeroutput["recenv_deselected"]
+
+
 def finish(session: pytest.Session) -> None:
     config = session.config
     state = config.stash.get(STATE_KEY, None)
@@ -324,6 +333,7 @@ def finish(session: pytest.Session) -> None:
         return
     if hasattr(config, "workerinput"):
         config.workeroutput["recenv_tally"] = dataclasses.asdict(state.tally)
+        config.workeroutput["recenv_deselected"] = state.only_hardware_deselected
         return
     if (
         state.mode == "require"

@@ -133,9 +133,9 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
 
 @pytest.hookimpl(optionalhook=True)
 def pytest_testnodedown(node: Any, error: Any) -> None:
-    tally = getattr(node, "workeroutput", {}).get("recenv_tally")
-    if tally:
-        node.config.stash[STATE_KEY].tally.merge(tally)
+    from pytest_recenv import hwsession
+
+    hwsession.node_down(node.config, getattr(node, "workeroutput", {}))
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:

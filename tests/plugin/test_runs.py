@@ -194,6 +194,22 @@ def test_only_hardware_deselects_the_rest_and_says_how_many(
     result.stdout.fnmatch_lines(["recenv: --recenv-only-hardware deselected 2 non-hardware tests"])
 
 
+def test_only_hardware_counts_reach_the_xdist_controller(
+    pytester: pytest.Pytester, run: Run, report_arg: ReportArg
+) -> None:
+    pytester.makepyfile(SUITE + "\ndef test_other():\n    pass\n")
+    result = run(
+        "-p", "xdist.plugin", "-n", "2", "--recenv-only-hardware", report_arg("t4_x1.json")
+    )
+    result.assert_outcomes(passed=1, skipped=3)
+    result.stdout.fnmatch_lines(
+        [
+            "recenv: --recenv-only-hardware deselected 2 non-hardware tests",
+            "recenv: hardware tests: 4 selected, 1 ran, 1 passed, 0 failed, 3 skipped",
+        ]
+    )
+
+
 def test_bad_marker_arguments_are_one_usage_error_listing_each(
     pytester: pytest.Pytester, run: Run
 ) -> None:
