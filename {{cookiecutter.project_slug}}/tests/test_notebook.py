@@ -1,0 +1,91 @@
+"""The exploration notebooks run top to bottom, headless, and show what they promise.
+
+Executed with nbclient on a python3 kernel (ipykernel, from environment.yml), in the
+notebooks/ folder as Jupyter would. Nothing is written back: the committed notebooks stay
+free of outputs.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
+
+
+@pytest.fixture(scope="module")
+def kernel_ready() -> None:
+    try:
+        import ipykernel  # noqa: F401
+        import nbclient  # noqa: F401
+        import nbformat  # noqa: F401
+    except ImportError as exc:
+        pytest.skip(
+            f"needs nbclient, nbformat and ipykernel (in environment.yml); missing {exc.name}"
+        )
+
+
+def execute(path: Path):  # type: ignore[no-untyped-def]  # nbformat.NotebookNode
+    import nbformat
+    from nbclient import NotebookClient
+
+    notebook = nbformat.read(path, as_version=4)
+    client = NotebookClient(
+        notebook,
+        timeout=300,
+        kernel_name="python3",
+        resources={"metadata": {"path": str(path.parent)}},
+    )
+    client.execute()
+    return notebook
+
+
+def test_there_is_an_exploration_notebook() -> None:
+    assert ROOT / "notebooks" / "explore.ipynb" in NOTEBOOKS
+
+
+def test_committed_notebooks_carry_no_outputs() -> None:
+    """Outputs in git are noise in diffs and can leak data; run the notebook to see them."""
+    import json
+
+    for path in NOTEBOOKS:
+        cells = json.loads(path.read_text(encoding="utf-8"))["cells"]
+        dirty = [i for i, c in enumerate(cells) if c.get("outputs") or c.get("execution_count")]
+        assert not dirty, f"{path.name}: cells {dirty} have outputs; clear them before committing"
+
+
+@pytest.fixture(scope="module")
+def executed(kernel_ready: None) -> dict[str, object]:
+    """Each notebook executed once for the whole module (a kernel start costs seconds)."""
+    return {path.name: execute(path) for path in NOTEBOOKS}
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_the_notebook_runs_headless_and_plots(executed: dict, path: Path) -> None:
+    notebook = executed[path.name]
+    outputs = [
+        output for cell in notebook.cells if cell.cell_type == "code" for output in cell.outputs
+    ]
+    assert not [o for o in outputs if o.output_type == "error"]
+    assert any("image/png" in o.get("data", {}) for o in outputs), "expected at least one plot"
+
+
+def test_the_exploration_notebook_reports_the_data_stats(executed: dict) -> None:
+    notebook = executed["explore.ipynb"]
+    texts = [
+        output["data"]["text/plain"]
+        for cell in notebook.cells
+        if cell.cell_type == "code"
+        for output in cell.outputs
+        if output.output_type == "execute_result"
+    ]
+    stats = next(text for text in texts if "'events'" in text)
+    for key in (
+        "'users'",
+        "'items'",
+        "'purchase events'",
+        "'share of events on the top 10% of items'",
+    ):
+        assert key in stats
