@@ -9,6 +9,9 @@ virtualenvs here: the environment is code, and there is exactly one of it.
 from __future__ import annotations
 
 import shutil
+{%- if cookiecutter.include_serving %}
+from pathlib import Path
+{%- endif %}
 
 import nox
 
@@ -74,5 +77,31 @@ def lock(session: nox.Session) -> None:
 
 @nox.session(default=False)
 def demo(session: nox.Session) -> None:
+{%- if cookiecutter.include_serving %}
+    """Pipeline on the synthetic sample, metrics table, then the server answering every route."""
+    in_env(session, "python", "-m", PACKAGE, "demo", *session.posargs)
+    in_env(session, "python", "-m", f"{PACKAGE}.serving.smoke", "--artifacts", "artifacts")
+{%- else %}
     """Run the whole pipeline on the embedded synthetic sample and print the metrics."""
     in_env(session, "python", "-m", PACKAGE, "demo", *session.posargs)
+{%- endif %}
+{%- if cookiecutter.include_serving %}
+
+
+@nox.session(default=False)
+def serve(session: nox.Session) -> None:
+    """Serve artifacts/ over HTTP on 127.0.0.1:8000 (args go to `python -m <package> serve`)."""
+    in_env(session, "python", "-m", PACKAGE, "serve", *session.posargs)
+{%- endif %}
+
+
+@nox.session(default=False)
+def bench(session: nox.Session) -> None:
+    """Benchmarks: router decisions/s{% if cookiecutter.include_serving %}; load (p50/p99 at 200 req/s) and schemathesis fuzz on loopback{% endif %}."""
+    in_env(session, "python", "benchmarks/bench_router.py")
+{%- if cookiecutter.include_serving %}
+    if not Path("artifacts/manifest.json").is_file():
+        session.error("expected artifacts/manifest.json; run `nox -s demo` first to build them")
+    in_env(session, "python", "benchmarks/load.py", "--artifacts", "artifacts", *session.posargs)
+    in_env(session, "python", "benchmarks/fuzz.py", "--artifacts", "artifacts")
+{%- endif %}

@@ -21,7 +21,9 @@ import tempfile
 from collections import Counter
 from pathlib import Path
 
-from load import check_loopback, free_port, start_server, stop_server
+from load import check_loopback
+
+from {{ cookiecutter.package_name }}.serving.smoke import free_port, start_server, stop_server
 
 MAX_EXAMPLES_CAP = 5000
 

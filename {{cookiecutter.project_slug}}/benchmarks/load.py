@@ -19,18 +19,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import random
-import signal
-import socket
-import subprocess
 import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from urllib.parse import urlparse
 
-import httpx
+from {{ cookiecutter.package_name }}.serving.smoke import free_port, start_server, stop_server
 
 PACKAGE = "{{ cookiecutter.package_name }}"
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
@@ -205,47 +201,6 @@ def run_load(
         k=k,
         error_samples=errors[:5],
     )
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def start_server(
-    artifacts: Path, port: int, workers: int = 1, timeout: float = 120.0
-) -> subprocess.Popen[bytes]:
-    """`python -m <package> serve` on 127.0.0.1:port, returned once /readyz answers 200."""
-    process = subprocess.Popen(
-        [sys.executable, "-m", PACKAGE, "serve", "--host", "127.0.0.1", "--port", str(port),
-         "--artifacts", str(artifacts), "--workers", str(workers), "--log-level", "warning"],
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    )  # fmt: skip
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise SystemExit(
-                f"the server exited with {process.returncode} during startup (see its log above)"
-            )
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1.0).status_code == 200:
-                return process
-        except httpx.TransportError:
-            pass
-        time.sleep(0.2)
-    stop_server(process)
-    raise SystemExit(f"the server was not ready after {timeout:.0f} s")
-
-
-def stop_server(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
 
 
 def check_loopback(url: str) -> str:
