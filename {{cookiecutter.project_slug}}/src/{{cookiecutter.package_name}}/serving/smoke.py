@@ -22,7 +22,7 @@ from typing import cast
 
 import httpx
 
-PACKAGE = __name__.split(".")[0]
+PACKAGE = "{{ cookiecutter.package_name }}"
 
 
 def free_port() -> int:
