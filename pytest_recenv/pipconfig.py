@@ -24,6 +24,10 @@ KEYS = ("index-url", "extra-index-url", "find-links", "constraint", "cert", "tru
 class PipConfig:
     values: dict[str, str] = field(default_factory=dict)
     sources: tuple[str, ...] = ()
+    # uv's default is to take each package from the first index that has it; pip merges all
+    # indexes and picks the best version.  We ask uv for pip's behaviour unless the user chose
+    # a strategy for uv themselves (UV_INDEX_STRATEGY).
+    uv_strategy_chosen: bool = False
 
     def _list(self, key: str) -> list[str]:
         return self.values.get(key, "").split()
@@ -67,6 +71,8 @@ class PipConfig:
             args += ["--allow-insecure-host", host]
         if self.no_index:
             args.append("--no-index")
+        elif self.extra_index_urls and not self.uv_strategy_chosen:
+            args += ["--index-strategy", "unsafe-best-match"]
         return args
 
     def uv_env(self) -> dict[str, str]:
@@ -88,6 +94,7 @@ class PipConfig:
             except OSError:
                 constraints[path] = "missing"
         return {"values": {k: v for k, v in sorted(self.values.items()) if k != "cert"},
+                "uv_strategy_chosen": self.uv_strategy_chosen,
                 "find_links": local, "constraints": constraints}
 
 
@@ -143,7 +150,8 @@ def load(environ: dict[str, str] | None = None) -> PipConfig:
         if environ.get(var):
             values[key] = " ".join(environ[var].split())
             sources.append(f"${var}")
-    return PipConfig(values=values, sources=tuple(sources))
+    return PipConfig(values=values, sources=tuple(sources),
+                     uv_strategy_chosen=bool(environ.get("UV_INDEX_STRATEGY")))
 
 
 __all__ = ["KEYS", "PipConfig", "config_files", "load"]

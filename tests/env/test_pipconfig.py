@@ -34,8 +34,15 @@ def test_config_file_values_become_uv_flags(tmp_path: Path) -> None:
         "--find-links", "/srv/wheels",
         "--constraint", "/srv/constraints.txt",
         "--allow-insecure-host", "mirror.example",
+        "--index-strategy", "unsafe-best-match",  # pip's behaviour: best version of all indexes
     ]
     assert cfg.uv_env() == {"SSL_CERT_FILE": "/srv/ca.pem"}
+
+
+def test_a_uv_index_strategy_chosen_by_the_user_is_left_alone(tmp_path: Path) -> None:
+    cfg = pipconfig.load(_isolated(tmp_path, PIP_EXTRA_INDEX_URL="https://a.example/simple",
+                                   UV_INDEX_STRATEGY="first-index"))
+    assert cfg.uv_args() == ["--extra-index-url", "https://a.example/simple"]
 
 
 def test_env_vars_override_files_and_install_section_overrides_global(tmp_path: Path) -> None:

@@ -1,0 +1,149 @@
+"""Benchmark: `recenv build` (uv backend) vs `python -m venv` + `pip install`, and warm reuse.
+
+On the generated project's environment.yml (baked with Python 3.11 so the CPU torch wheel from the
+user's pip find-links serves), both sides install the same translated requirements with the same
+interpreter and the same pip configuration:
+
+* cold, empty package caches: recenv (uv) vs venv+pip, each with a fresh download cache;
+* cold env, warm package cache: a second fresh env of each kind (the common CI-with-cache case);
+* warm reuse: `recenv build` again (the cached env is found by key), as a CLI call.
+
+recenv's times include its verification (pip check + import smoke test of every declared
+package); the venv+pip baseline does no verification, so the install-only time is shown too.
+
+    python benchmarks/bench_env_build.py [--env-file environment.yml] [--json out.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def bake(out: Path) -> Path:
+    subprocess.run(
+        [sys.executable, "-m", "cookiecutter", str(ROOT), "--no-input", "-o", str(out),
+         "python_version=3.11", f"recenv_requirement=pytest-recenv @ {ROOT.as_uri()}"],
+        check=True, capture_output=True,
+    )
+    return next(out.iterdir()) / "environment.yml"
+
+
+def timed(cmd: list[str], env: dict[str, str], cwd: Path | None = None) -> float:
+    start = time.perf_counter()
+    result = subprocess.run(cmd, env=env, cwd=cwd, capture_output=True, text=True, check=False)
+    seconds = time.perf_counter() - start
+    if result.returncode != 0:
+        sys.exit(f"benchmark step failed: {' '.join(cmd)}\n{result.stderr[-3000:]}")
+    return seconds
+
+
+def recenv_build(env_file: Path, env: dict[str, str]) -> tuple[float, dict[str, float]]:
+    seconds = timed([sys.executable, "-m", "pytest_recenv.cli", "build", "-q", str(env_file)],
+                    env)
+    prefix = Path(subprocess.run(
+        [sys.executable, "-m", "pytest_recenv.cli", "build", "-q", str(env_file)], env=env,
+        capture_output=True, text=True, check=True).stdout.strip())
+    stamp = json.loads((prefix / ".recenv-stamp.json").read_text())
+    return seconds, stamp["timings"]
+
+
+def venv_pip(python: str, requirements: Path, folder: Path, env: dict[str, str],
+             cwd: Path) -> float:
+    start = time.perf_counter()
+    subprocess.run([python, "-m", "venv", str(folder)], check=True, env=env)
+    timed([str(folder / "bin" / "python"), "-m", "pip", "install", "-q", "-r",
+           str(requirements)], env, cwd=cwd)
+    return time.perf_counter() - start
+
+
+def machine() -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    mem = ""
+    try:
+        kib = int(Path("/proc/meminfo").read_text().split()[1])
+        mem = f", {kib / 1024**2:.0f} GiB RAM"
+    except (OSError, ValueError, IndexError):
+        pass
+    return f"{platform.system()} {platform.machine()}, {os.cpu_count()} cores ({cpu}){mem}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--env-file", type=Path, help="default: bake the template (Python 3.11)")
+    parser.add_argument("--json", type=Path, help="also write the results here")
+    args = parser.parse_args(argv)
+
+    from pytest_recenv.builders import make_plan
+
+    with tempfile.TemporaryDirectory(prefix="recenv-bench-") as tmp_name:
+        tmp = Path(tmp_name)
+        env_file = args.env_file.resolve() if args.env_file else bake(tmp / "baked")
+        env = {**os.environ, "RECENV_CACHE_DIR": str(tmp / "envs-1"),
+               "UV_CACHE_DIR": str(tmp / "uv-cache"), "PIP_CACHE_DIR": str(tmp / "pip-cache")}
+        plan = make_plan(env_file, cache_dir=tmp / "envs-1", backends=["uv"])
+        requirements = tmp / "requirements.txt"
+        requirements.write_text("\n".join(plan.requirements) + "\n")
+        python = str(plan.interpreter.path) if plan.interpreter else sys.executable
+        cwd = env_file.parent
+
+        print(f"machine: {machine()}")
+        print(f"spec: {env_file} ({len(plan.requirements)} requirements, python {python})")
+        results: dict[str, float] = {}
+
+        def note(name: str, value: float) -> None:
+            results[name] = value
+            print(f"  {name}: {value:.2f} s", flush=True)
+
+        seconds, timings = recenv_build(env_file, env)
+        note("recenv_cold", seconds)
+        note("recenv_cold_install_only", timings.get("venv", 0) + timings.get("install", 0))
+        note("recenv_cold_verify", timings.get("verify", 0))
+        note("pip_cold", venv_pip(python, requirements, tmp / "venv-1", env, cwd))
+        env["RECENV_CACHE_DIR"] = str(tmp / "envs-2")
+        seconds, timings = recenv_build(env_file, env)
+        note("recenv_warm_cache", seconds)
+        note("recenv_warm_cache_install_only", timings.get("venv", 0) + timings.get("install", 0))
+        note("pip_warm_cache", venv_pip(python, requirements, tmp / "venv-2", env, cwd))
+        reuse = [timed([sys.executable, "-m", "pytest_recenv.cli", "build", "-q",
+                        str(env_file)], env) for _ in range(5)]
+        note("recenv_reuse_cli_median", sorted(reuse)[2])
+        print("cleaning up the temporary environments ...", flush=True)
+
+    ratio_cold = results["pip_cold"] / results["recenv_cold"]
+    ratio_warm = results["pip_warm_cache"] / results["recenv_warm_cache"]
+    rows = [
+        ("cold, empty caches", results["recenv_cold"], results["recenv_cold_install_only"],
+         results["pip_cold"], ratio_cold),
+        ("new env, warm cache", results["recenv_warm_cache"],
+         results["recenv_warm_cache_install_only"], results["pip_warm_cache"], ratio_warm),
+    ]
+    print(f"{'case':22} {'recenv':>9} {'(install)':>10} {'venv+pip':>9} {'ratio':>7}")
+    for name, ours, install, pip, ratio in rows:
+        print(f"{name:22} {ours:8.1f}s {install:9.1f}s {pip:8.1f}s {ratio:6.1f}x")
+    reuse_s = results["recenv_reuse_cli_median"]
+    print(f"warm reuse (recenv build, CLI, median of 5): {reuse_s:.2f} s")
+    results.update({"ratio_cold": ratio_cold, "ratio_warm_cache": ratio_warm})
+    if args.json:
+        args.json.write_text(json.dumps({"machine": machine(), **results}, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
