@@ -81,7 +81,10 @@ def machine() -> str:
         mem = f", {kib / 1024**2:.0f} GiB RAM"
     except (OSError, ValueError, IndexError):
         pass
-    return f"{platform.system()} {platform.machine()}, {os.cpu_count()} cores ({cpu}){mem}"
+    load = ""
+    if hasattr(os, "getloadavg"):
+        load = f", load average {os.getloadavg()[0]:.1f} at start"
+    return f"{platform.system()} {platform.machine()}, {os.cpu_count()} cores ({cpu}){mem}{load}"
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -76,8 +76,24 @@ def smoke_test(python: Path, dists: list[str], env: dict[str, str] | None = None
     """Import every declared distribution's modules in the env; one report of all failures."""
     if not dists:
         return
-    out = _run("import smoke test", [python, "-c", SMOKE, *dists], env=env).stdout
-    report = json.loads(out.strip().splitlines()[-1])
+    # Let the imports write bytecode into the env (pip does so at install; uv does not), so
+    # later runs of the env start faster even where the user sets PYTHONDONTWRITEBYTECODE.
+    env = {k: v for k, v in (os.environ if env is None else env).items()
+           if k != "PYTHONDONTWRITEBYTECODE"}
+    # Imports are CPU-bound (torch alone takes seconds): spread the packages over one child per
+    # core, each importing its share in a fresh interpreter.
+    groups = [dists[i::max(1, min(os.cpu_count() or 1, 4, len(dists)))]
+              for i in range(max(1, min(os.cpu_count() or 1, 4, len(dists))))]
+    procs = [subprocess.Popen([str(python), "-c", SMOKE, *group], env=env, text=True,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE) for group in groups]
+    report: dict[str, list[str]] = {}
+    for proc, group in zip(procs, groups, strict=True):
+        out, err = proc.communicate()
+        if proc.returncode != 0:
+            tail = "\n".join(err.strip().splitlines()[-15:])
+            raise BuildError(f"import smoke test crashed (exit {proc.returncode}) while "
+                             f"importing {', '.join(group)}:\n{tail}")
+        report.update(json.loads(out.strip().splitlines()[-1]))
     failed = {d: errs for d, errs in report.items() if errs}
     if failed:
         lines = [f"  {dist}: {'; '.join(errs)}" for dist, errs in sorted(failed.items())]
