@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from importlib import metadata
+import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -50,14 +51,25 @@ def _faiss_text(report: HardwareReport) -> str:
     return f"faiss={faiss.version} ({faiss.build} build, {faiss.num_gpus} GPUs{both})"
 
 
-def _installed(*names: str) -> str:
-    found = []
-    for name in names:
+def installed_versions() -> dict[str, str]:
+    """Installed torch and faiss distributions, from ``*.dist-info`` names on ``sys.path``.
+
+    One directory listing per path entry: ``importlib.metadata.version`` costs ~10 ms per name
+    looked up, which every test run would pay for a header line.
+    """
+    found: dict[str, str] = {}
+    for entry in sys.path:
         try:
-            found.append(f"{name}={metadata.version(name)}")
-        except metadata.PackageNotFoundError:
+            names = os.listdir(entry or ".")
+        except OSError:
             continue
-    return " ".join(found)
+        for name in names:
+            if name.endswith(".dist-info") and name.startswith(("torch", "faiss")):
+                dist, _, version = name[: -len(".dist-info")].partition("-")
+                dist = dist.replace("_", "-").lower()
+                if dist == "torch" or dist.startswith("faiss"):
+                    found.setdefault(dist, version)  # the first on sys.path is what imports
+    return found
 
 
 def header_lines(state: State) -> list[str]:
@@ -71,17 +83,11 @@ def header_lines(state: State) -> list[str]:
     if report.torch is not None or report.faiss is not None:
         second = f"recenv: {_torch_text(report)} {_faiss_text(report)}"
     else:
-        libs = (
-            _installed(
-                "torch",
-                "faiss-cpu",
-                "faiss-gpu",
-                "faiss-gpu-cu12",
-                "faiss-gpu-cu11",
-                "faiss-gpu-cuvs",
-            )
-            or "neither torch nor faiss installed"
+        found = installed_versions()
+        libs = " ".join(
+            f"{k}={v}" for k, v in sorted(found.items(), key=lambda kv: kv[0] != "torch")
         )
+        libs = libs or "neither torch nor faiss installed"
         second = f"recenv: {libs} (checked in a child process only if a selected test needs it)"
     return [first, second]
 

@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 
 from pytest_recenv import RecenvPinningWarning
-from pytest_recenv.fixtures import REQS_KEY, SKIP_KEY, STATE_KEY, State
+from pytest_recenv.fixtures import FIXTURE_MARKERS, REQS_KEY, SKIP_KEY, STATE_KEY, State
 from pytest_recenv.hardware import (
     HardwareReport,
     load_probe_file,
@@ -170,10 +170,18 @@ def _is_wide(item: pytest.Item) -> bool:
     )
 
 
-def group_multi_gpu(item: pytest.Item) -> None:
-    """Under xdist, put tests needing several GPUs in one group (``--dist loadgroup``)."""
-    grouped = item.get_closest_marker("xdist_group") is not None
-    if hasattr(item.config, "workerinput") and not grouped and _is_wide(item):
+def imply_markers(item: pytest.Item) -> None:
+    """Markers implied at collection, before ``-m`` selection sees the item.
+
+    A hardware fixture implies its marker; under xdist, a test needing several GPUs joins one
+    ``xdist_group`` (for ``--dist loadgroup``).
+    """
+    names = getattr(item, "fixturenames", ())
+    for fixture, marker in FIXTURE_MARKERS.items():
+        if fixture in names and item.get_closest_marker(marker) is None:
+            item.add_marker(marker)
+    on_worker = hasattr(item.config, "workerinput")
+    if on_worker and item.get_closest_marker("xdist_group") is None and _is_wide(item):
         item.add_marker(pytest.mark.xdist_group(MULTI_GPU_GROUP))
 
 

@@ -89,13 +89,8 @@ def pytest_configure_node(node: Any) -> None:
 
 def pytest_itemcollected(item: pytest.Item) -> None:
     from pytest_recenv import hwsession
-    from pytest_recenv.fixtures import FIXTURE_MARKERS
 
-    names = getattr(item, "fixturenames", ())
-    for fixture, marker in FIXTURE_MARKERS.items():
-        if fixture in names and item.get_closest_marker(marker) is None:
-            item.add_marker(marker)
-    hwsession.group_multi_gpu(item)
+    hwsession.imply_markers(item)
 
 
 @pytest.hookimpl(trylast=True)  # after -k/-m deselection: probe only for what will run
