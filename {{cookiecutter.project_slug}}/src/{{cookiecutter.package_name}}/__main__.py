@@ -14,7 +14,8 @@ from pathlib import Path
 
 from rich.console import Console
 
-console = Console()
+# Wide and unwrapped when not a terminal (CI logs, pipes): tables and paths stay on one line.
+console = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 120)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -78,9 +79,10 @@ def _train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", help="JSON file of TrainConfig fields; flags given here override it")
     p.add_argument("--data", help=f"synthetic, ml-100k or a CSV/Parquet path (default {d.data})")
     p.add_argument("--split", choices=["random", "temporal"])
-    for name, typ in (("n_users", int), ("n_items", int), ("epochs", int), ("batch_size", int),
+    for name, typ in (("n_users", int), ("n_items", int), ("events_per_user", float), ("epochs", int), ("batch_size", int),
                       ("lr", float), ("dim", int), ("hidden", int), ("temperature", float),
-                      ("weight_decay", float), ("eval_k", int), ("patience", int), ("seed", int)):
+                      ("weight_decay", float), ("eval_k", int), ("patience", int), ("seed", int),
+                      ("history_len", int)):
         p.add_argument(f"--{name.replace('_', '-')}", type=typ, help=f"default {getattr(d, name)}")
     p.add_argument("--negatives", choices=["in_batch", "full"])
     p.add_argument("--no-logq", dest="logq", action="store_const", const=False)

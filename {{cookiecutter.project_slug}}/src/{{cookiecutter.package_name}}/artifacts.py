@@ -22,7 +22,12 @@ Layout of an artifacts folder::
     seen_indptr.npy          (n_users + 1,) int64  CSR row pointers of per-user seen items
     seen_indices.npy         (nnz,) int64          CSR column indices (item indices)
     user_features.npy        (n_users, n_user_features) int64, optional
-    user_tower.pt            TorchScript user tower, optional: forward(user_idx, user_features)
+    user_history.npy         (n_users, L) int64 training items per user, padded with n_items, optional
+    user_tower.pt            TorchScript user tower, optional:
+                             forward(user_ids (b,), user_features (b, f), user_history (b, L)) -> (b, dim)
+
+A service normally looks users up in ``user_embeddings``; ``user_tower`` (with ``user_features``
+and ``user_history``) is there to embed a user whose history changed since the export.
 """
 
 from __future__ import annotations
@@ -57,7 +62,7 @@ _REQUIRED = (
     "seen_indptr.npy",
     "seen_indices.npy",
 )
-_OPTIONAL = ("user_features.npy", "user_tower.pt")
+_OPTIONAL = ("user_features.npy", "user_history.npy", "user_tower.pt")
 
 
 class ArtifactError(RuntimeError):
@@ -83,6 +88,7 @@ class Artifacts:
     seen_indptr: np.ndarray
     seen_indices: np.ndarray
     user_features: np.ndarray | None = None
+    user_history: np.ndarray | None = None
     user_tower: Any = None  # torch.jit.ScriptModule or None
     user_index: dict[str, int] = field(init=False, repr=False)
     item_index: dict[str, int] = field(init=False, repr=False)
@@ -144,6 +150,7 @@ def _check_shapes(
         "neighbour_weights.npy": n_items,
         "seen_indptr.npy": n_users + 1,
         "user_features.npy": n_users,
+        "user_history.npy": n_users,
     }
     problems = []
     for name, rows in expected_rows.items():
@@ -176,6 +183,7 @@ def save_artifacts(
     seen: Sequence[np.ndarray] | tuple[np.ndarray, np.ndarray],
     config: Mapping[str, Any],
     user_features: np.ndarray | None = None,
+    user_history: np.ndarray | None = None,
     user_tower: Any = None,
 ) -> Path:
     """Write an artifacts folder atomically and return its path.
@@ -195,6 +203,7 @@ def save_artifacts(
         "neighbours.npy": np.asarray(neighbours, dtype=np.int64),
         "neighbour_weights.npy": np.asarray(neighbour_weights, dtype=np.float32),
         "user_features.npy": None if user_features is None else np.asarray(user_features, np.int64),
+        "user_history.npy": None if user_history is None else np.asarray(user_history, np.int64),
     }
     scores = np.asarray(popularity_scores, dtype=np.float32)
     order = np.argsort(-scores, kind="stable")
@@ -335,9 +344,13 @@ def load_artifacts(directory: str | os.PathLike[str], *, verify_checksums: bool 
         )
     user_tower = None
     if "user_tower.pt" in files:
+        import warnings
+
         import torch
 
-        user_tower = torch.jit.load(str(folder / "user_tower.pt"), map_location="cpu").eval()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)  # TorchScript: see export.py
+            user_tower = torch.jit.load(str(folder / "user_tower.pt"), map_location="cpu").eval()
     return Artifacts(
         directory=folder,
         manifest=manifest,
@@ -354,5 +367,6 @@ def load_artifacts(directory: str | os.PathLike[str], *, verify_checksums: bool 
         seen_indptr=arrays["seen_indptr.npy"],  # type: ignore[arg-type]
         seen_indices=arrays["seen_indices.npy"],  # type: ignore[arg-type]
         user_features=arrays["user_features.npy"],
+        user_history=arrays["user_history.npy"],
         user_tower=user_tower,
     )

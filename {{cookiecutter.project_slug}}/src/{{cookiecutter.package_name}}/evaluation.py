@@ -69,23 +69,31 @@ def rank_metrics(
     discounts = 1.0 / torch.log2(torch.arange(k_max, dtype=torch.float64) + 2.0)  # (k_max,)
     ideal = torch.cumsum(discounts, 0)  # IDCG for 1..k_max relevant items
     sums = {f"{m}@{k}": 0.0 for m in METRICS for k in ks}
+    counted = 0
     for start in range(0, len(users), batch_size):
         batch = users[start : start + batch_size]
         scores = torch.as_tensor(np.asarray(score_fn(batch), dtype=np.float32))
         if scores.shape != (len(batch), n_items):
             raise ValueError(f"score_fn returned shape {tuple(scores.shape)}, expected ({len(batch)}, {n_items})")
-        scores = scores.masked_fill(_csr_mask([seen[u] for u in batch], n_items), float("-inf"))
+        excluded = _csr_mask([seen[u] for u in batch], n_items)
+        scores = scores.masked_fill(excluded, float("-inf"))
         top = torch.topk(scores, k_max, dim=1).indices  # (batch, k_max)
-        relevant = _csr_mask([truth[u] for u in batch], n_items)
-        hits = torch.gather(relevant, 1, top).double()  # (batch, k_max) 1.0 where a hit
+        # A held-out item that is also "seen" can never be recommended: it is not a target.
+        relevant = _csr_mask([truth[u] for u in batch], n_items) & ~excluded
         n_true = relevant.sum(1).double()  # (batch,)
+        rows = n_true > 0
+        hits = torch.gather(relevant, 1, top).double()[rows]  # (rows, k_max) 1.0 where a hit
+        n_true = n_true[rows]
+        counted += int(rows.sum())
         for k in ks:
             h = hits[:, :k]
             sums[f"recall@{k}"] += float((h.sum(1) / n_true).sum())
             sums[f"hit@{k}"] += float((h.sum(1) > 0).double().sum())
             idcg = ideal[(n_true.clamp(max=k) - 1).long()]
             sums[f"ndcg@{k}"] += float(((h * discounts[:k]).sum(1) / idcg).sum())
-    return {name: total / len(users) for name, total in sums.items()}
+    if counted == 0:
+        raise ValueError("every held-out item is also a seen item; nothing to evaluate")
+    return {name: total / counted for name, total in sums.items()}
 
 
 def evaluate_channels(

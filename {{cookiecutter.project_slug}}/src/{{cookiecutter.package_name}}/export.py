@@ -1,9 +1,10 @@
 """Export the towers to TorchScript and ONNX, and prove the exports compute the same thing.
 
 Each tower becomes ``<side>_tower.pt`` (TorchScript, loadable with ``torch.jit.load`` and no
-project code) and ``<side>_tower.onnx`` (run with onnxruntime). Inputs are
-``<side>_ids`` (batch,) int64 and ``<side>_features`` (batch, n_features) int64; the output is
-``<side>_embedding`` (batch, dim) float32. The batch dimension is dynamic.
+project code) and ``<side>_tower.onnx`` (run with onnxruntime). Inputs, all int64:
+``item_ids`` (b,), ``item_features`` (b, f_i); ``user_ids`` (b,), ``user_features`` (b, f_u),
+``user_history`` (b, L) padded with n_items. The output is ``<side>_embedding`` (b, dim)
+float32. The batch dimension is dynamic; L is fixed at export time.
 
 Parity: both exports are run on real ids and compared with the eager tower; the report holds
 the max absolute difference per file, and ``export_towers`` raises if any exceeds ``tolerance``.
@@ -54,23 +55,36 @@ def _quiet():  # type: ignore[no-untyped-def]
 
 
 def export_tower(
-    tower: nn.Module, features: np.ndarray, side: str, out_dir: Path, onnx: bool = True, sample: int = 256
+    tower: nn.Module,
+    tables: dict[str, np.ndarray],
+    side: str,
+    out_dir: Path,
+    onnx: bool = True,
+    sample: int = 256,
 ) -> ExportReport:
-    """Export one tower; check parity on the first ``sample`` ids."""
+    """Export one tower; ``tables`` are its per-id inputs after the ids, by input name.
+
+    Parity is checked on the first ``sample`` ids.
+    """
     tower = tower.cpu().eval()
-    n = min(sample, len(features))
+    n = min(sample, len(next(iter(tables.values()))))
     ids = torch.arange(n)
-    feats = torch.as_tensor(features[:n], dtype=torch.long)
+    inputs = [torch.as_tensor(t[:n], dtype=torch.long) for t in tables.values()]
+    names = [f"{side}_ids", *tables]
     with torch.no_grad():
-        expected = tower(ids, feats).numpy()
+        expected = tower(ids, *inputs).numpy()
     report = ExportReport()
 
-    scripted = torch.jit.script(tower)
     ts_path = out_dir / f"{side}_tower.pt"
-    scripted.save(str(ts_path))
-    reloaded = torch.jit.load(str(ts_path))
+    with warnings.catch_warnings():
+        # torch 2.9+ marks TorchScript deprecated in favour of torch.export; it is still the
+        # format C++/Java/Triton serving loads today, so it stays, without the warning spam.
+        warnings.simplefilter("ignore", DeprecationWarning)
+        scripted = torch.jit.script(tower)
+        scripted.save(str(ts_path))
+        reloaded = torch.jit.load(str(ts_path))
     with torch.no_grad():
-        got = reloaded(ids, feats).numpy()
+        got = reloaded(ids, *inputs).numpy()
     report.files[f"{side}.torchscript"] = str(ts_path)
     report.max_abs_diff[f"{side}.torchscript"] = float(np.abs(got - expected).max())
 
@@ -79,15 +93,17 @@ def export_tower(
 
         onnx_path = out_dir / f"{side}_tower.onnx"
         batch = torch.export.Dim("batch", min=1)
-        example = (ids[: max(2, min(n, 8))], feats[: max(2, min(n, 8))])
+        m = max(2, min(n, 8))
+        example = (ids[:m], *(x[:m] for x in inputs))
         with _quiet():
             torch.onnx.export(
-                tower, example, str(onnx_path), input_names=[f"{side}_ids", f"{side}_features"],
-                output_names=[f"{side}_embedding"], dynamic_shapes=({0: batch}, {0: batch}),
-                dynamo=True, verbose=False, external_data=False,
+                tower, example, str(onnx_path), input_names=names, output_names=[f"{side}_embedding"],
+                dynamic_shapes=tuple({0: batch} for _ in example), dynamo=True, verbose=False,
+                external_data=False,
             )
         session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
-        (got,) = session.run(None, {f"{side}_ids": ids.numpy(), f"{side}_features": feats.numpy()})
+        feeds = dict(zip(names, [ids.numpy(), *(x.numpy() for x in inputs)], strict=True))
+        (got,) = session.run(None, feeds)
         report.files[f"{side}.onnx"] = str(onnx_path)
         report.max_abs_diff[f"{side}.onnx"] = float(np.abs(got - expected).max())
     return report
@@ -96,6 +112,7 @@ def export_tower(
 def export_towers(
     model: TwoTower,
     user_features: np.ndarray,
+    user_history: np.ndarray,
     item_features: np.ndarray,
     out_dir: str | os.PathLike[str],
     onnx: bool = True,
@@ -105,8 +122,12 @@ def export_towers(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     report = ExportReport()
-    for side, tower, feats in (("user", model.user_tower, user_features), ("item", model.item_tower, item_features)):
-        part = export_tower(tower, feats, side, out, onnx=onnx)
+    sides = (
+        ("user", model.user_tower, {"user_features": user_features, "user_history": user_history}),
+        ("item", model.item_tower, {"item_features": item_features}),
+    )
+    for side, tower, tables in sides:
+        part = export_tower(tower, tables, side, out, onnx=onnx)
         report.files.update(part.files)
         report.max_abs_diff.update(part.max_abs_diff)
     bad = {k: v for k, v in report.max_abs_diff.items() if v > tolerance}

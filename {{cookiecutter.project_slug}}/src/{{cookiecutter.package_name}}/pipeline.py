@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,7 @@ from .data import Split
 from .evaluation import check_k, evaluate_channels, save_results
 from .retrieval import ann_recall, build_index, choose_kind
 from .training import load_trained, two_tower_embeddings
+from .training.loop import user_histories
 from .training.loop import MODEL
 
 
@@ -54,6 +56,9 @@ def run_index(run_dir: Path, out_dir: Path, kind: str = "auto", device: str = "c
     k = min(10, split.n_items)
     recall = ann_recall(index, item_emb, user_emb[: min(len(user_emb), 2000)], k)
     channels = build_channels(split, user_emb, item_emb)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # TorchScript: see export.py
+        scripted_user_tower = torch.jit.script(model.user_tower.eval())
     graph: ItemGraphChannel = channels["item_graph"]
     save_artifacts(
         out_dir,
@@ -68,7 +73,8 @@ def run_index(run_dir: Path, out_dir: Path, kind: str = "auto", device: str = "c
         seen=split.by_user("train"),
         config={**cfg.to_dict(), "run_dir": str(run_dir)},
         user_features=split.data.user_features,
-        user_tower=torch.jit.script(model.user_tower.eval()),
+        user_history=user_histories(split, model.history_len).numpy(),
+        user_tower=scripted_user_tower,
     )
     info = {
         "artifacts": str(out_dir),
@@ -104,7 +110,8 @@ def run_export(run_dir: Path, out_dir: Path, onnx: bool = True) -> dict[str, Any
     from .export import export_towers
 
     _, model, split = load_trained(run_dir)
-    report = export_towers(model, split.data.user_features, split.data.item_features, out_dir, onnx=onnx)
+    history = user_histories(split, model.history_len).numpy()
+    report = export_towers(model, split.data.user_features, history, split.data.item_features, out_dir, onnx=onnx)
     info = {"files": report.files, "max_abs_diff": report.max_abs_diff}
     (Path(out_dir) / "export_report.json").write_text(json.dumps(info, indent=2), encoding="utf-8")
     return info

@@ -127,9 +127,9 @@ def random_split(
     if len(ratios) != 3 or abs(sum(ratios) - 1.0) > 1e-6 or min(ratios) < 0:
         raise ValueError(f"split ratios must be three non-negative numbers summing to 1, got {ratios}")
     rng = np.random.default_rng(seed)
-    users, items, _ = data.unique_pairs()
+    users, items, stamps = data.unique_pairs()
     order = np.lexsort((rng.random(len(users)), users))  # shuffle within each user
-    users, items = users[order], items[order]
+    users, items, stamps = users[order], items[order], stamps[order]
     starts = np.searchsorted(users, np.arange(data.n_users + 1))
     counts = np.diff(starts)
     n_val = np.floor(ratios[1] * counts).astype(np.int64)
@@ -142,6 +142,9 @@ def random_split(
     pos = np.arange(len(users)) - np.repeat(starts[:-1], counts)
     part = np.where(pos < np.repeat(n_train, counts), 0,
                     np.where(pos < np.repeat(n_train + n_val, counts), 1, 2))
+    # Each part back in (user, time) order, so "most recent history" means what it says.
+    by_time = np.lexsort((stamps, users))
+    users, items, part = users[by_time], items[by_time], part[by_time]
     pick = [(users[part == k], items[part == k]) for k in range(3)]
     return Split(data, "random", pick[0], pick[1], pick[2])
 

@@ -1,11 +1,15 @@
-"""User and item towers: plain ``nn.Module``s that map (id, side features) to a unit vector.
+"""User and item towers: plain ``nn.Module``s that map ids and side features to unit vectors.
 
-Both towers share one shape so either can be exported on its own (TorchScript / ONNX) and
-served without the training code::
+Inputs and outputs (every tensor's first dimension is the batch)::
 
-    ids       (batch,)                 int64 dense index
-    features  (batch, n_features)      int64 categorical codes (n_features may be 0)
-    -> (batch, dim) float32, L2-normalised so a dot product is a cosine similarity
+    ItemTower(item_ids (b,), item_features (b, f_i))                       -> (b, dim)
+    UserTower(user_ids (b,), user_features (b, f_u), user_history (b, L))  -> (b, dim)
+
+Features are int64 categorical codes (``f`` may be 0). ``user_history`` holds item indices the
+user interacted with, padded with ``n_items``; the user tower mean-pools its own embedding of
+those items (YouTube-DNN style), which lets a user with few interactions borrow strength from
+items everyone shares instead of relying only on a per-user id vector. Outputs are
+L2-normalised, so a dot product is a cosine similarity.
 """
 
 from __future__ import annotations
@@ -15,42 +19,90 @@ import torch.nn.functional as F
 from torch import nn
 
 
-class Tower(nn.Module):
-    """ID embedding + one embedding per categorical feature -> MLP -> L2-normalised vector."""
+class ItemTower(nn.Module):
+    """ID embedding + one embedding per categorical feature -> MLP (+ id skip) -> unit vector."""
+
+    def __init__(
+        self, n_items: int, cardinalities: list[int], dim: int = 64, hidden: int = 128, feature_dim: int = 16
+    ) -> None:
+        super().__init__()
+        if n_items < 1 or dim < 1:
+            raise ValueError(f"a tower needs n_ids >= 1 and dim >= 1, got n_ids={n_items}, dim={dim}")
+        self.n_ids = n_items
+        self.id_embedding = nn.Embedding(n_items, dim)
+        self.feature_embeddings = nn.ModuleList(nn.Embedding(c, feature_dim) for c in cardinalities)
+        self.mlp = nn.Sequential(
+            nn.Linear(dim + feature_dim * len(cardinalities), hidden), nn.ReLU(), nn.Linear(hidden, dim)
+        )
+        nn.init.normal_(self.id_embedding.weight, std=0.1)
+
+    def forward(self, ids: torch.Tensor, features: torch.Tensor) -> torch.Tensor:
+        own = self.id_embedding(ids)  # (b, dim)
+        parts = [own]
+        for k, embedding in enumerate(self.feature_embeddings):
+            parts.append(embedding(features[:, k]))  # (b, feature_dim)
+        x = torch.cat(parts, dim=-1)  # (b, dim + f * feature_dim)
+        # The skip keeps a pure-id path: with uninformative features this is matrix factorisation.
+        return F.normalize(own + self.mlp(x), dim=-1)
+
+
+class UserTower(nn.Module):
+    """ID + features + mean-pooled history items -> MLP (+ history skip) -> unit vector."""
 
     def __init__(
         self,
-        n_ids: int,
+        n_users: int,
         cardinalities: list[int],
+        n_items: int,
         dim: int = 64,
         hidden: int = 128,
         feature_dim: int = 16,
     ) -> None:
         super().__init__()
-        if n_ids < 1 or dim < 1:
-            raise ValueError(f"a tower needs n_ids >= 1 and dim >= 1, got n_ids={n_ids}, dim={dim}")
-        self.n_ids = n_ids
-        self.cardinalities = list(cardinalities)
-        self.id_embedding = nn.Embedding(n_ids, dim)
+        if n_users < 1 or n_items < 1 or dim < 1:
+            raise ValueError(f"a tower needs n_users, n_items, dim >= 1, got {n_users}, {n_items}, {dim}")
+        self.n_ids = n_users
+        self.n_items = n_items  # also the history padding value
+        self.id_embedding = nn.Embedding(n_users, dim)
+        self.history_embedding = nn.Embedding(n_items + 1, dim, padding_idx=n_items)
         self.feature_embeddings = nn.ModuleList(nn.Embedding(c, feature_dim) for c in cardinalities)
-        width = dim + feature_dim * len(cardinalities)
-        # The MLP sees the id and features together; the skip keeps a pure-id path, so with
-        # no useful features the tower degrades gracefully to matrix factorisation.
-        self.mlp = nn.Sequential(nn.Linear(width, hidden), nn.ReLU(), nn.Linear(hidden, dim))
-        nn.init.normal_(self.id_embedding.weight, std=0.1)
+        self.mlp = nn.Sequential(
+            nn.Linear(2 * dim + feature_dim * len(cardinalities), hidden), nn.ReLU(), nn.Linear(hidden, dim)
+        )
+        nn.init.normal_(self.id_embedding.weight, std=0.01)
+        nn.init.normal_(self.history_embedding.weight, std=0.1)
+        with torch.no_grad():
+            self.history_embedding.weight[n_items].zero_()
 
-    def forward(self, ids: torch.Tensor, features: torch.Tensor) -> torch.Tensor:
-        own = self.id_embedding(ids)  # (batch, dim)
-        parts = [own]
+    def forward(self, ids: torch.Tensor, features: torch.Tensor, history: torch.Tensor) -> torch.Tensor:
+        real = (history != self.n_items).unsqueeze(-1)  # (b, L, 1)
+        summed = self.history_embedding(history).sum(dim=1)  # (b, L, dim) -> (b, dim); pads are 0
+        pooled = summed / real.sum(dim=1).clamp(min=1)  # (b, dim) mean over real history items
+        own = self.id_embedding(ids)  # (b, dim)
+        parts = [own, pooled]
         for k, embedding in enumerate(self.feature_embeddings):
-            parts.append(embedding(features[:, k]))  # (batch, feature_dim)
-        x = torch.cat(parts, dim=-1)  # (batch, dim + n_features * feature_dim)
-        return F.normalize(own + self.mlp(x), dim=-1)  # (batch, dim)
+            parts.append(embedding(features[:, k]))  # (b, feature_dim)
+        x = torch.cat(parts, dim=-1)  # (b, 2 * dim + f * feature_dim)
+        return F.normalize(pooled + own + self.mlp(x), dim=-1)
 
 
-class UserTower(Tower):
-    """Tower over user ids and user side features (segment, demographics, ...)."""
+def history_table(
+    users: torch.Tensor | list[int], items: torch.Tensor | list[int], n_users: int, n_items: int, max_len: int = 100
+) -> torch.Tensor:
+    """(n_users, L) int64 item indices per user padded with ``n_items``; L = min(longest, max_len).
 
-
-class ItemTower(Tower):
-    """Tower over item ids and item side features (category, price band, ...)."""
+    Users with more than ``max_len`` items keep the last ``max_len`` in the given order
+    (pass pairs in time order to keep the most recent).
+    """
+    users = torch.as_tensor(users, dtype=torch.long)
+    items = torch.as_tensor(items, dtype=torch.long)
+    order = torch.sort(users, stable=True).indices
+    users, items = users[order], items[order]
+    counts = torch.bincount(users, minlength=n_users)
+    length = int(min(max(int(counts.max()) if len(counts) else 0, 1), max_len))
+    starts = torch.cumsum(counts, 0) - counts
+    pos_from_end = torch.repeat_interleave(starts + counts, counts) - torch.arange(len(users)) - 1
+    keep = pos_from_end < length
+    table = torch.full((n_users, length), n_items, dtype=torch.long)
+    table[users[keep], pos_from_end[keep]] = items[keep]
+    return table

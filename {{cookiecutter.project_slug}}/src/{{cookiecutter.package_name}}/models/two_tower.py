@@ -29,6 +29,7 @@ class TwoTower(nn.Module):
         item_tower: ItemTower,
         temperature: float = 0.05,
         negatives: str = "in_batch",
+        history_len: int = 100,
     ) -> None:
         super().__init__()
         if negatives not in NEGATIVES:
@@ -39,11 +40,13 @@ class TwoTower(nn.Module):
         self.item_tower = item_tower
         self.temperature = temperature
         self.negatives = negatives
+        self.history_len = history_len  # how many training items per user the user tower sees
 
     def forward(
         self,
         user_ids: torch.Tensor,
         user_features: torch.Tensor,
+        user_history: torch.Tensor,
         item_ids: torch.Tensor,
         item_features: torch.Tensor,
         catalog_features: torch.Tensor | None = None,
@@ -51,10 +54,13 @@ class TwoTower(nn.Module):
     ) -> torch.Tensor:
         """Mean softmax loss of a batch of positive pairs.
 
+        ``user_history`` (batch, L) must not contain the positive item itself (mask it with the
+        padding value), or the model learns to find the target in its own input.
+
         ``catalog_features`` (n_items, n_item_features) is needed for ``full`` negatives;
         ``log_q`` (n_items,) is the log sampling probability for the in-batch correction.
         """
-        users = self.user_tower(user_ids, user_features)  # (batch, dim)
+        users = self.user_tower(user_ids, user_features, user_history)  # (batch, dim)
         if self.negatives == "full":
             if catalog_features is None:
                 raise ValueError("full-catalog negatives need catalog_features (n_items, n_item_features)")
@@ -85,27 +91,29 @@ def build_two_tower(
     hidden: int = 128,
     temperature: float = 0.05,
     negatives: str = "in_batch",
+    history_len: int = 100,
 ) -> TwoTower:
     """A two-tower model sized for a dataset."""
     return TwoTower(
-        UserTower(n_users, user_cardinalities, dim=dim, hidden=hidden),
+        UserTower(n_users, user_cardinalities, n_items, dim=dim, hidden=hidden),
         ItemTower(n_items, item_cardinalities, dim=dim, hidden=hidden),
         temperature=temperature,
         negatives=negatives,
+        history_len=history_len,
     )
 
 
 @torch.no_grad()
-def embed_all(
-    tower: nn.Module, features: torch.Tensor, batch_size: int = 8192
-) -> torch.Tensor:
-    """Apply a tower to every id ``0..len(features)-1``; returns (n, dim) float32 on CPU."""
+def embed_all(tower: nn.Module, *tables: torch.Tensor, batch_size: int = 8192) -> torch.Tensor:
+    """Apply a tower to every id ``0..n-1``; ``tables`` are its per-id inputs after the ids
+    (features, and history for the user tower). Returns (n, dim) float32 on CPU."""
     device = next(tower.parameters()).device
     was_training = tower.training
     tower.eval()
+    n = tables[0].shape[0]
     out = []
-    for start in range(0, features.shape[0], batch_size):
-        ids = torch.arange(start, min(start + batch_size, features.shape[0]), device=device)
-        out.append(tower(ids, features[start : start + len(ids)].to(device)).float().cpu())
+    for start in range(0, n, batch_size):
+        ids = torch.arange(start, min(start + batch_size, n), device=device)
+        out.append(tower(ids, *(t[start : start + len(ids)].to(device) for t in tables)).float().cpu())
     tower.train(was_training)
     return torch.cat(out)

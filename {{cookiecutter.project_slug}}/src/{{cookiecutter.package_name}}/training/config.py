@@ -13,7 +13,7 @@ from typing import Any
 # config that agrees on all of them.
 MODEL_FIELDS = (
     "data", "n_users", "n_items", "events_per_user", "split", "seed", "dim", "hidden",
-    "temperature", "negatives", "logq",
+    "temperature", "negatives", "logq", "history_len",
 )
 
 
@@ -31,6 +31,7 @@ class TrainConfig:
 
     dim: int = 64
     hidden: int = 128
+    history_len: int = 100  # training items per user fed to the user tower (most recent kept)
     temperature: float = 0.05
     negatives: str = "in_batch"  # or "full" (softmax over the whole catalog)
     logq: bool = True  # popularity correction for in-batch negatives
@@ -81,7 +82,7 @@ class TrainConfig:
             problems.append(f"negatives={self.negatives!r}: expected 'in_batch' or 'full'")
         if self.amp not in ("auto", "bf16", "fp16", "off"):
             problems.append(f"amp={self.amp!r}: expected 'auto', 'bf16', 'fp16' or 'off'")
-        for name in ("epochs", "batch_size", "dim", "hidden", "eval_k", "patience"):
+        for name in ("epochs", "batch_size", "dim", "hidden", "eval_k", "patience", "history_len"):
             if getattr(self, name) < 1:
                 problems.append(f"{name}={getattr(self, name)}: expected >= 1")
         if self.lr <= 0:

@@ -23,7 +23,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from ..data import Split, load_dataset, make_split
 from ..evaluation import check_k, rank_metrics
-from ..models import TwoTower, build_two_tower, embed_all
+from ..models import TwoTower, build_two_tower, embed_all, history_table
 from .config import Metrics as Metrics
 from .config import TrainConfig
 from .runtime import (
@@ -33,6 +33,7 @@ from .runtime import (
     broadcast_floats,
     choose_device,
     init_distributed,
+    mean_across,
     seed_everything,
     shutdown_distributed,
 )
@@ -58,14 +59,20 @@ def prepare_split(cfg: TrainConfig) -> Split:
 def model_for(cfg: TrainConfig, split: Split) -> TwoTower:
     data = split.data
     return build_two_tower(
-        data.n_users, data.n_items, data.user_cardinalities, data.item_cardinalities,
-        dim=cfg.dim, hidden=cfg.hidden, temperature=cfg.temperature, negatives=cfg.negatives,
+        data.n_users, data.n_items, data.user_cardinalities, data.item_cardinalities, dim=cfg.dim,
+        hidden=cfg.hidden, temperature=cfg.temperature, negatives=cfg.negatives, history_len=cfg.history_len,
     )
+
+
+def user_histories(split: Split, max_len: int) -> torch.Tensor:
+    """(n_users, L) training items per user, padded with n_items: the user tower's history input."""
+    return history_table(split.train[0], split.train[1], split.n_users, split.n_items, max_len)
 
 
 def two_tower_embeddings(model: TwoTower, split: Split) -> tuple[np.ndarray, np.ndarray]:
     """(n_users, dim) and (n_items, dim) float32 embeddings of every user and item."""
-    users = embed_all(model.user_tower, torch.as_tensor(split.data.user_features))
+    history = user_histories(split, model.history_len)
+    users = embed_all(model.user_tower, torch.as_tensor(split.data.user_features), history)
     items = embed_all(model.item_tower, torch.as_tensor(split.data.item_features))
     return users.numpy(), items.numpy()
 
@@ -153,6 +160,7 @@ def _train(cfg: TrainConfig, ctx: DistContext) -> Metrics:
     items_t = torch.as_tensor(split.train[1], device=device)
     user_feats = torch.as_tensor(split.data.user_features, device=device)
     item_feats = torch.as_tensor(split.data.item_features, device=device)
+    histories = user_histories(split, cfg.history_len).to(device)  # (n_users, L)
     log_q = None
     if cfg.logq and cfg.negatives == "in_batch":
         counts = torch.bincount(items_t, minlength=split.n_items).double() + 1.0
@@ -183,8 +191,10 @@ def _train(cfg: TrainConfig, ctx: DistContext) -> Metrics:
                     break  # a tail too small to give every process a sample
                 batch = batch[ctx.rank :: ctx.world_size]
                 u, i = users_t[batch], items_t[batch]
+                hist = histories[u]  # (b, L); the positive must not be visible in its own input
+                hist = hist.masked_fill(hist == i[:, None], split.n_items)
                 with autocast(device, dtype):
-                    loss = net(u, user_feats[u], i, item_feats[i], item_feats, log_q)
+                    loss = net(u, user_feats[u], hist, i, item_feats[i], item_feats, log_q)
                 optimizer.zero_grad(set_to_none=True)
                 scaler.scale(loss).backward()
                 scaler.step(optimizer)
@@ -200,7 +210,8 @@ def _train(cfg: TrainConfig, ctx: DistContext) -> Metrics:
                 val = _validation(model, split, "val", [cfg.eval_k])
                 metric = val[f"recall@{cfg.eval_k}"]
             metric = broadcast_floats([metric], ctx, device)[0]
-            history.append({"epoch": epoch, "loss": total_loss / max(n_batches, 1), f"val_recall@{cfg.eval_k}": metric})
+            epoch_loss = mean_across(total_loss / max(n_batches, 1), ctx, device)
+            history.append({"epoch": epoch, "loss": epoch_loss, f"val_recall@{cfg.eval_k}": metric})
             if metric > best_metric:
                 best_metric, best_epoch, bad_epochs = metric, epoch, 0
                 best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}

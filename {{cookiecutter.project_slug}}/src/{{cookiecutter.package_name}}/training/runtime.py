@@ -112,6 +112,15 @@ def broadcast_floats(values: list[float], ctx: DistContext, device: torch.device
     return t.tolist()
 
 
+def mean_across(value: float, ctx: DistContext, device: torch.device) -> float:
+    """The mean of ``value`` over all ranks (each rank reports its own half-batch losses)."""
+    if not ctx.enabled:
+        return value
+    t = torch.tensor([value], dtype=torch.float64, device=device)
+    dist.all_reduce(t)
+    return float(t) / ctx.world_size
+
+
 def shutdown_distributed(ctx: DistContext) -> None:
     if ctx.enabled and dist.is_initialized():
         dist.barrier()

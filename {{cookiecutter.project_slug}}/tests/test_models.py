@@ -1,0 +1,81 @@
+"""Towers and the two-tower softmax loss."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from {{ cookiecutter.package_name }}.models import ItemTower, UserTower, build_two_tower, history_table
+
+
+def test_towers_return_unit_vectors_of_the_configured_dim() -> None:
+    users = UserTower(10, [3], n_items=7, dim=8, hidden=16)
+    items = ItemTower(7, [2, 4], dim=8, hidden=16)
+    u = users(torch.arange(4), torch.zeros(4, 1, dtype=torch.long), torch.full((4, 5), 7))
+    v = items(torch.arange(3), torch.ones(3, 2, dtype=torch.long))
+    assert u.shape == (4, 8) and v.shape == (3, 8)
+    assert torch.allclose(u.norm(dim=1), torch.ones(4)) and torch.allclose(v.norm(dim=1), torch.ones(3))
+
+
+def test_history_padding_does_not_change_a_users_vector() -> None:
+    tower = UserTower(3, [], n_items=6, dim=4, hidden=8).eval()
+    ids, feats = torch.tensor([1]), torch.zeros(1, 0, dtype=torch.long)
+    short = tower(ids, feats, torch.tensor([[2, 4]]))
+    padded = tower(ids, feats, torch.tensor([[2, 6, 4, 6, 6]]))
+    assert torch.allclose(short, padded, atol=1e-6)
+
+
+def test_history_table_keeps_the_most_recent_items_and_pads_with_n_items() -> None:
+    table = history_table([0, 0, 1, 0], [5, 6, 7, 8], n_users=3, n_items=10, max_len=2)
+    assert table.tolist() == [[8, 6], [7, 10], [10, 10]]
+
+
+def _explicit_loss(u: torch.Tensor, v: torch.Tensor, item_ids: list[int], tau: float, log_q: list[float]) -> float:
+    """Row by row: softmax over the batch's items, minus log Q, duplicates of the positive removed."""
+    total = 0.0
+    for r in range(len(item_ids)):
+        logits = []
+        for c in range(len(item_ids)):
+            if c != r and item_ids[c] == item_ids[r]:
+                continue
+            logits.append(float(u[r] @ v[c]) / tau - log_q[item_ids[c]])
+        positive = float(u[r] @ v[r]) / tau - log_q[item_ids[r]]
+        total += -(positive - math.log(sum(math.exp(x) for x in logits)))
+    return total / len(item_ids)
+
+
+def test_in_batch_loss_matches_an_explicit_softmax_with_logq_and_duplicate_masking() -> None:
+    torch.manual_seed(0)
+    model = build_two_tower(5, 4, [], [], dim=6, hidden=8, temperature=0.5).eval()
+    users, items = torch.tensor([0, 1, 2, 3]), torch.tensor([1, 2, 1, 3])  # item 1 twice
+    none_u, none_i = torch.zeros(4, 0, dtype=torch.long), torch.zeros(4, 0, dtype=torch.long)
+    history = torch.full((4, 1), 4)
+    log_q = torch.log(torch.tensor([0.1, 0.5, 0.3, 0.1]))
+    loss = model(users, none_u, history, items, none_i, None, log_q).detach()
+    u = model.user_tower(users, none_u, history).detach()
+    v = model.item_tower(items, none_i).detach()
+    assert float(loss) == pytest.approx(_explicit_loss(u, v, items.tolist(), 0.5, log_q.tolist()), rel=1e-5)
+
+
+def test_full_catalog_loss_is_cross_entropy_over_every_item() -> None:
+    torch.manual_seed(0)
+    model = build_two_tower(3, 5, [], [2], dim=4, hidden=8, temperature=0.2, negatives="full").eval()
+    catalog = torch.tensor([[0], [1], [0], [1], [0]])
+    users, items = torch.tensor([0, 2]), torch.tensor([4, 1])
+    none_u, history = torch.zeros(2, 0, dtype=torch.long), torch.full((2, 1), 5)
+    loss = model(users, none_u, history, items, catalog[items], catalog).detach()
+    u = model.user_tower(users, none_u, history)
+    v = model.item_tower(torch.arange(5), catalog)
+    assert float(loss) == pytest.approx(float(F.cross_entropy(u @ v.T / 0.2, items).detach()), rel=1e-6)
+    with pytest.raises(ValueError, match="catalog_features"):
+        model(users, none_u, history, items, catalog[items], None)
+
+
+def test_bad_model_settings_are_rejected() -> None:
+    with pytest.raises(ValueError, match="negatives='random'"):
+        build_two_tower(3, 3, [], [], negatives="random")
+    with pytest.raises(ValueError, match="temperature must be > 0"):
+        build_two_tower(3, 3, [], [], temperature=0)

@@ -1,0 +1,105 @@
+"""train(cfg): run folders, resume, config mismatches, DDP equivalence, GPU twin."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+import {{ cookiecutter.package_name }}
+from {{ cookiecutter.package_name }}.training import CheckpointMismatch, TrainConfig, train
+
+SMALL = dict(n_users=150, n_items=60, events_per_user=12, batch_size=256, progress=False, patience=50)
+
+
+def config(tmp_path: Path, **overrides: object) -> TrainConfig:
+    values: dict[str, object] = {**SMALL, "epochs": 2, "device": "cpu", "runs_dir": str(tmp_path / "runs")}
+    values.update(overrides)
+    return TrainConfig(**values)  # type: ignore[arg-type]
+
+
+def test_a_run_folder_holds_config_metrics_checkpoint_environment_hardware_git_and_curves(tmp_path: Path) -> None:
+    metrics = train(config(tmp_path, run_id="r1"))
+    run = Path(metrics.run_dir)
+    names = {p.name for p in run.iterdir()}
+    assert {"config.json", "metrics.json", "checkpoint.pt", "model.pt", "hardware.json", "git.txt", "curves.png"} <= names
+    assert names & {"environment.yml", "environment.txt"}
+    if "environment.txt" in names:
+        assert f"torch=={torch.__version__}" in (run / "environment.txt").read_text()
+    assert json.loads((run / "config.json").read_text())["n_items"] == 60
+    assert json.loads((run / "metrics.json").read_text())["test"]["recall@10"] == metrics.test["recall@10"]
+    assert len(metrics.history) == 2 and metrics.samples_per_second > 0
+    assert 0.0 <= metrics.test["recall@10"] <= 1.0
+
+
+def test_resuming_continues_where_the_checkpoint_stopped(tmp_path: Path) -> None:
+    first = train(config(tmp_path, run_id="part", epochs=2, deterministic=True))
+    resumed = train(config(tmp_path, epochs=4, resume=first.run_dir, deterministic=True))
+    straight = train(config(tmp_path, run_id="straight", epochs=4, deterministic=True))
+    assert [h["epoch"] for h in resumed.history] == [1, 2, 3, 4]
+    assert resumed.history[:2] == first.history
+    for got, want in zip(resumed.history, straight.history, strict=True):
+        assert got["loss"] == pytest.approx(want["loss"], rel=1e-5)
+    assert resumed.test["recall@10"] == pytest.approx(straight.test["recall@10"], abs=1e-6)
+
+
+def test_a_checkpoint_from_another_config_is_refused_and_left_untouched(tmp_path: Path) -> None:
+    first = train(config(tmp_path, run_id="r"))
+    ckpt = Path(first.run_dir) / "checkpoint.pt"
+    before = ckpt.read_bytes()
+    with pytest.raises(CheckpointMismatch, match="dim: checkpoint has 64, this config has 16"):
+        train(config(tmp_path, dim=16, epochs=3, resume=first.run_dir))
+    assert ckpt.read_bytes() == before
+    assert [p.name for p in (tmp_path / "runs").iterdir()] == ["r"]
+
+
+def test_an_existing_run_folder_is_not_overwritten(tmp_path: Path) -> None:
+    train(config(tmp_path, run_id="same"))
+    with pytest.raises(FileExistsError, match="run folder exists"):
+        train(config(tmp_path, run_id="same"))
+
+
+def test_invalid_settings_are_listed_together(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match=r"(?s)split='weekly'.*amp='fp8'.*epochs=0"):
+        train(config(tmp_path, split="weekly", amp="fp8", epochs=0))
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error without CUDA; this machine has CUDA")
+def test_forcing_cuda_without_a_gpu_says_what_torch_found(tmp_path: Path) -> None:
+    with pytest.raises(RuntimeError, match=r"sees no CUDA device .* use --device cpu"):
+        train(config(tmp_path, device="cuda"))
+
+
+def test_two_gloo_processes_train_the_same_model_as_one(tmp_path: Path) -> None:
+    # Full-catalog softmax makes each sample's loss independent of its batch-mates, so
+    # averaging the gradients of two half-batches equals the full-batch gradient.
+    common = ["--n-users", "150", "--n-items", "60", "--events-per-user", "12", "--epochs", "2", "--batch-size", "256",
+              "--negatives", "full", "--device", "cpu", "--no-progress", "--deterministic",
+              "--runs-dir", str(tmp_path / "runs")]
+    src = str(Path({{ cookiecutter.package_name }}.__file__).resolve().parents[1])
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([src, os.environ.get("PYTHONPATH", "")]), "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+           "-m", "{{ cookiecutter.package_name }}", "train", *common, "--run-id", "ddp"]
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300, check=False)
+    assert done.returncode == 0, done.stderr[-3000:]
+    ddp = json.loads((tmp_path / "runs" / "ddp" / "metrics.json").read_text())
+    single = train(config(tmp_path, run_id="one", negatives="full", deterministic=True))
+    assert ddp["world_size"] == 2
+    # Not bit-identical: an odd tail batch splits unevenly, and float sums run in another order.
+    for got, want in zip(ddp["history"], single.history, strict=True):
+        assert got["loss"] == pytest.approx(want["loss"], rel=1e-3)
+    assert ddp["test"]["recall@10"] == pytest.approx(single.test["recall@10"], abs=0.02)
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("amp", ["bf16", "fp16"])
+def test_training_on_cuda_with_mixed_precision_learns(tmp_path: Path, amp: str) -> None:
+    metrics = train(config(tmp_path, device="cuda", amp=amp, epochs=3))
+    assert metrics.device.startswith("cuda") and metrics.amp == {"bf16": "bfloat16", "fp16": "float16"}[amp]
+    assert all(h["loss"] == h["loss"] for h in metrics.history)  # no NaN
+    assert metrics.history[-1]["loss"] < metrics.history[0]["loss"]
