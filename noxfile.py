@@ -51,6 +51,8 @@ if __name__ == "__main__":
 import nox  # noqa: E402
 
 nox.needs_version = ">=2025.2.9"
+# Sessions that install torch use pip (virtualenv backend): pip reads the user's pip config
+# (find-links, mirrors, constraints), which is what picks the right torch build; uv does not.
 nox.options.default_venv_backend = "uv|virtualenv"
 nox.options.sessions = ["lint", "tests"]
 nox.options.reuse_venv = "yes"
@@ -59,7 +61,7 @@ PYTHON = f"{sys.version_info[0]}.{sys.version_info[1]}"
 OUT = ROOT / "out"
 
 
-@nox.session
+@nox.session(venv_backend="virtualenv")
 def tests(session: nox.Session) -> None:
     """Run the whole test suite: plugin, environments, template bakes, baked projects' own tests."""
     session.install("-e", ".[test]")
@@ -114,7 +116,7 @@ def _baked_slug(answers: list[str]) -> str:
     return json.loads(replays[-1].read_text(encoding="utf-8"))["cookiecutter"]["project_slug"]
 
 
-@nox.session(default=False)
+@nox.session(venv_backend="virtualenv", default=False)
 def gpu_tests(session: nox.Session) -> None:
     """Hardware tests only, in require mode: fails unless they really ran on a GPU."""
     session.install("-e", ".[test]")
@@ -139,7 +141,7 @@ BENCHMARKS = (
 )
 
 
-@nox.session(default=False)
+@nox.session(venv_backend="virtualenv", default=False)
 def bench(session: nox.Session) -> None:
     """Run the benchmarks (ratios measured side by side in one run); pass script names to pick."""
     session.install("-e", ".[test]")
