@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 
 SMOKE = r"""
 import importlib, importlib.metadata as md, json, sys
-SKIP = {"test", "tests", "docs", "examples", "benchmarks", "testing"}
+SKIP = {"test", "tests", "docs", "examples", "benchmarks", "testing", "setup", "conftest"}
 report = {}
 for dist in sys.argv[1:]:
     try:
