@@ -60,6 +60,28 @@ def _cmd_key(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_translate(args: argparse.Namespace) -> int:
+    from pytest_recenv import names
+    from pytest_recenv.builders import make_plan
+
+    plan = make_plan(Path(args.file), backends=["uv"], python_policy=args.python_policy)
+    for dep in plan.spec.conda:
+        pypi = names.pypi_name(dep.name)
+        if pypi is None:
+            why = names.DROPPED[dep.name]
+            print(f"{args.file}:{dep.line}: {dep.raw.strip():30} dropped: {why}")
+        else:
+            build = f" (build '{dep.build}' ignored)" if dep.build else ""
+            print(f"{args.file}:{dep.line}: {dep.raw.strip():30} -> {pypi}{dep.pep440()}{build}")
+    for line in plan.pip_requirements:
+        print(f"pip section: {line}")
+    interp = plan.interpreter.describe() if plan.interpreter else "-"
+    print(f"interpreter: {interp}")
+    print(f"pip config for uv: {' '.join(plan.pip.uv_args()) or '(none)'}")
+    print(f"key: {plan.key}")
+    return 0
+
+
 def _cmd_run(args: argparse.Namespace) -> int:
     command = list(args.command)
     if command and command[0] == "--":
@@ -105,6 +127,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("key", help="print the cache key (for CI caches)")
     _add_build_options(p)
     p.set_defaults(handler=_cmd_key)
+
+    p = sub.add_parser("translate", help="show how the uv backend translates the file")
+    _add_build_options(p)
+    p.set_defaults(handler=_cmd_translate)
 
     p = sub.add_parser("run", help="build or reuse the environment, then run a command in it")
     _add_build_options(p, positional=False)

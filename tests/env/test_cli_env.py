@@ -139,3 +139,14 @@ def test_doctor_reports_backends_interpreters_and_pip_config(
     assert "  uv         usable" in out
     assert f"--find-links {offline_pip} --no-index" in out
     assert "hardware: " in out
+
+
+def test_translate_shows_each_conda_line_mapped_or_dropped(
+    tmp_path: Path, offline_pip: Path, cache_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    spec = write_env(tmp_path, "  - pytorch=2.13=cpu*\n  - cudatoolkit\n", "      - -e .\n")
+    assert main(["translate", str(spec)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[2] == f"{spec}:8: {'pytorch=2.13=cpu*':30} -> torch==2.13.* (build 'cpu*' ignored)"
+    assert lines[3].startswith(f"{spec}:9: {'cudatoolkit':30} dropped: CUDA runtime pieces")
+    assert lines[4] == f"pip section: -e {tmp_path.resolve()}"
