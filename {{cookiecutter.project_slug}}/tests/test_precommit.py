@@ -111,6 +111,23 @@ def test_the_recenv_check_hook_passes_on_this_projects_environment(scratch_repo:
     assert "Passed" in result.stdout
 
 
+def test_the_recenv_lock_hook_has_nothing_to_check_before_a_lock_exists(scratch_repo: Path) -> None:
+    result = run_hook(scratch_repo, "recenv-lock", "environment.yml")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "no files to check" in result.stdout.lower()
+
+
+def test_the_recenv_lock_hook_checks_a_lock_once_there_is_one(scratch_repo: Path) -> None:
+    lock = scratch_repo / "environment.lock.json"
+    lock.write_text("{}", encoding="utf-8")  # a lock that locks nothing cannot be fresh
+    try:
+        result = run_hook(scratch_repo, "recenv-lock", lock.name)
+    finally:
+        lock.unlink()
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "environment" in result.stdout and "Failed" in result.stdout
+
+
 def test_the_recenv_check_hook_blocks_a_broken_environment_with_file_and_line(
     scratch_repo: Path,
 ) -> None:
