@@ -125,7 +125,7 @@ def test_the_recenv_lock_hook_checks_a_lock_once_there_is_one(scratch_repo: Path
     finally:
         lock.unlink()
     assert result.returncode == 1, result.stdout + result.stderr
-    assert "environment" in result.stdout and "Failed" in result.stdout
+    assert "environment.lock.json" in result.stdout and "Failed" in result.stdout
 
 
 def test_the_recenv_check_hook_blocks_a_broken_environment_with_file_and_line(
