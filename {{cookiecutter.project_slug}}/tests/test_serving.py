@@ -111,6 +111,7 @@ def test_health_and_readiness_report_the_loaded_catalog(
     assert ready.status_code == 200
     assert ready.json()["n_items"] == N_ITEMS and ready.json()["n_users"] == N_USERS
     assert ready.json()["dim"] == DIM
+    assert ready.json()["user_tower"] is False  # the sample folder exports no tower
     assert Path(ready.json()["artifacts"]) == artifacts_dir
 
 

@@ -115,6 +115,7 @@ def create_app(
             n_users=art.n_users,
             n_items=art.n_items,
             dim=art.dim,
+            user_tower=art.user_tower is not None,
             package_version=str(art.manifest.get("package_version", "")),
         )
 

@@ -112,6 +112,7 @@ class Readiness(BaseModel):
     n_users: int
     n_items: int
     dim: int
+    user_tower: bool = Field(description="Whether the exported TorchScript user tower was loaded.")
     package_version: str
 
 
