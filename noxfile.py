@@ -120,6 +120,9 @@ def _baked_slug(answers: list[str]) -> str:
 def gpu_tests(session: nox.Session) -> None:
     """Hardware tests only, in require mode: fails unless they really ran on a GPU."""
     session.install("-e", ".[test]")
+    # tests/plugin/test_on_gpu.py drives torch and faiss on the GPU: CUDA builds of both are
+    # needed (PyPI's Linux torch wheel is a CUDA build). Override for other CUDA versions.
+    session.install(*os.environ.get("RECENV_GPU_STACK", "torch faiss-gpu-cu12 numpy").split())
     session.run(
         "python", "-m", "pytest", "--recenv-gpu=require", "--recenv-only-hardware",
         *session.posargs,
