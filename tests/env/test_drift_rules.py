@@ -1,0 +1,54 @@
+"""Drift rules on installed-version tables (the table is what `recenv drift` reads from an env)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pytest_recenv.locks import drift
+from pytest_recenv.spec import load_spec
+
+CPU = """name: shop-dev-me
+channels: [conda-forge, nodefaults]
+dependencies:
+  - python=3.11
+  - pip
+  - pytorch=2.13=cpu*
+  - numpy>=1.26
+  - faiss-cpu=1.15
+"""
+
+
+def _drift(tmp_path: Path, text: str, installed: dict[str, str]) -> list[str]:
+    path = tmp_path / "environment.yml"
+    path.write_text(text)
+    return [f"{p.line}: {p.message}" for p in drift(load_spec(path), installed, "env")]
+
+
+def test_loose_pins_met_by_newer_versions_and_local_cpu_tags_are_not_drift(tmp_path: Path) -> None:
+    installed = {"torch": "2.13.0+cpu", "numpy": "2.4.6", "faiss-cpu": "1.15.1"}
+    assert _drift(tmp_path, CPU, installed) == []
+
+
+def test_a_cuda_torch_in_a_cpu_spec_is_a_variant_clash(tmp_path: Path) -> None:
+    installed = {"torch": "2.13.0+cu126", "numpy": "2.4.6", "faiss-cpu": "1.15.1"}
+    assert _drift(tmp_path, CPU, installed) == [
+        "6: spec asks for CPU builds ('pytorch=2.13=cpu*') but a CUDA torch is installed "
+        "(torch 2.13.0+cu126); reinstall the CPU wheel"]
+
+
+def test_cpu_torch_in_a_cuda_spec_and_both_faiss_builds_are_reported(tmp_path: Path) -> None:
+    cuda = CPU.replace("cpu*", "cuda*").replace("faiss-cpu=1.15", "faiss-gpu=1.15")
+    installed = {"torch": "2.13.0+cpu", "numpy": "2.4.6", "faiss-gpu": "1.15.1",
+                 "faiss-cpu": "1.15.1"}
+    assert _drift(tmp_path, cuda, installed) == [
+        "1: faiss-cpu 1.15.1 and faiss-gpu 1.15.1 are both installed and overwrite each other's "
+        "'faiss' module; uninstall one",
+        "6: spec asks for CUDA ('pytorch=2.13=cuda*') but the CPU torch 2.13.0+cpu is installed"]
+
+
+def test_missing_and_too_old_packages_are_reported_at_their_lines(tmp_path: Path) -> None:
+    installed = {"torch": "2.12.1+cpu", "numpy": "1.25.0"}
+    assert _drift(tmp_path, CPU, installed) == [
+        "6: 'pytorch=2.13=cpu*': torch 2.12.1+cpu does not satisfy '==2.13.*'",
+        "7: 'numpy>=1.26': numpy 1.25.0 does not satisfy '>=1.26'",
+        "8: 'faiss-cpu=1.15': not installed"]
