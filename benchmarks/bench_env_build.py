@@ -20,6 +20,7 @@ import argparse
 import json
 import os
 import platform
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -30,30 +31,36 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def bake(out: Path) -> Path:
+    # A private copy of the checkout: the requirement `pytest-recenv @ file://...` is keyed by
+    # the folder's content, so edits to the working tree mid-run must not change the key.
+    checkout = out.parent / "checkout"
+    shutil.copytree(ROOT, checkout, ignore=shutil.ignore_patterns(
+        ".git", ".venv", ".nox", "__pycache__", ".pytest_cache", ".ruff_cache", "*.egg-info"))
     subprocess.run(
-        [sys.executable, "-m", "cookiecutter", str(ROOT), "--no-input", "-o", str(out),
-         "python_version=3.11", f"recenv_requirement=pytest-recenv @ {ROOT.as_uri()}"],
+        [sys.executable, "-m", "cookiecutter", str(checkout), "--no-input", "-o", str(out),
+         "python_version=3.11", f"recenv_requirement=pytest-recenv @ {checkout.as_uri()}"],
         check=True, capture_output=True,
     )
     return next(out.iterdir()) / "environment.yml"
 
 
-def timed(cmd: list[str], env: dict[str, str], cwd: Path | None = None) -> float:
+def run(cmd: list[str], env: dict[str, str], cwd: Path | None = None) -> tuple[float, str]:
     start = time.perf_counter()
     result = subprocess.run(cmd, env=env, cwd=cwd, capture_output=True, text=True, check=False)
     seconds = time.perf_counter() - start
     if result.returncode != 0:
         sys.exit(f"benchmark step failed: {' '.join(cmd)}\n{result.stderr[-3000:]}")
-    return seconds
+    return seconds, result.stdout
+
+
+def timed(cmd: list[str], env: dict[str, str], cwd: Path | None = None) -> float:
+    return run(cmd, env, cwd)[0]
 
 
 def recenv_build(env_file: Path, env: dict[str, str]) -> tuple[float, dict[str, float]]:
-    seconds = timed([sys.executable, "-m", "pytest_recenv.cli", "build", "-q", str(env_file)],
-                    env)
-    prefix = Path(subprocess.run(
-        [sys.executable, "-m", "pytest_recenv.cli", "build", "-q", str(env_file)], env=env,
-        capture_output=True, text=True, check=True).stdout.strip())
-    stamp = json.loads((prefix / ".recenv-stamp.json").read_text())
+    seconds, out = run([sys.executable, "-m", "pytest_recenv.cli", "build", "-q",
+                        str(env_file)], env)
+    stamp = json.loads((Path(out.strip()) / ".recenv-stamp.json").read_text())
     return seconds, stamp["timings"]
 
 
@@ -123,6 +130,7 @@ def main(argv: list[str] | None = None) -> int:
         seconds, timings = recenv_build(env_file, env)
         note("recenv_warm_cache", seconds)
         note("recenv_warm_cache_install_only", timings.get("venv", 0) + timings.get("install", 0))
+        note("recenv_warm_cache_verify", timings.get("verify", 0))
         note("pip_warm_cache", venv_pip(python, requirements, tmp / "venv-2", env, cwd))
         reuse = [timed([sys.executable, "-m", "pytest_recenv.cli", "build", "-q",
                         str(env_file)], env) for _ in range(5)]
