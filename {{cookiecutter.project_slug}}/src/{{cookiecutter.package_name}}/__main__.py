@@ -62,12 +62,16 @@ def _parser() -> argparse.ArgumentParser:
 
     # --- serve: added by the serving module (FastAPI) -----------------------------------------
     serve = sub.add_parser("serve", help="serve recommendations over HTTP")
-    serve.add_argument("--artifacts", default="artifacts", help="folder written by `index` or `demo`")
+    serve.add_argument(
+        "--artifacts", default="artifacts", help="folder written by `index` or `demo`"
+    )
     serve.add_argument("--host", default="127.0.0.1", help="0.0.0.0 to listen beyond this machine")
     serve.add_argument("--port", type=int, default=8000)
     serve.add_argument("--routes", help="YAML routes file overriding the built-in router rules")
     serve.add_argument("--workers", type=int, default=1, help="uvicorn worker processes")
-    serve.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
+    serve.add_argument(
+        "--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"]
+    )
 {%- endif %}
     return parser
 
