@@ -29,7 +29,8 @@ def test_ml100k_loads_all_ratings_users_and_items() -> None:
 
 
 def test_two_tower_beats_popularity_by_half_and_the_item_graph_on_ml100k(tmp_path: Path) -> None:
-    metrics = train(TrainConfig(data="ml-100k", epochs=12, patience=2, progress=False, device="cpu", runs_dir=str(tmp_path)))
+    # Three epochs already clear both bars (about 0.24 vs 0.21 and 0.13); the benchmark trains longer.
+    metrics = train(TrainConfig(data="ml-100k", epochs=3, progress=False, device="cpu", runs_dir=str(tmp_path)))
     _, model, split = load_trained(metrics.run_dir)
     users, items = two_tower_embeddings(model, split)
     channels = {

@@ -21,8 +21,7 @@ from .data import Split
 from .evaluation import check_k, evaluate_channels, save_results
 from .retrieval import ann_recall, build_index, choose_kind
 from .training import load_trained, two_tower_embeddings
-from .training.loop import user_histories
-from .training.loop import MODEL
+from .training.loop import MODEL, user_histories
 
 
 def latest_run(runs_dir: str | os.PathLike[str]) -> Path:

@@ -27,7 +27,7 @@ class TwoTower(nn.Module):
         self,
         user_tower: UserTower,
         item_tower: ItemTower,
-        temperature: float = 0.05,
+        temperature: float = 0.2,
         negatives: str = "in_batch",
         history_len: int = 100,
     ) -> None:
@@ -89,7 +89,7 @@ def build_two_tower(
     item_cardinalities: list[int],
     dim: int = 64,
     hidden: int = 128,
-    temperature: float = 0.05,
+    temperature: float = 0.2,
     negatives: str = "in_batch",
     history_len: int = 100,
 ) -> TwoTower:

@@ -32,7 +32,7 @@ class TrainConfig:
     dim: int = 64
     hidden: int = 128
     history_len: int = 100  # training items per user fed to the user tower (most recent kept)
-    temperature: float = 0.05
+    temperature: float = 0.2  # softmax temperature on cosine scores; 0.05 overfits small data
     negatives: str = "in_batch"  # or "full" (softmax over the whole catalog)
     logq: bool = True  # popularity correction for in-batch negatives
 
