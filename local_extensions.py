@@ -12,8 +12,8 @@ from jinja2.ext import Extension
 
 
 def py_str(value: object) -> str:
-    """A Python string literal: ``'Alice\\'s "Recs"'``."""
-    return repr(str(value))
+    """A double-quoted Python string literal (JSON string escapes are Python escapes)."""
+    return json.dumps(str(value), ensure_ascii=False)
 
 
 def toml_str(value: object) -> str:

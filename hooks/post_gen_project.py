@@ -26,18 +26,18 @@ OPTIONAL_PARTS: dict[tuple[str, object], tuple[str, ...]] = {
     ),
     ("include_docker", False): (
         "Dockerfile",
-        "Dockerfile.cuda",
         ".dockerignore",
         "tests/test_dockerfile.py",
+        "docs/docker.md",
     ),
     ("ci", "none"): (
         ".github",
         "tests/test_workflow.py",
+        "docs/ci.md",
     ),
-    # GPU-only files: a CPU project keeps its GPU *tests* (they skip with a reason on CPU
-    # machines and run on a GPU box), but not the CUDA image.
-    ("compute", "cpu"): ("Dockerfile.cuda",),
 }
+# No file is GPU-only: the CUDA image is the same Dockerfile rendered for compute=cuda12, and a
+# CPU project keeps its GPU tests (they skip with a reason on CPU machines, run on a GPU box).
 
 # Keys of the context that are cookiecutter's bookkeeping about this machine, not answers.
 NOT_REPLAYED = ("_output_dir", "_repo_dir", "_checkout")

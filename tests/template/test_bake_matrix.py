@@ -33,6 +33,7 @@ MATRIX = [
     ("minimal", {"include_serving": False, "include_docker": False, "ci": "none",
                  "license": "Proprietary"}),
     ("name:quotes-unicode", {"project_name": "Café l'Été \"Best\" \\ Recs 😀", "owner": "zoe"}),
+    ("slug:40-chars", {"project_slug": "enterprise-grade-recommendations-platfrm"}),
 ]  # fmt: skip
 
 # Text that must never survive rendering, in any file or path.
@@ -130,8 +131,9 @@ def test_unselected_parts_are_absent_and_selected_present(baked: tuple[Path, dic
                 assert path.exists(), f"{part} selected but {path.name} missing"
             else:
                 assert not path.exists(), f"{part} not selected but {path.name} generated"
-    cuda_image = project / "Dockerfile.cuda"
-    assert not cuda_image.exists() or answers.get("compute") == "cuda12"
+    for doc, part in (("serving.md", "include_serving"), ("docker.md", "include_docker"),
+                      ("ci.md", "ci")):  # fmt: skip
+        assert (project / "docs" / doc).exists() is selected[part], doc
     text = "\n".join(p.read_text(encoding="utf-8", errors="replace") for p in files_of(project))
     if not selected["include_serving"]:
         assert "fastapi" not in text.lower(), "serving not selected but FastAPI is referenced"
