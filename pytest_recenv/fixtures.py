@@ -52,6 +52,8 @@ class State:
     tally: Tally = field(default_factory=Tally)
     counted: set[tuple[str, str]] = field(default_factory=set)
     require_failed: bool = False
+    has_markers: bool = False  # a selected test carries any recenv marker
+    has_wide: bool = False  # a selected test needs several GPUs
 
 
 STATE_KEY = pytest.StashKey[State]()

@@ -219,6 +219,8 @@ def evaluate_items(config: pytest.Config, items: list[pytest.Item]) -> None:
             items[:] = keep
         state.only_hardware_deselected = len(dropped)
     state.hardware_ids = {i.nodeid for i in items if any(r.is_gpu for r in i.stash[REQS_KEY])}
+    state.has_markers = any(i.stash[REQS_KEY] for i in items)
+    state.has_wide = any(_is_wide(i) for i in items if i.stash[REQS_KEY])
     state.tally.selected = len(state.hardware_ids)
 
     pending: list[pytest.Item] = []

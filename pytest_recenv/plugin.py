@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 # Fixtures are registered by being importable from the plugin module.
-from pytest_recenv.fixtures import STATE_KEY, faiss_gpu_resources, hardware, torch_device
+from pytest_recenv.fixtures import REQS_KEY, STATE_KEY, faiss_gpu_resources, hardware, torch_device
 
 MARKERS = {
     "cuda": "cuda(min_devices=1, min_memory=None, min_capability=None): skip unless enough CUDA "
@@ -100,24 +100,40 @@ def pytest_collection_modifyitems(
     from pytest_recenv import hwsession
 
     hwsession.evaluate_items(config, items)
+    # Per-test hooks cost every test a few microseconds; register them only where they matter.
+    state = config.stash[STATE_KEY]
+    if state.hardware_ids or state.has_markers:
+        config.pluginmanager.register(ReportHooks(), "recenv-report-hooks")
+    if state.tier1_dir is not None and state.has_wide:
+        config.pluginmanager.register(MultiGpuLock(), "recenv-multi-gpu-lock")
 
 
-@pytest.hookimpl(wrapper=True)
-def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> Generator[None]:
-    from pytest_recenv import hwsession
+class ReportHooks:
+    """Require mode and the hardware tally: look at each report of a marked test."""
 
-    with hwsession.multi_gpu_lock(item):
-        return (yield)
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_makereport(
+        self, item: pytest.Item, call: pytest.CallInfo[None]
+    ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+        report = yield
+        if not item.stash.get(REQS_KEY, ()):
+            return report
+        from pytest_recenv import hwsession
+
+        return hwsession.after_report(item, report)
 
 
-@pytest.hookimpl(wrapper=True)
-def pytest_runtest_makereport(
-    item: pytest.Item, call: pytest.CallInfo[None]
-) -> Generator[None, pytest.TestReport, pytest.TestReport]:
-    report = yield
-    from pytest_recenv import hwsession
+class MultiGpuLock:
+    """Under xdist: a test needing several GPUs runs holding a run-wide lock."""
 
-    return hwsession.after_report(item, report)
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_protocol(
+        self, item: pytest.Item, nextitem: pytest.Item | None
+    ) -> Generator[None]:
+        from pytest_recenv import hwsession
+
+        with hwsession.multi_gpu_lock(item):
+            return (yield)
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:
