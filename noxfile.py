@@ -123,6 +123,9 @@ def gpu_tests(session: nox.Session) -> None:
     # tests/plugin/test_on_gpu.py drives torch and faiss on the GPU: CUDA builds of both are
     # needed (PyPI's Linux torch wheel is a CUDA build). Override for other CUDA versions.
     session.install(*os.environ.get("RECENV_GPU_STACK", "torch faiss-gpu-cu12 numpy").split())
+    # .[test] brings faiss-cpu for the CPU lane; beside faiss-gpu it shadows the GPU build (the
+    # faiss_gpu marker refuses that pair, so require mode would fail the lane).
+    session.run("python", "-m", "pip", "uninstall", "--yes", "faiss-cpu")
     session.run(
         "python", "-m", "pytest", "--recenv-gpu=require", "--recenv-only-hardware",
         *session.posargs,
