@@ -120,12 +120,12 @@ def _baked_slug(answers: list[str]) -> str:
 def gpu_tests(session: nox.Session) -> None:
     """Hardware tests only, in require mode: fails unless they really ran on a GPU."""
     session.install("-e", ".[test]")
+    # .[test] brings faiss-cpu for the CPU lane; beside faiss-gpu it shadows the GPU build (the
+    # faiss_gpu marker refuses that pair). Remove it first: both own the same faiss/ files.
+    session.run("python", "-m", "pip", "uninstall", "--yes", "faiss-cpu")
     # tests/plugin/test_on_gpu.py drives torch and faiss on the GPU: CUDA builds of both are
     # needed (PyPI's Linux torch wheel is a CUDA build). Override for other CUDA versions.
     session.install(*os.environ.get("RECENV_GPU_STACK", "torch faiss-gpu-cu12 numpy").split())
-    # .[test] brings faiss-cpu for the CPU lane; beside faiss-gpu it shadows the GPU build (the
-    # faiss_gpu marker refuses that pair, so require mode would fail the lane).
-    session.run("python", "-m", "pip", "uninstall", "--yes", "faiss-cpu")
     session.run(
         "python", "-m", "pytest", "--recenv-gpu=require", "--recenv-only-hardware",
         *session.posargs,
