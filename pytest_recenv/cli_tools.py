@@ -34,6 +34,10 @@ def _cmd_lock(args: argparse.Namespace) -> int:
 
     files = _env_files(args.files)
     if args.check:
+        from pytest_recenv.locks import uv_lock_path
+
+        if args.missing_ok:  # a project without a lock has nothing to keep fresh
+            files = [name for name in files if uv_lock_path(Path(name)).is_file()]
         problems = [p for name in files for p in lock_problems(Path(name), display=name)]
         for problem in problems:
             print(problem)
@@ -184,6 +188,8 @@ def add_subcommands(sub: Any, add_build_options: Callable[..., None]) -> None:
     p.add_argument("files", nargs="*", help=f"environment files (default: {DEFAULT_FILE})")
     p.add_argument("--check", action="store_true",
                    help="only check the lock is fresh for the spec (the recenv-lock hook)")
+    p.add_argument("--missing-ok", action="store_true",
+                   help="with --check: pass for environment files that have no lock yet")
     p.add_argument("--python-policy", choices=("strict", "warn"), default="strict")
     p.set_defaults(handler=_cmd_lock)
 

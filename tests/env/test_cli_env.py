@@ -98,6 +98,7 @@ def test_lock_check_without_a_lock_says_how_to_make_one(
     assert main(["lock", "--check", str(spec)]) == 1
     assert capsys.readouterr().out == (f"{spec}:1: no lock: expected environment.lock.json next "
                                        f"to it; create it with 'recenv lock {spec}'\n")
+    assert main(["lock", "--check", "--missing-ok", str(spec)]) == 0  # the pre-commit hook
 
 
 def test_drift_finds_missing_and_mismatched_but_not_loose_pins(

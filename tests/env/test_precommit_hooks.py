@@ -37,6 +37,9 @@ def test_try_repo_runs_the_hooks_on_a_project(tmp_path: Path) -> None:
         "name: shop-dev-me\nchannels:\n  - conda-forge\n  - defaults\ndependencies:\n"
         "  - python=3.11\n  - pip\n  - pip:\n      - faiss\n")
     (project / "Dockerfile").write_text("FROM python:latest\nRUN echo hi\n")
+    # a lock that no longer satisfies the spec (it predates the python=3.11 pin)
+    (project / "environment.lock.json").write_text(
+        '{"format": 1, "spec_hash": "old", "python": "3.10.13", "packages": {}}\n')
     env = {**os.environ, "PRE_COMMIT_HOME": str(tmp_path / "pc-home"),
            "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.org",
            "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@example.org"}
@@ -50,7 +53,8 @@ def test_try_repo_runs_the_hooks_on_a_project(tmp_path: Path) -> None:
         "environment.yml:4: channel 'defaults' is Anaconda's 'defaults'",
         "environment.yml:9: 'faiss' on PyPI is an unofficial 2019 release; use 'faiss-cpu' or "
         "'faiss-gpu'",
-        "environment.yml:1: no lock: expected environment.lock.json next to it",
+        "environment.yml:6: 'python=3.11' is not met by the lock (python 3.10.13); run "
+        "'recenv lock'",
         "Dockerfile:1: base image 'python:latest' is not pinned",
         "Dockerfile:1: final stage 'python:latest' runs as root",
     ):
