@@ -12,6 +12,7 @@ import json
 import sys
 import tempfile
 import time
+from pathlib import Path
 
 from {{ cookiecutter.package_name }}.data import ml100k_location
 from {{ cookiecutter.package_name }}.evaluation import format_table
@@ -42,6 +43,7 @@ def main() -> None:
     out["two_tower_over_popularity"] = results["two_tower"]["recall@10"] / results["popularity"]["recall@10"]
     print(json.dumps(out, indent=2))
     if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         with open(args.json, "w", encoding="utf-8") as fh:
             json.dump(out, fh, indent=2)
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from pathlib import Path
 
 import torch
 from torch.utils.data import DataLoader, Dataset
@@ -97,6 +98,7 @@ def main() -> None:
         result["vectorised_amp_bf16_samples_per_s"] = run("vectorised", args.epochs, device, amp="bf16")
     print(json.dumps(result, indent=2))
     if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         with open(args.json, "w", encoding="utf-8") as fh:
             json.dump(result, fh, indent=2)
 

@@ -23,7 +23,7 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     data = sub.add_parser("data", help="write the synthetic sample as an interactions file")
-    data.add_argument("--out", default="data/interactions.csv", help="CSV or .parquet path")
+    data.add_argument("--out", default="data/generated/interactions.csv", help="CSV or .parquet path")
     data.add_argument("--n-users", type=int, default=2000)
     data.add_argument("--n-items", type=int, default=1000)
     data.add_argument("--seed", type=int, default=0)
@@ -129,7 +129,7 @@ def demo(args: argparse.Namespace) -> int:
     work = Path(args.workdir)
     t0 = time.perf_counter()
     data = generate_synthetic(n_users=args.n_users, n_items=args.n_items, seed=args.seed)
-    csv = write_interactions(data, work / "data" / "interactions.csv")
+    csv = write_interactions(data, work / "data" / "generated" / "interactions.csv")
     console.print(f"[bold]data[/]    {len(data)} events, {data.n_users} users, {data.n_items} items -> {csv}")
     cfg = TrainConfig(
         data=str(csv), epochs=args.epochs, seed=args.seed, device=args.device, runs_dir=str(work / "runs")
