@@ -302,3 +302,31 @@ def test_plugin_works_without_xdist(
         "recenv: hardware tests: 4 selected, 1 ran, 1 passed, 0 failed, 3 skipped"
         in result.outlines
     )
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (
+            None,
+            "ERROR: --recenv-probe-file *missing.json: cannot read it (No such file or directory)",
+        ),
+        ("{not json", "ERROR: *missing.json:1: expected a JSON hardware report, got invalid JSON*"),
+        (
+            '{"gpus": []}',
+            "ERROR: *missing.json: expected keys 'gpus', 'torch' and 'faiss' in a "
+            "recorded report, missing [[]'torch', 'faiss'[]]; "
+            "use null for a library that is not installed",
+        ),
+    ],
+    ids=["absent", "not-json", "incomplete"],
+)
+def test_a_bad_probe_file_is_a_usage_error_naming_the_file(
+    pytester: pytest.Pytester, run: Run, content: str | None, message: str
+) -> None:
+    pytester.makepyfile("def test_plain():\n    pass\n")
+    if content is not None:
+        (pytester.path / "missing.json").write_text(content)
+    result = run(f"--recenv-probe-file={pytester.path / 'missing.json'}")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines([message])
