@@ -305,3 +305,25 @@ def test_require_mode_fails_a_skip_raised_inside_a_hardware_test_but_not_an_xfai
             "gave up"
         ]
     )
+
+
+def test_a_worker_warns_when_cuda_was_up_before_it_could_be_pinned(
+    pytester: pytest.Pytester, run: Run, report_arg: ReportArg, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Stands in for a conftest that touches CUDA at import time: a torch whose CUDA is already up.
+    shadow = pytester.mkdir("shadow")
+    (shadow / "torch.py").write_text(
+        "import types\ncuda = types.SimpleNamespace(is_initialized=lambda: True)\n"
+    )
+    monkeypatch.setenv("PYTHONPATH", str(shadow))
+    pytester.makeconftest("import torch\n")
+    pytester.makepyfile("def test_plain():\n    pass\n")
+    # In a subprocess: xdist hands workers the controller's sys.path, which must see the shadow.
+    result = run("-p", "xdist.plugin", "-n", "1", report_arg("t4_x1.json"), subprocess=True)
+    result.assert_outcomes(passed=1, warnings=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*RecenvPinningWarning: CUDA was initialised before pytest-recenv could pin worker gw0 "
+            "to 0; a conftest or plugin touches CUDA at import time*"
+        ]
+    )
