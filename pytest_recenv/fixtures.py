@@ -17,6 +17,7 @@ from pytest_recenv.markers import Requirement, Skip, evaluate_requirements
 # Requesting one of these fixtures adds its marker, so the test is skipped (or, in require mode,
 # fails) with a reason instead of erroring inside the fixture.
 FIXTURE_MARKERS = {"faiss_gpu_resources": "faiss_gpu"}
+MODES = ("auto", "require", "skip")
 DEFAULT_FAISS_TEMP_MEMORY = 256 * 2**20
 
 

@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 
 from pytest_recenv import RecenvPinningWarning
-from pytest_recenv.fixtures import FIXTURE_MARKERS, REQS_KEY, SKIP_KEY, STATE_KEY, State
+from pytest_recenv.fixtures import FIXTURE_MARKERS, MODES, REQS_KEY, SKIP_KEY, STATE_KEY, State
 from pytest_recenv.hardware import (
     HardwareReport,
     load_probe_file,
@@ -40,7 +40,6 @@ from pytest_recenv.markers import (
 )
 from pytest_recenv.probe_child import probe_tier1
 
-MODES = ("auto", "require", "skip")
 MULTI_GPU_GROUP = "recenv-multi-gpu"
 
 

@@ -1,8 +1,8 @@
 """pytest hooks of pytest-recenv, in lifecycle order. Glue only: the work lives elsewhere.
 
-Probing (:mod:`pytest_recenv.hardware`), evaluation (:mod:`pytest_recenv.markers`) and the xdist
-plumbing (:mod:`pytest_recenv.hwsession`) and the printed text (:mod:`pytest_recenv.hwreport`)
-are imported lazily, inside the hooks.
+Probing (:mod:`pytest_recenv.hardware`), evaluation (:mod:`pytest_recenv.markers`), the run-time
+state and xdist plumbing (:mod:`pytest_recenv.hwsession`) and the printed text
+(:mod:`pytest_recenv.hwreport`) are imported inside the hooks.
 """
 
 from __future__ import annotations
@@ -13,7 +13,14 @@ from typing import Any
 import pytest
 
 # Fixtures are registered by being importable from the plugin module.
-from pytest_recenv.fixtures import REQS_KEY, STATE_KEY, faiss_gpu_resources, hardware, torch_device
+from pytest_recenv.fixtures import (
+    MODES,
+    REQS_KEY,
+    STATE_KEY,
+    faiss_gpu_resources,
+    hardware,
+    torch_device,
+)
 
 MARKERS = {
     "cuda": "cuda(min_devices=1, min_memory=None, min_capability=None): skip unless enough CUDA "
@@ -26,7 +33,6 @@ MARKERS = {
     "faiss_gpu": "faiss_gpu(min_devices=1): skip unless faiss is a CUDA build (not Metal, not "
     "faiss-cpu installed beside faiss-gpu) seeing enough GPUs. Example: @pytest.mark.faiss_gpu",
 }
-MODES = ("auto", "require", "skip")
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
