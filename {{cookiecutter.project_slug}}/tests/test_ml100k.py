@@ -29,8 +29,11 @@ def test_ml100k_loads_all_ratings_users_and_items() -> None:
 
 
 def test_two_tower_beats_popularity_by_half_and_the_item_graph_on_ml100k(tmp_path: Path) -> None:
-    # Three epochs already clear both bars (about 0.24 vs 0.21 and 0.13); the benchmark trains longer.
-    metrics = train(TrainConfig(data="ml-100k", epochs=3, progress=False, device="cpu", runs_dir=str(tmp_path)))
+    # Three large-batch epochs (a few seconds) already clear both bars (about 0.25 vs 0.21 and
+    # 0.13); benchmarks/bench_ml100k.py trains the default config to convergence (0.27).
+    metrics = train(
+        TrainConfig(data="ml-100k", epochs=3, batch_size=1024, progress=False, device="cpu", runs_dir=str(tmp_path))
+    )
     _, model, split = load_trained(metrics.run_dir)
     users, items = two_tower_embeddings(model, split)
     channels = {
