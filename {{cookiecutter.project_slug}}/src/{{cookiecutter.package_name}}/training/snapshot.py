@@ -58,8 +58,10 @@ def write_environment(run_dir: Path) -> Path:
 
 
 def hardware_report() -> dict[str, Any]:
-    """``recenv doctor --json`` if the recenv CLI is installed, else what torch can see."""
+    """``recenv doctor --json`` if the recenv CLI offers it, else what torch can see
+    (plus plain ``recenv doctor`` text where only that exists)."""
     recenv = shutil.which("recenv")
+    doctor_text = None
     if recenv:
         out = _run([recenv, "doctor", "--json"])
         if out:
@@ -67,6 +69,7 @@ def hardware_report() -> dict[str, Any]:
                 return {"source": "recenv doctor --json", "report": json.loads(out)}
             except json.JSONDecodeError:
                 pass
+        doctor_text = _run([recenv, "doctor"])
     import torch
 
     report: dict[str, Any] = {
@@ -92,6 +95,8 @@ def hardware_report() -> dict[str, Any]:
         report["faiss_gpus"] = faiss.get_num_gpus() if hasattr(faiss, "get_num_gpus") else 0
     except ImportError:
         report["faiss"] = None
+    if doctor_text:
+        report["recenv_doctor"] = doctor_text
     return report
 
 
