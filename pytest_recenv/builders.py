@@ -157,18 +157,36 @@ def _file_hash(path: Path) -> str:
 
 
 def _tree_fingerprint(root: Path) -> str:
+    """Size and mtime of every file that would go into a build of ``root``: in a git work tree
+    the files git tracks or would track (so ignored outputs such as ``out/`` or ``.nox/`` never
+    change the key), elsewhere every file outside the usual tool and cache folders."""
     digest = hashlib.sha256()
-    for folder, dirs, files in os.walk(root):
+    for path in _source_files(root):
+        try:
+            st = path.stat()
+        except OSError:
+            continue
+        digest.update(f"{path.relative_to(root)}|{st.st_size}|{st.st_mtime_ns}\n".encode())
+    return digest.hexdigest()
+
+
+def _source_files(root: Path) -> list[Path]:
+    try:
+        listed = subprocess.run(
+            ["git", "-C", str(root), "ls-files", "-z", "--cached", "--others",
+             "--exclude-standard"],
+            capture_output=True, check=True, timeout=60,
+        ).stdout
+    except (OSError, subprocess.SubprocessError):
+        listed = None
+    if listed is not None:
+        return sorted(root / name for name in listed.decode().split("\0") if name)
+    files = []
+    for folder, dirs, names_ in os.walk(root):
         dirs[:] = sorted(d for d in dirs if d not in _SKIP_DIRS and not d.startswith(".")
                          and not d.endswith(".egg-info"))
-        for name in sorted(files):
-            path = Path(folder, name)
-            try:
-                st = path.stat()
-            except OSError:
-                continue
-            digest.update(f"{path.relative_to(root)}|{st.st_size}|{st.st_mtime_ns}\n".encode())
-    return digest.hexdigest()
+        files += [Path(folder, name) for name in sorted(names_)]
+    return files
 
 
 def make_plan(path: Path | str, cache_dir: Path | str | None = None,
