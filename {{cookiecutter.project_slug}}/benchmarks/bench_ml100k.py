@@ -17,7 +17,10 @@ from pathlib import Path
 from {{ cookiecutter.package_name }}.data import ml100k_location
 from {{ cookiecutter.package_name }}.evaluation import format_table
 from {{ cookiecutter.package_name }}.pipeline import run_evaluate
-from {{ cookiecutter.package_name }}.training import TrainConfig, train
+from {{ cookiecutter.package_name }}.training import (
+    TrainConfig,
+    train,
+)
 
 
 def main() -> None:

@@ -20,7 +20,11 @@ from pathlib import Path
 import faiss
 import numpy as np
 
-from {{ cookiecutter.package_name }}.retrieval import build_index, default_nlist, recall_against
+from {{ cookiecutter.package_name }}.retrieval import (
+    build_index,
+    default_nlist,
+    recall_against,
+)
 
 
 def vectors(n: int, dim: int, clusters: int, seed: int, noise: float) -> np.ndarray:

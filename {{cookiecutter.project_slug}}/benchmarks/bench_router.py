@@ -16,7 +16,14 @@ import itertools
 import json
 import time
 
-from {{ cookiecutter.package_name }}.router import Action, Channel, Device, Router, Rule, UserType
+from {{ cookiecutter.package_name }}.router import (
+    Action,
+    Channel,
+    Device,
+    Router,
+    Rule,
+    UserType,
+)
 
 Request = tuple["UserType | str", "Device | str", "Action | str"]
 

@@ -18,9 +18,19 @@ from pathlib import Path
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from {{ cookiecutter.package_name }}.training import TrainConfig, prepare_split
-from {{ cookiecutter.package_name }}.training.loop import model_for, user_histories
-from {{ cookiecutter.package_name }}.training.runtime import amp_dtype, autocast, choose_device
+from {{ cookiecutter.package_name }}.training import (
+    TrainConfig,
+    prepare_split,
+)
+from {{ cookiecutter.package_name }}.training.loop import (
+    model_for,
+    user_histories,
+)
+from {{ cookiecutter.package_name }}.training.runtime import (
+    amp_dtype,
+    autocast,
+    choose_device,
+)
 
 
 class PerSample(Dataset):

@@ -23,7 +23,11 @@ from pathlib import Path
 
 from load import check_loopback
 
-from {{ cookiecutter.package_name }}.serving.smoke import free_port, start_server, stop_server
+from {{ cookiecutter.package_name }}.serving.smoke import (
+    free_port,
+    start_server,
+    stop_server,
+)
 
 MAX_EXAMPLES_CAP = 5000
 

@@ -26,7 +26,11 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from urllib.parse import urlparse
 
-from {{ cookiecutter.package_name }}.serving.smoke import free_port, start_server, stop_server
+from {{ cookiecutter.package_name }}.serving.smoke import (
+    free_port,
+    start_server,
+    stop_server,
+)
 
 PACKAGE = "{{ cookiecutter.package_name }}"
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}

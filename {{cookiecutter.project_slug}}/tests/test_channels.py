@@ -7,7 +7,12 @@ import math
 import numpy as np
 import pytest
 
-from {{ cookiecutter.package_name }}.channels import Channel, ItemGraphChannel, PopularityChannel, TwoTowerChannel
+from {{ cookiecutter.package_name }}.channels import (
+    Channel,
+    ItemGraphChannel,
+    PopularityChannel,
+    TwoTowerChannel,
+)
 
 # Three users: u0 took items {0, 1}, u1 {0, 1, 2}, u2 {2, 3}.
 USERS = np.array([0, 0, 1, 1, 1, 2, 2])

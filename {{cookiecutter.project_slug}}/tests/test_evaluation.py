@@ -9,7 +9,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from {{ cookiecutter.package_name }}.evaluation import evaluate_channels, rank_metrics, save_results
+from {{ cookiecutter.package_name }}.evaluation import (
+    evaluate_channels,
+    rank_metrics,
+    save_results,
+)
 
 SCORES = np.array([[0.9, 0.8, 0.7, 0.6, 0.5]] * 3, dtype=np.float32)
 

@@ -7,10 +7,22 @@ from pathlib import Path
 
 import pytest
 
-from {{ cookiecutter.package_name }}.channels import ItemGraphChannel, PopularityChannel, TwoTowerChannel
-from {{ cookiecutter.package_name }}.data import load_ml100k, make_split
+from {{ cookiecutter.package_name }}.channels import (
+    ItemGraphChannel,
+    PopularityChannel,
+    TwoTowerChannel,
+)
+from {{ cookiecutter.package_name }}.data import (
+    load_ml100k,
+    make_split,
+)
 from {{ cookiecutter.package_name }}.evaluation import evaluate_channels
-from {{ cookiecutter.package_name }}.training import TrainConfig, load_trained, train, two_tower_embeddings
+from {{ cookiecutter.package_name }}.training import (
+    TrainConfig,
+    load_trained,
+    train,
+    two_tower_embeddings,
+)
 
 pytestmark = pytest.mark.skipif(
     importlib.util.find_spec("recbole") is None,

@@ -8,7 +8,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from {{ cookiecutter.package_name }}.models import ItemTower, UserTower, build_two_tower, history_table
+from {{ cookiecutter.package_name }}.models import (
+    ItemTower,
+    UserTower,
+    build_two_tower,
+    history_table,
+)
 
 
 def test_towers_return_unit_vectors_of_the_configured_dim() -> None:

@@ -16,7 +16,10 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
-from {{ cookiecutter.package_name }}.artifacts import ArtifactError, save_artifacts
+from {{ cookiecutter.package_name }}.artifacts import (
+    ArtifactError,
+    save_artifacts,
+)
 from {{ cookiecutter.package_name }}.channels import co_occurrence_neighbours
 from {{ cookiecutter.package_name }}.retrieval import build_index
 from {{ cookiecutter.package_name }}.router import RouteConfigError

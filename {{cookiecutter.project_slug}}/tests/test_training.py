@@ -12,7 +12,11 @@ import pytest
 import torch
 
 import {{ cookiecutter.package_name }}
-from {{ cookiecutter.package_name }}.training import CheckpointMismatch, TrainConfig, train
+from {{ cookiecutter.package_name }}.training import (
+    CheckpointMismatch,
+    TrainConfig,
+    train,
+)
 
 SMALL = dict(n_users=150, n_items=60, events_per_user=12, batch_size=256, progress=False, patience=50)
 
