@@ -97,7 +97,11 @@ def serve(session: nox.Session) -> None:
 
 @nox.session(default=False)
 def bench(session: nox.Session) -> None:
-    """Benchmarks: router decisions/s{% if cookiecutter.include_serving %}; load (p50/p99 at 200 req/s) and schemathesis fuzz on loopback{% endif %}."""
+    """Benchmarks: training, retrieval, ML-100K, router{% if cookiecutter.include_serving %}, load and fuzz on loopback{% endif %}."""
+    results = Path("benchmarks/results")
+    results.mkdir(parents=True, exist_ok=True)
+    for script in ("bench_training", "bench_retrieval", "bench_ml100k"):
+        in_env(session, "python", f"benchmarks/{script}.py", "--json", str(results / f"{script[6:]}.json"))
     in_env(session, "python", "benchmarks/bench_router.py")
 {%- if cookiecutter.include_serving %}
     if not Path("artifacts/manifest.json").is_file():
