@@ -9,9 +9,7 @@ virtualenvs here: the environment is code, and there is exactly one of it.
 from __future__ import annotations
 
 import shutil
-{%- if cookiecutter.include_serving %}
 from pathlib import Path
-{%- endif %}
 
 import nox
 
