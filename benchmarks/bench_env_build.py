@@ -12,6 +12,7 @@ recenv's times include its verification (pip check + import smoke test of every 
 package); the venv+pip baseline does no verification, so the install-only time is shown too.
 
     python benchmarks/bench_env_build.py [--env-file environment.yml] [--json out.json]
+                                         [--repeats N]
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import json
 import os
 import platform
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -88,16 +90,22 @@ def machine() -> str:
         mem = f", {kib / 1024**2:.0f} GiB RAM"
     except (OSError, ValueError, IndexError):
         pass
-    load = ""
-    if hasattr(os, "getloadavg"):
-        load = f", load average {os.getloadavg()[0]:.1f} at start"
-    return f"{platform.system()} {platform.machine()}, {os.cpu_count()} cores ({cpu}){mem}{load}"
+    return (f"{platform.system()} {platform.machine()}, {os.cpu_count()} cores ({cpu}){mem}, "
+            f"{load()} at start")
+
+
+def load() -> str:
+    if not hasattr(os, "getloadavg"):
+        return "load average unknown"
+    return "load average " + " ".join(f"{x:.2f}" for x in os.getloadavg())
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--env-file", type=Path, help="default: bake the template (Python 3.11)")
     parser.add_argument("--json", type=Path, help="also write the results here")
+    parser.add_argument("--repeats", type=int, default=1,
+                        help="full cold/warm rounds, each from empty caches; medians reported")
     args = parser.parse_args(argv)
 
     from pytest_recenv.builders import make_plan
@@ -105,9 +113,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="recenv-bench-") as tmp_name:
         tmp = Path(tmp_name)
         env_file = args.env_file.resolve() if args.env_file else bake(tmp / "baked")
-        env = {**os.environ, "RECENV_CACHE_DIR": str(tmp / "envs-1"),
-               "UV_CACHE_DIR": str(tmp / "uv-cache"), "PIP_CACHE_DIR": str(tmp / "pip-cache")}
-        plan = make_plan(env_file, cache_dir=tmp / "envs-1", backends=["uv"])
+        plan = make_plan(env_file, cache_dir=tmp / "envs-0", backends=["uv"])
         requirements = tmp / "requirements.txt"
         requirements.write_text("\n".join(plan.requirements) + "\n")
         python = str(plan.interpreter.path) if plan.interpreter else sys.executable
@@ -115,28 +121,40 @@ def main(argv: list[str] | None = None) -> int:
 
         print(f"machine: {machine()}")
         print(f"spec: {env_file} ({len(plan.requirements)} requirements, python {python})")
-        results: dict[str, float] = {}
+        runs: dict[str, list[float]] = {}
 
         def note(name: str, value: float) -> None:
-            results[name] = value
+            runs.setdefault(name, []).append(value)
             print(f"  {name}: {value:.2f} s", flush=True)
 
-        seconds, timings = recenv_build(env_file, env)
-        note("recenv_cold", seconds)
-        note("recenv_cold_install_only", timings.get("venv", 0) + timings.get("install", 0))
-        note("recenv_cold_verify", timings.get("verify", 0))
-        note("pip_cold", venv_pip(python, requirements, tmp / "venv-1", env, cwd))
-        env["RECENV_CACHE_DIR"] = str(tmp / "envs-2")
-        seconds, timings = recenv_build(env_file, env)
-        note("recenv_warm_cache", seconds)
-        note("recenv_warm_cache_install_only", timings.get("venv", 0) + timings.get("install", 0))
-        note("recenv_warm_cache_verify", timings.get("verify", 0))
-        note("pip_warm_cache", venv_pip(python, requirements, tmp / "venv-2", env, cwd))
-        reuse = [timed([sys.executable, "-m", "pytest_recenv.cli", "build", "-q",
-                        str(env_file)], env) for _ in range(5)]
-        note("recenv_reuse_cli_median", sorted(reuse)[2])
+        for rep in range(args.repeats):
+            # Every repeat starts both sides from empty download caches and no cached env.
+            fresh = tmp / f"rep-{rep}"
+            env = {**os.environ, "RECENV_CACHE_DIR": str(fresh / "envs-1"),
+                   "UV_CACHE_DIR": str(fresh / "uv-cache"),
+                   "PIP_CACHE_DIR": str(fresh / "pip-cache")}
+            print(f"repeat {rep + 1}/{args.repeats}: {load()}", flush=True)
+            seconds, timings = recenv_build(env_file, env)
+            note("recenv_cold", seconds)
+            note("recenv_cold_install_only", timings.get("venv", 0) + timings.get("install", 0))
+            note("recenv_cold_verify", timings.get("verify", 0))
+            note("pip_cold", venv_pip(python, requirements, fresh / "venv-1", env, cwd))
+            env["RECENV_CACHE_DIR"] = str(fresh / "envs-2")
+            seconds, timings = recenv_build(env_file, env)
+            note("recenv_warm_cache", seconds)
+            note("recenv_warm_cache_install_only",
+                 timings.get("venv", 0) + timings.get("install", 0))
+            note("recenv_warm_cache_verify", timings.get("verify", 0))
+            note("pip_warm_cache", venv_pip(python, requirements, fresh / "venv-2", env, cwd))
+            reuse = [timed([sys.executable, "-m", "pytest_recenv.cli", "build", "-q",
+                            str(env_file)], env) for _ in range(5)]
+            note("recenv_reuse_cli_median", statistics.median(reuse))
+            note("cold_ratio", runs["pip_cold"][-1] / runs["recenv_cold"][-1])
+            print(f"  after repeat {rep + 1}: {load()}", flush=True)
+            shutil.rmtree(fresh, ignore_errors=True)
         print("cleaning up the temporary environments ...", flush=True)
 
+    results = {name: statistics.median(values) for name, values in runs.items()}
     ratio_cold = results["pip_cold"] / results["recenv_cold"]
     ratio_warm = results["pip_warm_cache"] / results["recenv_warm_cache"]
     rows = [
@@ -145,6 +163,9 @@ def main(argv: list[str] | None = None) -> int:
         ("new env, warm cache", results["recenv_warm_cache"],
          results["recenv_warm_cache_install_only"], results["pip_warm_cache"], ratio_warm),
     ]
+    n = args.repeats
+    print(f"medians of {n} repeat(s); cold ratios per repeat: "
+          + ", ".join(f"{r:.1f}x" for r in runs["cold_ratio"]))
     print(f"{'case':22} {'recenv':>9} {'(install)':>10} {'venv+pip':>9} {'ratio':>7}")
     for name, ours, install, pip, ratio in rows:
         print(f"{name:22} {ours:8.1f}s {install:9.1f}s {pip:8.1f}s {ratio:6.1f}x")
@@ -152,7 +173,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"warm reuse (recenv build, CLI, median of 5): {reuse_s:.2f} s")
     results.update({"ratio_cold": ratio_cold, "ratio_warm_cache": ratio_warm})
     if args.json:
-        args.json.write_text(json.dumps({"machine": machine(), **results}, indent=2) + "\n")
+        args.json.write_text(json.dumps({"machine": machine(), "end": load(), **results,
+                                         "runs": runs}, indent=2) + "\n")
     return 0
 
 

@@ -1,0 +1,70 @@
+"""The post-build import smoke test: real interpreters importing real installed distributions."""
+
+from __future__ import annotations
+
+import os
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+from recenv_helpers import make_wheel
+
+from pytest_recenv.backends import BuildError, _import_weights, smoke_test
+
+
+def _install(site: Path, name: str, module: str | None = None,
+             requires: tuple[str, ...] = ()) -> None:
+    """Unpack a real wheel into ``site``, as an installer does for a pure-Python wheel."""
+    wheel = make_wheel(site.parent / "wheels", name, "1.0", module=module, requires=requires)
+    with zipfile.ZipFile(wheel) as zf:
+        zf.extractall(site)
+
+
+def _env(site: Path) -> dict[str, str]:
+    return {**os.environ, "PYTHONPATH": str(site)}
+
+
+def test_every_failure_is_reported_by_package_even_when_one_kills_the_interpreter(
+    tmp_path: Path,
+) -> None:
+    site = tmp_path / "site"
+    _install(site, "recenv-fine")
+    _install(site, "recenv-chatty", module="print('{\"not\": \"an answer\"}')\nVERSION = 1\n")
+    _install(site, "recenv-raises", module="raise RuntimeError('boom at import')\n")
+    _install(site, "recenv-dies", module="import sys\nsys.stderr.write('dying now\\n')\n"
+             "import os\nos._exit(7)\n")
+    dists = ["recenv-fine", "recenv-chatty", "recenv-raises", "recenv-dies", "recenv-absent"]
+    with pytest.raises(BuildError) as err:
+        smoke_test(Path(sys.executable), dists, env=_env(site))
+    assert str(err.value).splitlines() == [
+        "import smoke test failed for 3 of 5 declared packages:",
+        "  recenv-absent: not installed",
+        "  recenv-dies: the interpreter crashed (exit 7) while importing it: dying now",
+        "  recenv-raises: import recenv_raises: RuntimeError: boom at import",
+    ]
+
+
+def test_a_clean_run_returns_the_import_time_of_every_package(tmp_path: Path) -> None:
+    site = tmp_path / "site"
+    names = [f"recenv-ok{i}" for i in range(6)]
+    for name in names:
+        _install(site, name, module="import time\ntime.sleep(0.05)\n")
+    seconds = smoke_test(Path(sys.executable), names, env=_env(site))
+    assert sorted(seconds) == names
+    assert all(s >= 0.05 for s in seconds.values()), seconds
+
+
+def test_heaviest_first_counts_the_source_a_package_pulls_in_through_its_requirements(
+    tmp_path: Path,
+) -> None:
+    site = tmp_path / "lib" / f"python3.{sys.version_info[1]}" / "site-packages"
+    _install(site, "recenv-big", module="X = 1\n" * 5000)
+    _install(site, "recenv-thin", requires=("recenv-big>=1",))
+    _install(site, "recenv-alone", module="Y = 2\n" * 100)
+    _install(site, "recenv-optional", requires=("recenv-big; extra == 'all'",))
+    weights = _import_weights(tmp_path, ["recenv-thin", "recenv-alone", "recenv-optional",
+                                         "recenv-missing"])
+    big = len("X = 1\n" * 5000)
+    assert weights["recenv-thin"] > big > weights["recenv-alone"] > weights["recenv-optional"]
+    assert weights["recenv-missing"] == 0
