@@ -1,7 +1,8 @@
 """Training throughput: tensor-sliced batches vs a naive per-sample Dataset/DataLoader.
 
-Both loops train the same two-tower model with the same optimizer and batch size; only the way
-batches are produced differs. ``pipeline_only`` times producing one epoch of batches without
+Both loops train the same two-tower model with the same optimizer (``make_optimizer``) and
+batch size; only the way batches are produced differs. Each figure is the median of
+``--repeats`` interleaved runs. ``pipeline_only`` times producing one epoch of batches without
 training, which isolates what batching itself costs. On a CUDA machine the vectorised loop is
 also timed with AMP.
 
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import time
 from pathlib import Path
 
@@ -23,6 +25,7 @@ from {{ cookiecutter.package_name }}.training import (
     prepare_split,
 )
 from {{ cookiecutter.package_name }}.training.loop import (
+    make_optimizer,
     model_for,
     user_histories,
 )
@@ -68,7 +71,7 @@ def run(
     split = prepare_split(cfg)
     torch.manual_seed(0)
     model = model_for(cfg, split).to(device)
-    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    opt = make_optimizer(model, cfg, device)
     dtype = amp_dtype(amp, device)
     users = torch.as_tensor(split.train[0])
     items = torch.as_tensor(split.train[1])
@@ -119,21 +122,25 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--device", default="auto")
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[256, 1024])
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--json", help="also write the results here")
     args = parser.parse_args()
     device = choose_device(args.device)
     result: dict[str, object] = {"device": str(device), "torch": torch.__version__, "threads": torch.get_num_threads()}
     for bs in args.batch_sizes:
-        # Interleaved repeats, best of each: on a shared machine the fastest run is the one
-        # least disturbed by other processes.
-        fast = naive = 0.0
+        # Interleaved repeats, median of each: on a shared machine both loops then see the same
+        # mix of quiet and busy moments, and one lucky or unlucky run does not decide the ratio.
+        fasts, naives = [], []
         for _ in range(args.repeats):
-            fast = max(fast, run("vectorised", args.epochs, device, batch_size=bs))
-            naive = max(naive, run("naive", args.epochs, device, batch_size=bs))
-        row = {"vectorised_samples_per_s": fast, "naive_dataloader_samples_per_s": naive, "speedup": fast / naive}
-        only_fast = max(run("vectorised", 1, device, batch_size=bs, train=False) for _ in range(args.repeats))
-        only_naive = max(run("naive", 1, device, batch_size=bs, train=False) for _ in range(args.repeats))
+            fasts.append(run("vectorised", args.epochs, device, batch_size=bs))
+            naives.append(run("naive", args.epochs, device, batch_size=bs))
+        fast, naive = statistics.median(fasts), statistics.median(naives)
+        row: dict[str, object] = {
+            "vectorised_samples_per_s": fast, "naive_dataloader_samples_per_s": naive, "speedup": fast / naive,
+            "speedup_per_repeat": [f / n for f, n in zip(fasts, naives, strict=True)],
+        }
+        only_fast = statistics.median(run("vectorised", 1, device, batch_size=bs, train=False) for _ in range(args.repeats))
+        only_naive = statistics.median(run("naive", 1, device, batch_size=bs, train=False) for _ in range(args.repeats))
         row["pipeline_only"] = {
             "vectorised_samples_per_s": only_fast, "naive_dataloader_samples_per_s": only_naive,
             "speedup": only_fast / only_naive,

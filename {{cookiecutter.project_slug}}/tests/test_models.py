@@ -33,6 +33,24 @@ def test_history_padding_does_not_change_a_users_vector() -> None:
     assert torch.allclose(short, padded, atol=1e-6)
 
 
+def test_training_pooling_gives_the_same_vectors_and_gradients_as_the_embedding_bag_path() -> None:
+    # Training pools the real items with gather/index_add; eval/export uses the EmbeddingBag.
+    torch.manual_seed(0)
+    tower = UserTower(4, [3], n_items=6, dim=4, hidden=8)
+    ids, feats = torch.tensor([0, 1, 2, 3]), torch.tensor([[0], [1], [2], [0]])
+    history = torch.tensor([[2, 4, 6, 6], [6, 6, 6, 6], [5, 5, 1, 0], [3, 6, 1, 6]])  # pads, empty, repeats
+    grads = []
+    for training in (True, False):
+        tower.zero_grad()
+        out = tower.train(training)(ids, feats, history)
+        (out * torch.arange(16.0).view(4, 4)).sum().backward()
+        grads.append((out.detach(), tower.history_embedding.weight.grad.clone()))
+    (train_out, train_grad), (bag_out, bag_grad) = grads
+    assert torch.allclose(train_out, bag_out, atol=1e-6)
+    assert torch.allclose(train_grad, bag_grad, atol=1e-6)
+    assert train_grad[6].abs().sum() == 0  # the padding row never learns
+
+
 def test_history_table_keeps_the_most_recent_items_and_pads_with_n_items() -> None:
     table = history_table([0, 0, 1, 0], [5, 6, 7, 8], n_users=3, n_items=10, max_len=2)
     assert table.tolist() == [[8, 6], [7, 10], [10, 10]]

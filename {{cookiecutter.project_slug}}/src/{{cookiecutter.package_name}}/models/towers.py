@@ -64,8 +64,8 @@ class UserTower(nn.Module):
         self.n_ids = n_users
         self.n_items = n_items  # also the history padding value
         self.id_embedding = nn.Embedding(n_users, dim)
-        # EmbeddingBag sums each row's items without materialising (b, L, dim); its backward
-        # is several times cheaper than Embedding's on CPU. Padding entries are skipped.
+        # EmbeddingBag sums each row's items without materialising (b, L, dim), skipping padding:
+        # the inference/export path. Training pools the same table on the real items only.
         self.history_embedding = nn.EmbeddingBag(n_items + 1, dim, mode="sum", padding_idx=n_items)
         self.feature_embeddings = nn.ModuleList(nn.Embedding(c, feature_dim) for c in cardinalities)
         self.mlp = nn.Sequential(
@@ -77,15 +77,34 @@ class UserTower(nn.Module):
             self.history_embedding.weight[n_items].zero_()
 
     def forward(self, ids: torch.Tensor, features: torch.Tensor, history: torch.Tensor) -> torch.Tensor:
-        real = (history != self.n_items).sum(dim=1, keepdim=True)  # (b, 1) history lengths
-        summed = self.history_embedding(history)  # (b, L) -> (b, dim), pads skipped
-        pooled = summed / real.clamp(min=1)  # (b, dim) mean over real history items
+        real = history != self.n_items  # (b, L)
+        lengths = real.sum(dim=1, keepdim=True)  # (b, 1) history lengths
+        if self.training:
+            pooled = self._pool_real_items(history, real, lengths)
+        else:
+            summed = self.history_embedding(history)  # (b, L) -> (b, dim), pads skipped
+            pooled = summed / lengths.clamp(min=1)  # (b, dim) mean over real history items
         own = self.id_embedding(ids)  # (b, dim)
         parts = [own, pooled]
         for k, embedding in enumerate(self.feature_embeddings):
             parts.append(embedding(features[:, k]))  # (b, feature_dim)
         x = torch.cat(parts, dim=-1)  # (b, 2 * dim + f * feature_dim)
         return F.normalize(pooled + own + self.mlp(x), dim=-1)
+
+    def _pool_real_items(self, history: torch.Tensor, real: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """The same mean as the EmbeddingBag path, computed on the real items only.
+
+        A padded row is mostly padding (L is the longest history), and EmbeddingBag's dense
+        backward sorts every index, padding included. Gathering the real items and summing
+        them per row with ``index_add`` gives a backward that is another gather/scatter pair,
+        with no sort: about a third cheaper per training step on CPU.
+        """
+        weight = self.history_embedding.weight
+        # (n_real,) the batch row of each real item, in the row-major order history[real] has
+        row = torch.arange(history.shape[0], device=history.device).repeat_interleave(lengths[:, 0])
+        rows = weight.index_select(0, history[real])  # (n_real, dim)
+        summed = torch.zeros(history.shape[0], weight.shape[1], dtype=weight.dtype, device=weight.device)
+        return summed.index_add(0, row, rows) / lengths.clamp(min=1)
 
 
 def history_table(

@@ -64,6 +64,16 @@ def model_for(cfg: TrainConfig, split: Split) -> TwoTower:
     )
 
 
+def make_optimizer(model: torch.nn.Module, cfg: TrainConfig, device: torch.device) -> torch.optim.Optimizer:
+    """Adam over every parameter; the fused kernel where torch has one for the device.
+
+    The unfused CPU Adam runs about ten small ops per parameter tensor per step, which for a
+    model this size costs more than the gradients; fused does one pass per tensor.
+    """
+    fused = device.type in ("cpu", "cuda")
+    return torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, fused=fused or None)
+
+
 def user_histories(split: Split, max_len: int) -> torch.Tensor:
     """(n_users, L) training items per user, padded with n_items: the user tower's history input."""
     return history_table(split.train[0], split.train[1], split.n_users, split.n_items, max_len)
@@ -142,7 +152,7 @@ def _train(cfg: TrainConfig, ctx: DistContext) -> Metrics:
         write_snapshot(run_dir, cfg.to_dict())
 
     model = model_for(cfg, split).to(device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    optimizer = make_optimizer(model, cfg, device)
     start_epoch, best_metric, best_epoch, bad_epochs = 0, -1.0, 0, 0
     history: list[dict[str, float]] = []
     best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
