@@ -10,6 +10,10 @@ interpreter and the same pip configuration:
 
 recenv's times include its verification (pip check + import smoke test of every declared
 package); the venv+pip baseline does no verification, so the install-only time is shown too.
+Neither side compiles bytecode it does not need: pip compiles every installed file at install,
+recenv's smoke test compiles (and writes) what the imports touch.  ``--repeats N`` runs N full
+rounds, each from empty uv/pip caches and no cached env, and reports medians plus the load
+average before and after each round (the figures are only as quiet as the machine).
 
     python benchmarks/bench_env_build.py [--env-file environment.yml] [--json out.json]
                                          [--repeats N]
@@ -119,13 +123,14 @@ def main(argv: list[str] | None = None) -> int:
         python = str(plan.interpreter.path) if plan.interpreter else sys.executable
         cwd = env_file.parent
 
-        print(f"machine: {machine()}")
+        where = machine()
+        print(f"machine: {where}")
         print(f"spec: {env_file} ({len(plan.requirements)} requirements, python {python})")
         runs: dict[str, list[float]] = {}
 
-        def note(name: str, value: float) -> None:
+        def note(name: str, value: float, unit: str = " s") -> None:
             runs.setdefault(name, []).append(value)
-            print(f"  {name}: {value:.2f} s", flush=True)
+            print(f"  {name}: {value:.2f}{unit}", flush=True)
 
         for rep in range(args.repeats):
             # Every repeat starts both sides from empty download caches and no cached env.
@@ -149,7 +154,7 @@ def main(argv: list[str] | None = None) -> int:
             reuse = [timed([sys.executable, "-m", "pytest_recenv.cli", "build", "-q",
                             str(env_file)], env) for _ in range(5)]
             note("recenv_reuse_cli_median", statistics.median(reuse))
-            note("cold_ratio", runs["pip_cold"][-1] / runs["recenv_cold"][-1])
+            note("cold_ratio", runs["pip_cold"][-1] / runs["recenv_cold"][-1], "x")
             print(f"  after repeat {rep + 1}: {load()}", flush=True)
             shutil.rmtree(fresh, ignore_errors=True)
         print("cleaning up the temporary environments ...", flush=True)
@@ -173,7 +178,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"warm reuse (recenv build, CLI, median of 5): {reuse_s:.2f} s")
     results.update({"ratio_cold": ratio_cold, "ratio_warm_cache": ratio_warm})
     if args.json:
-        args.json.write_text(json.dumps({"machine": machine(), "end": load(), **results,
+        args.json.write_text(json.dumps({"machine": where, "end": load(), **results,
                                          "runs": runs}, indent=2) + "\n")
     return 0
 
