@@ -127,7 +127,7 @@ def smoke_test(python: Path, dists: list[str],
                env: dict[str, str] | None = None) -> dict[str, float]:
     """Import every declared distribution's modules in the env; one report of all failures.
 
-    Returns the seconds each package took to import, in the order they were imported."""
+    Returns the seconds each package took to import, in the order they finished."""
     if not dists:
         return {}
     # Let the imports write bytecode into the env (pip does so at install; uv does not), so
@@ -175,10 +175,12 @@ def smoke_test(python: Path, dists: list[str],
             thread.start()
         for thread in threads:
             thread.join()
-    finally:
-        for proc in procs:
-            if proc.poll() is None:
-                proc.kill()
+    finally:  # normally a no-op; on Ctrl-C no worker may start another interpreter
+        with lock:
+            todo.clear()
+            for proc in procs:
+                if proc.poll() is None:
+                    proc.kill()
     if problems:
         raise problems[0]
     failed = {d: errs for d, errs in report.items() if errs}
