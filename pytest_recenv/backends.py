@@ -6,72 +6,23 @@ A backend is usable only where its binary exists (and, for conda, its channels a
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import re
 import shutil
 import subprocess
 import sys
-import tempfile
-import threading
 import time
 from collections.abc import Sequence
 from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pytest_recenv.spec import RecenvError
+from pytest_recenv.smoke import smoke_test
+from pytest_recenv.spec import BuildError, RecenvError
 
 if TYPE_CHECKING:
     from pytest_recenv.builders import Plan
     from pytest_recenv.progress import Progress
-
-# One long-lived worker per core: reads a distribution name per line, imports its modules and
-# answers one JSON line.  Answers go out on a private copy of stdout, and fd 1 is pointed at
-# stderr, so whatever an imported package prints cannot corrupt the protocol.
-SMOKE = r"""
-import importlib, importlib.metadata as md, json, os, sys, time
-answers = os.fdopen(os.dup(1), "w")
-os.dup2(2, 1)
-SKIP = {"test", "tests", "docs", "examples", "benchmarks", "testing", "setup", "conftest"}
-def check(dist):
-    try:
-        d = md.distribution(dist)
-    except md.PackageNotFoundError:
-        return ["not installed"]
-    top = d.read_text("top_level.txt")
-    mods = set(top.split()) if top else set()
-    if not mods:
-        for f in d.files or []:
-            p = f.parts
-            if not p or p[0] in ("..", "__pycache__") or p[0].endswith((".dist-info", ".data")):
-                continue
-            if len(p) == 1 and p[0].endswith(".py"):
-                mods.add(p[0][:-3])
-            elif len(p) == 2 and p[1] == "__init__.py":
-                mods.add(p[0])
-    mods = {m for m in mods if m and m not in SKIP and "/" not in m}
-    public = sorted(m for m in mods if not m.startswith("_")) or sorted(mods)
-    errors = []
-    for m in public:
-        try:
-            importlib.import_module(m)
-        except BaseException as e:
-            first = (str(e).splitlines() or [""])[0]
-            errors.append(f"import {m}: {type(e).__name__}: {first}")
-    return errors
-for line in sys.stdin:
-    if line.strip():
-        start = time.perf_counter()
-        errors = check(line.strip())
-        answers.write(json.dumps([line.strip(), errors, time.perf_counter() - start]) + "\n")
-        answers.flush()
-"""
-
-
-class BuildError(RecenvError):
-    """A backend ran and failed; the message carries the failing step and its output tail."""
 
 
 def _run(step: str, cmd: Sequence[str], **kwargs: Any) -> subprocess.CompletedProcess:
@@ -82,141 +33,6 @@ def _run(step: str, cmd: Sequence[str], **kwargs: Any) -> subprocess.CompletedPr
         raise BuildError(f"{step} failed (exit {result.returncode}): "
                          f"{' '.join(map(str, cmd))}\n{tail}")
     return result
-
-
-def _import_weights(prefix: Path, dists: list[str]) -> dict[str, int]:
-    """Bytes of Python source behind each distribution: its own files plus those of everything
-    it requires, transitively (from RECORD and Requires-Dist).  A cheap stand-in for how long
-    its first import takes, bytecode compilation included: ``onnxscript`` is small itself but
-    pulls in ``onnx`` and ``onnx_ir``."""
-    import importlib.metadata as md
-
-    sites = [str(p) for p in [*prefix.glob("lib/python3*/site-packages"),
-                              prefix / "Lib" / "site-packages"] if p.is_dir()]
-    own: dict[str, int] = {}
-    needs: dict[str, list[str]] = {}
-    for found in md.distributions(path=sites):
-        try:
-            name = _norm(found.metadata["Name"] or "")
-            own[name] = sum(f.size or 0 for f in found.files or [] if f.suffix == ".py")
-            needs[name] = [_norm(m.group()) for r in found.requires or []
-                           if "extra ==" not in r and (m := _REQ_NAME.match(r))]
-        except (OSError, ValueError):
-            continue
-    weights: dict[str, int] = {}
-    for dist in dists:
-        seen: set[str] = set()
-        stack = [_norm(dist)]
-        while stack:
-            name = stack.pop()
-            if name not in seen and name in own:
-                seen.add(name)
-                stack += needs.get(name, [])
-        weights[dist] = sum(own[name] for name in seen)
-    return weights
-
-
-_REQ_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
-
-
-def _norm(name: str) -> str:
-    return re.sub(r"[-_.]+", "-", name).lower()
-
-
-def smoke_test(python: Path, dists: list[str],
-               env: dict[str, str] | None = None) -> dict[str, float]:
-    """Import every declared distribution's modules in the env; one report of all failures.
-
-    Returns the seconds each package took to import, in the order they finished."""
-    if not dists:
-        return {}
-    # Let the imports write bytecode into the env (pip does so at install; uv does not), so
-    # later runs of the env start faster even where the user sets PYTHONDONTWRITEBYTECODE.
-    env = {k: v for k, v in (os.environ if env is None else env).items()
-           if k != "PYTHONDONTWRITEBYTECODE"}
-    # Imports are CPU-bound and very uneven (torch or onnxscript take seconds, most packages a
-    # tenth of that): one worker per core pulls the next package from a shared queue, heaviest
-    # first, so the slow ones start at once and the small ones fill the gaps.  A worker keeps
-    # what it imported, so a package whose dependencies are already loaded there is cheap.
-    sizes = _import_weights(python.parent.parent, dists)
-    todo = sorted(dict.fromkeys(dists), key=lambda d: -sizes.get(d, 0))
-    report: dict[str, list[str]] = {}
-    seconds: dict[str, float] = {}
-    lock = threading.Lock()
-    procs: list[subprocess.Popen] = []
-    problems: list[BaseException] = []
-
-    def take() -> str | None:
-        with lock:
-            return todo.pop(0) if todo else None
-
-    def work() -> None:
-        try:
-            while (dist := take()) is not None:
-                with tempfile.TemporaryFile("w+") as err:
-                    proc = subprocess.Popen([str(python), "-c", SMOKE], env=env, text=True,
-                                            stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                            stderr=err)
-                    with lock:
-                        procs.append(proc)
-                    dist = _feed(proc, dist, take, report, seconds)
-                    if dist is not None:  # the interpreter died while importing it
-                        err.seek(0)
-                        tail = " | ".join(err.read().strip().splitlines()[-5:])
-                        report[dist] = [f"the interpreter crashed (exit {proc.returncode}) "
-                                        f"while importing it: {tail}"]
-        except BaseException as exc:  # re-raised in the calling thread
-            problems.append(exc)
-
-    threads = [threading.Thread(target=work, daemon=True)
-               for _ in range(max(1, min(os.cpu_count() or 1, 4, len(todo))))]
-    try:
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
-    finally:  # normally a no-op; on Ctrl-C no worker may start another interpreter
-        with lock:
-            todo.clear()
-            for proc in procs:
-                if proc.poll() is None:
-                    proc.kill()
-    if problems:
-        raise problems[0]
-    failed = {d: errs for d, errs in report.items() if errs}
-    if failed:
-        lines = [f"  {dist}: {'; '.join(errs)}" for dist, errs in sorted(failed.items())]
-        raise BuildError(f"import smoke test failed for {len(failed)} of {len(dists)} declared "
-                         "packages:\n" + "\n".join(lines))
-    return seconds
-
-
-def _feed(proc: subprocess.Popen, dist: str | None, take: Any, report: dict[str, list[str]],
-          seconds: dict[str, float]) -> str | None:
-    """Hand ``proc`` one package at a time until the queue is empty; returns the package it was
-    importing if it died (None when it finished them all)."""
-    assert proc.stdin is not None and proc.stdout is not None
-    try:
-        while dist is not None:
-            try:
-                proc.stdin.write(dist + "\n")
-                proc.stdin.flush()
-            except BrokenPipeError:
-                line = ""
-            else:
-                line = proc.stdout.readline()
-            if not line:
-                proc.wait()
-                return dist
-            name, errors, took = json.loads(line)
-            report[name], seconds[name] = errors, round(took, 3)
-            dist = take()
-    finally:
-        if proc.poll() is None:
-            with contextlib.suppress(BrokenPipeError):
-                proc.stdin.close()
-            proc.wait()
-    return None
 
 
 class UvBackend:

@@ -39,6 +39,10 @@ class RecenvError(Exception):
     """A user-facing failure: the message says what was expected, what was found, and the fix."""
 
 
+class BuildError(RecenvError):
+    """A backend ran and failed; the message carries the failing step and its output tail."""
+
+
 class SpecError(RecenvError, ValueError):
     """The file cannot be used; ``problems`` holds every finding, not just the first."""
 

@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 from recenv_helpers import make_wheel
 
-from pytest_recenv.backends import BuildError, _import_weights, smoke_test
+from pytest_recenv.smoke import _import_weights, smoke_test
+from pytest_recenv.spec import BuildError
 
 
 def _install(site: Path, name: str, module: str | None = None,
