@@ -51,9 +51,12 @@ def recbole_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_the_baked_projects_own_suite_passes_in_its_built_environment(
-    baked_project: Path, recbole_dir: Path
+    baked_project: Path, recbole_dir: Path, tmp_path: Path
 ) -> None:
-    env = ensure_env(baked_project / "environment.yml", progress=False)
+    # A private env cache: the baked project's `-e .` lives in a fresh temp folder each run, so
+    # its env is never reused; building it under tmp_path keeps CI from filling the user cache.
+    env = ensure_env(baked_project / "environment.yml", cache_dir=tmp_path / "envs", progress=False)
+    assert env.created
     version = env.run(
         ["python", "-c", "import sys; print(sys.version_info[:2])"],
         cwd=baked_project, capture_output=True, text=True, check=True,
