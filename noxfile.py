@@ -74,11 +74,12 @@ LINTED = ("pytest_recenv", "tests", "benchmarks", "noxfile.py", "local_extension
 
 @nox.session
 def lint(session: nox.Session) -> None:
-    """Run ruff over the plugin, tests, benchmarks and Jinja filters (the template: bake tests)."""
+    """Run ruff check and format over the plugin, tests, benchmarks and the template's filters."""
     # Explicit paths: ruff would parse the template's Jinja pyproject.toml while discovering
     # settings; the generated project and the rendered hooks are linted by tests/template.
     session.install("ruff")
     session.run("ruff", "check", *LINTED, *session.posargs)
+    session.run("ruff", "format", "--check", *LINTED)
 
 
 @nox.session(default=False)

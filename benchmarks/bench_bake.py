@@ -39,8 +39,10 @@ def bake_seconds(answers: dict, rounds: int) -> list[float]:
 
 def main() -> int:
     rounds = int(sys.argv[1]) if len(sys.argv) > 1 else 10
-    print(f"bake benchmark: {rounds} rounds each, {platform.processor() or platform.machine()}, "
-          f"Python {platform.python_version()}")
+    print(
+        f"bake benchmark: {rounds} rounds each, {platform.processor() or platform.machine()}, "
+        f"Python {platform.python_version()}"
+    )
     print(f"{'variant':34} {'median s':>9} {'min s':>7} {'max s':>7}")
     worst = 0.0
     for name, answers in VARIANTS.items():

@@ -40,12 +40,27 @@ def bake(out: Path) -> Path:
     # A private copy of the checkout: the requirement `pytest-recenv @ file://...` is keyed by
     # the folder's content, so edits to the working tree mid-run must not change the key.
     checkout = out.parent / "checkout"
-    shutil.copytree(ROOT, checkout, ignore=shutil.ignore_patterns(
-        ".git", ".venv", ".nox", "__pycache__", ".pytest_cache", ".ruff_cache", "*.egg-info"))
+    shutil.copytree(
+        ROOT,
+        checkout,
+        ignore=shutil.ignore_patterns(
+            ".git", ".venv", ".nox", "__pycache__", ".pytest_cache", ".ruff_cache", "*.egg-info"
+        ),
+    )
     subprocess.run(
-        [sys.executable, "-m", "cookiecutter", str(checkout), "--no-input", "-o", str(out),
-         "python_version=3.11", f"recenv_requirement=pytest-recenv @ {checkout.as_uri()}"],
-        check=True, capture_output=True,
+        [
+            sys.executable,
+            "-m",
+            "cookiecutter",
+            str(checkout),
+            "--no-input",
+            "-o",
+            str(out),
+            "python_version=3.11",
+            f"recenv_requirement=pytest-recenv @ {checkout.as_uri()}",
+        ],
+        check=True,
+        capture_output=True,
     )
     return next(out.iterdir()) / "environment.yml"
 
@@ -64,18 +79,23 @@ def timed(cmd: list[str], env: dict[str, str], cwd: Path | None = None) -> float
 
 
 def recenv_build(env_file: Path, env: dict[str, str]) -> tuple[float, dict[str, float]]:
-    seconds, out = run([sys.executable, "-m", "pytest_recenv.cli", "build", "-q",
-                        str(env_file)], env)
+    seconds, out = run(
+        [sys.executable, "-m", "pytest_recenv.cli", "build", "-q", str(env_file)], env
+    )
     stamp = json.loads((Path(out.strip()) / ".recenv-stamp.json").read_text())
     return seconds, stamp["timings"]
 
 
-def venv_pip(python: str, requirements: Path, folder: Path, env: dict[str, str],
-             cwd: Path) -> float:
+def venv_pip(
+    python: str, requirements: Path, folder: Path, env: dict[str, str], cwd: Path
+) -> float:
     start = time.perf_counter()
     subprocess.run([python, "-m", "venv", str(folder)], check=True, env=env)
-    timed([str(folder / "bin" / "python"), "-m", "pip", "install", "-q", "-r",
-           str(requirements)], env, cwd=cwd)
+    timed(
+        [str(folder / "bin" / "python"), "-m", "pip", "install", "-q", "-r", str(requirements)],
+        env,
+        cwd=cwd,
+    )
     return time.perf_counter() - start
 
 
@@ -94,8 +114,10 @@ def machine() -> str:
         mem = f", {kib / 1024**2:.0f} GiB RAM"
     except (OSError, ValueError, IndexError):
         pass
-    return (f"{platform.system()} {platform.machine()}, {os.cpu_count()} cores ({cpu}){mem}, "
-            f"{load()} at start")
+    return (
+        f"{platform.system()} {platform.machine()}, {os.cpu_count()} cores ({cpu}){mem}, "
+        f"{load()} at start"
+    )
 
 
 def load() -> str:
@@ -108,8 +130,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--env-file", type=Path, help="default: bake the template (Python 3.11)")
     parser.add_argument("--json", type=Path, help="also write the results here")
-    parser.add_argument("--repeats", type=int, default=1,
-                        help="full cold/warm rounds, each from empty caches; medians reported")
+    parser.add_argument(
+        "--repeats",
+        type=int,
+        default=1,
+        help="full cold/warm rounds, each from empty caches; medians reported",
+    )
     args = parser.parse_args(argv)
 
     from pytest_recenv.builders import make_plan
@@ -135,9 +161,12 @@ def main(argv: list[str] | None = None) -> int:
         for rep in range(args.repeats):
             # Every repeat starts both sides from empty download caches and no cached env.
             fresh = tmp / f"rep-{rep}"
-            env = {**os.environ, "RECENV_CACHE_DIR": str(fresh / "envs-1"),
-                   "UV_CACHE_DIR": str(fresh / "uv-cache"),
-                   "PIP_CACHE_DIR": str(fresh / "pip-cache")}
+            env = {
+                **os.environ,
+                "RECENV_CACHE_DIR": str(fresh / "envs-1"),
+                "UV_CACHE_DIR": str(fresh / "uv-cache"),
+                "PIP_CACHE_DIR": str(fresh / "pip-cache"),
+            }
             print(f"repeat {rep + 1}/{args.repeats}: {load()}", flush=True)
             seconds, timings = recenv_build(env_file, env)
             note("recenv_cold", seconds)
@@ -147,12 +176,17 @@ def main(argv: list[str] | None = None) -> int:
             env["RECENV_CACHE_DIR"] = str(fresh / "envs-2")
             seconds, timings = recenv_build(env_file, env)
             note("recenv_warm_cache", seconds)
-            note("recenv_warm_cache_install_only",
-                 timings.get("venv", 0) + timings.get("install", 0))
+            note(
+                "recenv_warm_cache_install_only", timings.get("venv", 0) + timings.get("install", 0)
+            )
             note("recenv_warm_cache_verify", timings.get("verify", 0))
             note("pip_warm_cache", venv_pip(python, requirements, fresh / "venv-2", env, cwd))
-            reuse = [timed([sys.executable, "-m", "pytest_recenv.cli", "build", "-q",
-                            str(env_file)], env) for _ in range(5)]
+            reuse = [
+                timed(
+                    [sys.executable, "-m", "pytest_recenv.cli", "build", "-q", str(env_file)], env
+                )
+                for _ in range(5)
+            ]
             note("recenv_reuse_cli_median", statistics.median(reuse))
             note("cold_ratio", runs["pip_cold"][-1] / runs["recenv_cold"][-1], "x")
             print(f"  after repeat {rep + 1}: {load()}", flush=True)
@@ -163,14 +197,26 @@ def main(argv: list[str] | None = None) -> int:
     ratio_cold = results["pip_cold"] / results["recenv_cold"]
     ratio_warm = results["pip_warm_cache"] / results["recenv_warm_cache"]
     rows = [
-        ("cold, empty caches", results["recenv_cold"], results["recenv_cold_install_only"],
-         results["pip_cold"], ratio_cold),
-        ("new env, warm cache", results["recenv_warm_cache"],
-         results["recenv_warm_cache_install_only"], results["pip_warm_cache"], ratio_warm),
+        (
+            "cold, empty caches",
+            results["recenv_cold"],
+            results["recenv_cold_install_only"],
+            results["pip_cold"],
+            ratio_cold,
+        ),
+        (
+            "new env, warm cache",
+            results["recenv_warm_cache"],
+            results["recenv_warm_cache_install_only"],
+            results["pip_warm_cache"],
+            ratio_warm,
+        ),
     ]
     n = args.repeats
-    print(f"medians of {n} repeat(s); cold ratios per repeat: "
-          + ", ".join(f"{r:.1f}x" for r in runs["cold_ratio"]))
+    print(
+        f"medians of {n} repeat(s); cold ratios per repeat: "
+        + ", ".join(f"{r:.1f}x" for r in runs["cold_ratio"])
+    )
     print(f"{'case':22} {'recenv':>9} {'(install)':>10} {'venv+pip':>9} {'ratio':>7}")
     for name, ours, install, pip, ratio in rows:
         print(f"{name:22} {ours:8.1f}s {install:9.1f}s {pip:8.1f}s {ratio:6.1f}x")
@@ -178,8 +224,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"warm reuse (recenv build, CLI, median of 5): {reuse_s:.2f} s")
     results.update({"ratio_cold": ratio_cold, "ratio_warm_cache": ratio_warm})
     if args.json:
-        args.json.write_text(json.dumps({"machine": where, "end": load(), **results,
-                                         "runs": runs}, indent=2) + "\n")
+        args.json.write_text(
+            json.dumps({"machine": where, "end": load(), **results, "runs": runs}, indent=2) + "\n"
+        )
     return 0
 
 

@@ -26,12 +26,14 @@ if TYPE_CHECKING:
 
 
 def _run(step: str, cmd: Sequence[str], **kwargs: Any) -> subprocess.CompletedProcess:
-    result = subprocess.run([str(c) for c in cmd], capture_output=True, text=True, check=False,
-                            **kwargs)
+    result = subprocess.run(
+        [str(c) for c in cmd], capture_output=True, text=True, check=False, **kwargs
+    )
     if result.returncode != 0:
         tail = "\n".join((result.stderr or result.stdout).strip().splitlines()[-25:])
-        raise BuildError(f"{step} failed (exit {result.returncode}): "
-                         f"{' '.join(map(str, cmd))}\n{tail}")
+        raise BuildError(
+            f"{step} failed (exit {result.returncode}): {' '.join(map(str, cmd))}\n{tail}"
+        )
     return result
 
 
@@ -79,8 +81,21 @@ class UvBackend:
         try:
             t = time.perf_counter()
             bar.step(f"creating a venv with {plan.interpreter.describe()}")
-            _run("uv venv", [uv, "venv", "--quiet", "--relocatable", "--no-project",
-                             "--python", plan.interpreter.path, tmp], env=env, cwd=root)
+            _run(
+                "uv venv",
+                [
+                    uv,
+                    "venv",
+                    "--quiet",
+                    "--relocatable",
+                    "--no-project",
+                    "--python",
+                    plan.interpreter.path,
+                    tmp,
+                ],
+                env=env,
+                cwd=root,
+            )
             timings["venv"] = time.perf_counter() - t
             meta = tmp / ".recenv"
             meta.mkdir()
@@ -89,8 +104,12 @@ class UvBackend:
             python = tmp / "bin" / "python"
             t = time.perf_counter()
             bar.step(f"resolving and installing {len(plan.requirements)} requirements")
-            _run("uv pip install", [uv, "pip", "install", "--python", python, "-r", reqs,
-                                    *plan.pip.uv_args()], env=env, cwd=plan.spec.path.parent)
+            _run(
+                "uv pip install",
+                [uv, "pip", "install", "--python", python, "-r", reqs, *plan.pip.uv_args()],
+                env=env,
+                cwd=plan.spec.path.parent,
+            )
             timings["install"] = time.perf_counter() - t
             t = time.perf_counter()
             bar.step("pip check")
@@ -208,8 +227,9 @@ class CondaFamilyBackend:
 @cache
 def _version(exe: str) -> str:
     try:
-        out = subprocess.run([exe, "--version"], capture_output=True, text=True, timeout=30,
-                             check=False).stdout
+        out = subprocess.run(
+            [exe, "--version"], capture_output=True, text=True, timeout=30, check=False
+        ).stdout
     except (OSError, subprocess.SubprocessError):
         return "unknown"
     return out.strip().splitlines()[0] if out.strip() else "unknown"
@@ -253,8 +273,9 @@ def backend_chain(backends: Sequence[str] | None = None) -> list[str]:
     return [b.strip() for b in env.split(",") if b.strip()] if env else list(BACKENDS)
 
 
-def select_backend(backends: Sequence[str] | None = None,
-                   channels: Sequence[str] = ()) -> UvBackend | CondaFamilyBackend:
+def select_backend(
+    backends: Sequence[str] | None = None, channels: Sequence[str] = ()
+) -> UvBackend | CondaFamilyBackend:
     """The first usable backend of the chain, or an error listing why each was passed over."""
     reasons = []
     for name in backend_chain(backends):
@@ -265,5 +286,8 @@ def select_backend(backends: Sequence[str] | None = None,
         if ok:
             return backend
         reasons.append(f"{name}: {why}")
-    raise RecenvError("no usable backend: " + "; ".join(reasons)
-                      + f" (recenv runs on python {sys.version.split()[0]})")
+    raise RecenvError(
+        "no usable backend: "
+        + "; ".join(reasons)
+        + f" (recenv runs on python {sys.version.split()[0]})"
+    )

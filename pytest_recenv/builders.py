@@ -31,8 +31,21 @@ from pytest_recenv.spec import RecenvError, Spec, load_spec
 STAMP = ".recenv-stamp.json"
 KEY_FORMAT = 1
 DEFAULT_CHAIN = ("micromamba", "mamba", "conda", "uv")
-_SKIP_DIRS = {".git", ".hg", ".venv", "venv", ".nox", ".tox", "__pycache__", "node_modules",
-              "build", "dist", ".mypy_cache", ".pytest_cache", ".ruff_cache"}
+_SKIP_DIRS = {
+    ".git",
+    ".hg",
+    ".venv",
+    "venv",
+    ".nox",
+    ".tox",
+    "__pycache__",
+    "node_modules",
+    "build",
+    "dist",
+    ".mypy_cache",
+    ".pytest_cache",
+    ".ruff_cache",
+}
 
 
 def cache_root(cache_dir: Path | str | None = None) -> Path:
@@ -72,8 +85,9 @@ class Env:
         env["PATH"] = os.pathsep.join([str(self.bin), env.get("PATH", "")])
         return env
 
-    def run(self, cmd: Sequence[str], cwd: Path | str | None = None, check: bool = True,
-            **kwargs: Any) -> subprocess.CompletedProcess:
+    def run(
+        self, cmd: Sequence[str], cwd: Path | str | None = None, check: bool = True, **kwargs: Any
+    ) -> subprocess.CompletedProcess:
         env = self.environ(kwargs.pop("env", None))
         exe = shutil.which(cmd[0], path=str(self.bin)) or cmd[0]
         return subprocess.run([exe, *cmd[1:]], cwd=cwd, check=check, env=env, **kwargs)
@@ -173,9 +187,19 @@ def _tree_fingerprint(root: Path) -> str:
 def _source_files(root: Path) -> list[Path]:
     try:
         listed = subprocess.run(
-            ["git", "-C", str(root), "ls-files", "-z", "--cached", "--others",
-             "--exclude-standard"],
-            capture_output=True, check=True, timeout=60,
+            [
+                "git",
+                "-C",
+                str(root),
+                "ls-files",
+                "-z",
+                "--cached",
+                "--others",
+                "--exclude-standard",
+            ],
+            capture_output=True,
+            check=True,
+            timeout=60,
         ).stdout
     except (OSError, subprocess.SubprocessError):
         listed = None
@@ -183,14 +207,21 @@ def _source_files(root: Path) -> list[Path]:
         return sorted(root / name for name in listed.decode().split("\0") if name)
     files = []
     for folder, dirs, names_ in os.walk(root):
-        dirs[:] = sorted(d for d in dirs if d not in _SKIP_DIRS and not d.startswith(".")
-                         and not d.endswith(".egg-info"))
+        dirs[:] = sorted(
+            d
+            for d in dirs
+            if d not in _SKIP_DIRS and not d.startswith(".") and not d.endswith(".egg-info")
+        )
         files += [Path(folder, name) for name in sorted(names_)]
     return files
 
 
-def make_plan(path: Path | str, cache_dir: Path | str | None = None,
-              backends: Sequence[str] | None = None, python_policy: str = "strict") -> Plan:
+def make_plan(
+    path: Path | str,
+    cache_dir: Path | str | None = None,
+    backends: Sequence[str] | None = None,
+    python_policy: str = "strict",
+) -> Plan:
     spec = load_spec(path)
     spec.path = Path(path).resolve()
     root = cache_root(cache_dir)
@@ -207,10 +238,14 @@ def make_plan(path: Path | str, cache_dir: Path | str | None = None,
         "local": local_sources(spec, requirements),
     }
     if backend.name == "uv":
-        interpreter = choose(spec.python, discover(root / "interpreters.json"), python_policy,
-                             where=str(path))
-        parts["interpreter"] = [interpreter.implementation, interpreter.version_str,
-                                str(interpreter.path.resolve())]
+        interpreter = choose(
+            spec.python, discover(root / "interpreters.json"), python_policy, where=str(path)
+        )
+        parts["interpreter"] = [
+            interpreter.implementation,
+            interpreter.version_str,
+            str(interpreter.path.resolve()),
+        ]
         parts["pip"] = pip.fingerprint()
     lock = backend.lock_for(spec)
     parts["spec"] = backend.lock_digest(lock) if lock else spec.digest()
@@ -222,12 +257,25 @@ def make_plan(path: Path | str, cache_dir: Path | str | None = None,
         requirements = pins + [r for r in pip_lines if r.startswith("-") or " @ " in r]
     blob = json.dumps(parts, sort_keys=True, separators=(",", ":"))
     key = hashlib.sha256(blob.encode()).hexdigest()[:20]
-    return Plan(spec=spec, backend=backend, key=key, parts=parts, interpreter=interpreter,
-                requirements=requirements, pip_requirements=pip_lines, smoke=smoke, pip=pip)
+    return Plan(
+        spec=spec,
+        backend=backend,
+        key=key,
+        parts=parts,
+        interpreter=interpreter,
+        requirements=requirements,
+        pip_requirements=pip_lines,
+        smoke=smoke,
+        pip=pip,
+    )
 
 
-def env_key(path: Path | str, cache_dir: Path | str | None = None,
-            backends: Sequence[str] | None = None, python_policy: str = "strict") -> Plan:
+def env_key(
+    path: Path | str,
+    cache_dir: Path | str | None = None,
+    backends: Sequence[str] | None = None,
+    python_policy: str = "strict",
+) -> Plan:
     """The plan (``.key``) for ``path`` without building anything."""
     return make_plan(path, cache_dir, backends, python_policy)
 
@@ -243,14 +291,26 @@ def _stamped(prefix: Path, key: str) -> dict[str, Any] | None:
 def _reuse(plan: Plan, prefix: Path, start: float, stamp: dict[str, Any]) -> Env:
     with contextlib.suppress(OSError):
         os.utime(prefix / STAMP)  # last use, for `recenv gc`
-    return Env(python=prefix / stamp["python"], prefix=prefix, key=plan.key,
-               backend=plan.backend.name, created=False, seconds=time.perf_counter() - start,
-               spec_path=plan.spec.path, timings=stamp.get("timings", {}))
+    return Env(
+        python=prefix / stamp["python"],
+        prefix=prefix,
+        key=plan.key,
+        backend=plan.backend.name,
+        created=False,
+        seconds=time.perf_counter() - start,
+        spec_path=plan.spec.path,
+        timings=stamp.get("timings", {}),
+    )
 
 
-def ensure_env(path: Path | str, cache_dir: Path | str | None = None,
-               backends: Sequence[str] | None = None, python_policy: str = "strict",
-               progress: bool = True, lock_timeout: float = 3600.0) -> Env:
+def ensure_env(
+    path: Path | str,
+    cache_dir: Path | str | None = None,
+    backends: Sequence[str] | None = None,
+    python_policy: str = "strict",
+    progress: bool = True,
+    lock_timeout: float = 3600.0,
+) -> Env:
     """Reuse the cached environment for ``path`` or build it (once, even across processes)."""
     from filelock import FileLock, Timeout
 
@@ -269,8 +329,11 @@ def ensure_env(path: Path | str, cache_dir: Path | str | None = None,
             stamp = _stamped(prefix, plan.key)
             if stamp:  # another process built it while we waited
                 return _reuse(plan, prefix, start, stamp)
-            with Progress(enabled=progress, title=f"recenv: building {plan.spec.path.name} "
-                          f"with {plan.backend.name} (key {plan.key[:8]})") as bar:
+            with Progress(
+                enabled=progress,
+                title=f"recenv: building {plan.spec.path.name} "
+                f"with {plan.backend.name} (key {plan.key[:8]})",
+            ) as bar:
                 timings = plan.backend.build(plan, root, prefix, bar)
     except Timeout:
         raise RecenvError(
@@ -280,16 +343,30 @@ def ensure_env(path: Path | str, cache_dir: Path | str | None = None,
     stamp = _stamped(prefix, plan.key)
     if not stamp:
         raise BuildError(f"{prefix}: the build finished without a stamp; this is a bug")
-    return Env(python=prefix / stamp["python"], prefix=prefix, key=plan.key,
-               backend=plan.backend.name, created=True, seconds=time.perf_counter() - start,
-               spec_path=plan.spec.path, timings=timings)
+    return Env(
+        python=prefix / stamp["python"],
+        prefix=prefix,
+        key=plan.key,
+        backend=plan.backend.name,
+        created=True,
+        seconds=time.perf_counter() - start,
+        spec_path=plan.spec.path,
+        timings=timings,
+    )
 
 
 def write_stamp(folder: Path, plan: Plan, python_rel: str, timings: dict[str, float]) -> None:
     """Last step of every build: the stamp makes the folder a valid, reusable environment."""
-    data = {"key": plan.key, "backend": plan.backend.name, "python": python_rel,
-            "spec_file": str(plan.spec.path), "parts": plan.parts, "timings": timings,
-            "created_at": time.time(), "recenv_python": sys.version.split()[0]}
+    data = {
+        "key": plan.key,
+        "backend": plan.backend.name,
+        "python": python_rel,
+        "spec_file": str(plan.spec.path),
+        "parts": plan.parts,
+        "timings": timings,
+        "created_at": time.time(),
+        "recenv_python": sys.version.split()[0],
+    }
     tmp = folder / (STAMP + ".tmp")
     tmp.write_text(json.dumps(data, indent=1))
     os.replace(tmp, folder / STAMP)

@@ -28,14 +28,26 @@ class Policy:
     check_name: bool = True
 
 
-def check_file(path: Path | str, policy: Policy | None = None,
-               display: str | None = None) -> list[Problem]:
+def check_file(
+    path: Path | str, policy: Policy | None = None, display: str | None = None
+) -> list[Problem]:
     """All problems of one environment file, sorted by line."""
     policy = policy or Policy()
     spec, problems = parse_spec(path, display=display)
     shown = display or str(path)
-    if not any(p.message.startswith(("invalid YAML", "tab character", "empty file", "cannot read",
-                                     "expected a mapping", "duplicate key")) for p in problems):
+    if not any(
+        p.message.startswith(
+            (
+                "invalid YAML",
+                "tab character",
+                "empty file",
+                "cannot read",
+                "expected a mapping",
+                "duplicate key",
+            )
+        )
+        for p in problems
+    ):
         problems += [Problem(shown, line, msg) for line, msg in _rules(spec, policy)]
     return sorted(set(problems), key=lambda p: (p.line, p.message))
 
@@ -50,30 +62,40 @@ def _rules(spec: Spec, policy: Policy) -> Iterator[tuple[int, str]]:
     yield from _traps(spec)
     yield from _pip_options(spec)
     if spec.prefix is not None:
-        yield (spec.key_lines.get("prefix", 1),
-               f"'prefix: {spec.prefix}' is a path on one machine; remove it so the file "
-               "works everywhere (use 'recenv build' or 'conda env create -p' instead)")
+        yield (
+            spec.key_lines.get("prefix", 1),
+            f"'prefix: {spec.prefix}' is a path on one machine; remove it so the file "
+            "works everywhere (use 'recenv build' or 'conda env create -p' instead)",
+        )
 
 
 def _python_pin(spec: Spec) -> Iterator[tuple[int, str]]:
     pins = [d for d in spec.conda if d.name == "python"]
     if not pins and spec.dependencies_ok:
-        yield (spec.dependencies_line,
-               "no 'python' pin: add '- python=3.11' (or your version) to dependencies")
+        yield (
+            spec.dependencies_line,
+            "no 'python' pin: add '- python=3.11' (or your version) to dependencies",
+        )
     for extra in pins[1:]:
         yield (extra.line, f"second 'python' pin (first on line {pins[0].line}); keep exactly one")
     if pins and not pins[0].version:
         yield (pins[0].line, "'python' has no version: pin it, like '- python=3.11'")
     for dep in spec.pip:
         if dep.name == "python":
-            yield (dep.line, "'python' under 'pip:' cannot change the interpreter; pin it on the "
-                   "conda side, like '- python=3.11'")
+            yield (
+                dep.line,
+                "'python' under 'pip:' cannot change the interpreter; pin it on the "
+                "conda side, like '- python=3.11'",
+            )
 
 
 def _pip_listed(spec: Spec) -> Iterator[tuple[int, str]]:
     if spec.pip_line is not None and not any(d.name == "pip" for d in spec.conda):
-        yield (spec.pip_line, "'pip:' section without 'pip' in dependencies: add '- pip' "
-               "before it, or conda uses whatever pip it finds on PATH")
+        yield (
+            spec.pip_line,
+            "'pip:' section without 'pip' in dependencies: add '- pip' "
+            "before it, or conda uses whatever pip it finds on PATH",
+        )
 
 
 def _channels(spec: Spec, policy: Policy) -> Iterator[tuple[int, str]]:
@@ -81,64 +103,92 @@ def _channels(spec: Spec, policy: Policy) -> Iterator[tuple[int, str]]:
         return  # malformed channels were reported by the parser
     if not spec.channels:
         line = 1
-        yield (line, "no channels: add 'channels: [conda-forge, nodefaults]', otherwise conda "
-               "falls back to the 'defaults' channel")
+        yield (
+            line,
+            "no channels: add 'channels: [conda-forge, nodefaults]', otherwise conda "
+            "falls back to the 'defaults' channel",
+        )
         return
     chans = [c for c, _ in spec.channels]
     for chan, line in spec.channels:
         base = chan.rstrip("/").rsplit("/", 1)[-1]
         is_defaults = chan in DEFAULTS_CHANNELS or "repo.anaconda.com" in chan
         if is_defaults and not policy.allow_defaults:
-            yield (line, f"channel '{chan}' is Anaconda's 'defaults' (commercial licence terms, "
-                   "mixes badly with conda-forge); use conda-forge and 'nodefaults', or pass "
-                   "--allow-defaults")
+            yield (
+                line,
+                f"channel '{chan}' is Anaconda's 'defaults' (commercial licence terms, "
+                "mixes badly with conda-forge); use conda-forge and 'nodefaults', or pass "
+                "--allow-defaults",
+            )
         if base == "nodefaults" and chan != chans[-1]:
             yield (line, "'nodefaults' should be the last channel; move it to the end")
     has_defaults = any(c in DEFAULTS_CHANNELS or "repo.anaconda.com" in c for c in chans)
     if "nodefaults" not in chans and not policy.allow_defaults and not has_defaults:
-        yield (spec.channels[-1][1], "channels lack 'nodefaults': conda adds 'defaults' "
-               "implicitly; add '- nodefaults' as the last channel")
+        yield (
+            spec.channels[-1][1],
+            "channels lack 'nodefaults': conda adds 'defaults' "
+            "implicitly; add '- nodefaults' as the last channel",
+        )
     for dep in spec.conda:
         if dep.channel and dep.channel not in chans:
-            yield (dep.line, f"'{dep.raw.strip()}' pins channel '{dep.channel}', which is not "
-                   "in channels; add it to channels or drop the 'channel::' prefix")
+            yield (
+                dep.line,
+                f"'{dep.raw.strip()}' pins channel '{dep.channel}', which is not "
+                "in channels; add it to channels or drop the 'channel::' prefix",
+            )
 
 
 def _env_name(spec: Spec) -> Iterator[tuple[int, str]]:
     if spec.name is None:
         if "name" not in spec.key_lines:
-            yield (1, "no 'name': add 'name: <project>-<stage>-<owner>', like "
-                   "'shop-recs-dev-mlteam'")
+            yield (
+                1,
+                "no 'name': add 'name: <project>-<stage>-<owner>', like 'shop-recs-dev-mlteam'",
+            )
         return
     if not NAME_CONVENTION.match(spec.name):
-        yield (spec.name_line, f"env name '{spec.name}' does not follow "
-               f"'<project>-<stage>-<owner>' with stage {', '.join(STAGES)}; rename it, like "
-               "'shop-recs-dev-mlteam'")
+        yield (
+            spec.name_line,
+            f"env name '{spec.name}' does not follow "
+            f"'<project>-<stage>-<owner>' with stage {', '.join(STAGES)}; rename it, like "
+            "'shop-recs-dev-mlteam'",
+        )
 
 
 def _duplicates(spec: Spec) -> Iterator[tuple[int, str]]:
     seen: dict[str, CondaDep] = {}
     for dep in spec.conda:
         if dep.name in seen and dep.name != "python":  # python has its own rule
-            yield (dep.line, f"'{dep.name}' is listed twice (also line {seen[dep.name].line}); "
-                   "keep one entry")
+            yield (
+                dep.line,
+                f"'{dep.name}' is listed twice (also line {seen[dep.name].line}); keep one entry",
+            )
         else:
             seen[dep.name] = dep
-    conda_ids = {names.identity(d.name, "conda"): d for d in spec.conda
-                 if names.pypi_name(d.name) is not None}
+    conda_ids = {
+        names.identity(d.name, "conda"): d
+        for d in spec.conda
+        if names.pypi_name(d.name) is not None
+    }
     pip_seen: dict[str, int] = {}
     for dep in spec.pip:
         if dep.name is None:
             continue
         if dep.name in pip_seen:
-            yield (dep.line, f"'{dep.name}' is listed twice under 'pip:' (also line "
-                   f"{pip_seen[dep.name]}); keep one entry")
+            yield (
+                dep.line,
+                f"'{dep.name}' is listed twice under 'pip:' (also line "
+                f"{pip_seen[dep.name]}); keep one entry",
+            )
         pip_seen.setdefault(dep.name, dep.line)
         ident = names.identity(dep.name, "pip")
         if ident in conda_ids and dep.name not in names.PYPI_TRAPS:
             other = conda_ids[ident]
-            yield (dep.line, f"'{dep.name}' is in both sections (conda '{other.name}' on line "
-                   f"{other.line}); pip would replace conda's build: keep it in one section")
+            yield (
+                dep.line,
+                f"'{dep.name}' is in both sections (conda '{other.name}' on line "
+                f"{other.line}); pip would replace conda's build: keep it in one section",
+            )
 
 
 def _traps(spec: Spec) -> Iterator[tuple[int, str]]:
@@ -154,10 +204,16 @@ def _traps(spec: Spec) -> Iterator[tuple[int, str]]:
             ids.setdefault(names.identity(dep.name, "pip"), dep.line)
     if "faiss-cpu" in ids and "faiss-gpu" in ids:
         line = max(ids["faiss-cpu"], ids["faiss-gpu"])
-        yield (line, "faiss-cpu and faiss-gpu together install two 'faiss' modules that "
-               "overwrite each other; keep faiss-gpu for CUDA environments, faiss-cpu otherwise")
-    cpu_marks = [d for d in spec.conda if d.name in ("cpuonly", "pytorch-cpu", "faiss-cpu")
-                 or (d.build and "cpu" in d.build)]
+        yield (
+            line,
+            "faiss-cpu and faiss-gpu together install two 'faiss' modules that "
+            "overwrite each other; keep faiss-gpu for CUDA environments, faiss-cpu otherwise",
+        )
+    cpu_marks = [
+        d
+        for d in spec.conda
+        if d.name in ("cpuonly", "pytorch-cpu", "faiss-cpu") or (d.build and "cpu" in d.build)
+    ]
     if cpu_marks:
         mark = cpu_marks[0]
         for dep in spec.conda:
@@ -165,9 +221,12 @@ def _traps(spec: Spec) -> Iterator[tuple[int, str]]:
             if dep.name == "faiss-gpu" and "faiss-cpu" in ids:
                 continue
             if dep.name in names.CUDA_PACKAGES or (dep.build and "cuda" in dep.build):
-                yield (dep.line, f"'{dep.raw.strip()}' asks for CUDA in a CPU environment "
-                       f"('{mark.raw.strip()}' on line {mark.line}); drop it, or make the "
-                       "whole environment a CUDA one")
+                yield (
+                    dep.line,
+                    f"'{dep.raw.strip()}' asks for CUDA in a CPU environment "
+                    f"('{mark.raw.strip()}' on line {mark.line}); drop it, or make the "
+                    "whole environment a CUDA one",
+                )
 
 
 def _pip_options(spec: Spec) -> Iterator[tuple[int, str]]:
@@ -175,15 +234,24 @@ def _pip_options(spec: Spec) -> Iterator[tuple[int, str]]:
     for dep in spec.pip:
         words = dep.raw.split()
         if dep.kind == "option" and _UPGRADE.match(dep.raw.strip()):
-            yield (dep.line, f"pip option '{dep.raw.strip()}' upgrades what conda installed "
-                   "(conda#11559); remove it and pin versions instead")
+            yield (
+                dep.line,
+                f"pip option '{dep.raw.strip()}' upgrades what conda installed "
+                "(conda#11559); remove it and pin versions instead",
+            )
         elif dep.kind == "option" and words[0] in ("-r", "--requirement", "-c", "--constraint"):
             target = words[1] if len(words) > 1 else ""
             if not target or not (folder / target).is_file():
-                yield (dep.line, f"'{dep.raw.strip()}': file '{target}' not found next to the "
-                       "environment file; fix the path")
+                yield (
+                    dep.line,
+                    f"'{dep.raw.strip()}': file '{target}' not found next to the "
+                    "environment file; fix the path",
+                )
         elif dep.kind == "editable":
             target = dep.raw.strip().split(None, 1)[-1].removeprefix("--editable=")
             if "://" not in target and not (folder / target).is_dir():
-                yield (dep.line, f"'{dep.raw.strip()}': folder '{target}' not found next to "
-                       "the environment file; fix the path")
+                yield (
+                    dep.line,
+                    f"'{dep.raw.strip()}': folder '{target}' not found next to "
+                    "the environment file; fix the path",
+                )

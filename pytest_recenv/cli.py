@@ -31,8 +31,11 @@ def _cmd_check(args: argparse.Namespace) -> int:
             print(problem)
             count += 1
     if count:
-        print(f"recenv check: {count} error{'s' * (count != 1)} in {len(files)} "
-              f"file{'s' * (len(files) != 1)}", file=sys.stderr)
+        print(
+            f"recenv check: {count} error{'s' * (count != 1)} in {len(files)} "
+            f"file{'s' * (len(files) != 1)}",
+            file=sys.stderr,
+        )
     return 1 if count else 0
 
 
@@ -40,8 +43,12 @@ def _ensure(args: argparse.Namespace) -> Env:
     from pytest_recenv.builders import ensure_env
 
     backends = args.backend.split(",") if args.backend else None
-    return ensure_env(Path(args.file), backends=backends, python_policy=args.python_policy,
-                      progress=not args.quiet)
+    return ensure_env(
+        Path(args.file),
+        backends=backends,
+        python_policy=args.python_policy,
+        progress=not args.quiet,
+    )
 
 
 def _cmd_build(args: argparse.Namespace) -> int:
@@ -87,8 +94,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
     if command and command[0] == "--":
         command = command[1:]
     if not command:
-        print("recenv run: expected a command after '--', like 'recenv run -- pytest -q'",
-              file=sys.stderr)
+        print(
+            "recenv run: expected a command after '--', like 'recenv run -- pytest -q'",
+            file=sys.stderr,
+        )
         return 2
     env = _ensure(args)
     return env.run(command, check=False).returncode
@@ -99,11 +108,18 @@ def _add_build_options(p: argparse.ArgumentParser, positional: bool = True) -> N
         p.add_argument("file", nargs="?", default=DEFAULT_FILE, help="environment file")
     else:
         p.add_argument("--file", "-f", default=DEFAULT_FILE, help="environment file")
-    p.add_argument("--backend", help="comma-separated backend chain, e.g. 'uv' or "
-                   "'micromamba,uv' (default: $RECENV_BACKENDS or micromamba,mamba,conda,uv)")
-    p.add_argument("--python-policy", choices=("strict", "warn"), default="strict",
-                   help="when the pinned Python is not installed: fail (strict) or use the "
-                   "closest one with a warning")
+    p.add_argument(
+        "--backend",
+        help="comma-separated backend chain, e.g. 'uv' or "
+        "'micromamba,uv' (default: $RECENV_BACKENDS or micromamba,mamba,conda,uv)",
+    )
+    p.add_argument(
+        "--python-policy",
+        choices=("strict", "warn"),
+        default="strict",
+        help="when the pinned Python is not installed: fail (strict) or use the "
+        "closest one with a warning",
+    )
     p.add_argument("--quiet", "-q", action="store_true", help="no progress display")
 
 
@@ -114,10 +130,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("check", help="check environment files (all errors at once)")
     p.add_argument("files", nargs="*", help=f"environment files (default: {DEFAULT_FILE})")
-    p.add_argument("--allow-defaults", action="store_true",
-                   help="allow Anaconda's 'defaults' channel")
-    p.add_argument("--no-name-check", action="store_true",
-                   help="skip the '<project>-<stage>-<owner>' env name convention")
+    p.add_argument(
+        "--allow-defaults", action="store_true", help="allow Anaconda's 'defaults' channel"
+    )
+    p.add_argument(
+        "--no-name-check",
+        action="store_true",
+        help="skip the '<project>-<stage>-<owner>' env name convention",
+    )
     p.set_defaults(handler=_cmd_check)
 
     p = sub.add_parser("build", help="build (or reuse) the environment; prints its prefix")

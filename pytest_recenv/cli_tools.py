@@ -61,8 +61,11 @@ def _cmd_drift(args: argparse.Namespace) -> int:
     for problem in problems:
         print(problem)
     if problems:
-        print(f"recenv drift: {len(problems)} difference{'s' * (len(problems) != 1)} between "
-              f"{args.file} and {python}", file=sys.stderr)
+        print(
+            f"recenv drift: {len(problems)} difference{'s' * (len(problems) != 1)} between "
+            f"{args.file} and {python}",
+            file=sys.stderr,
+        )
     return 1 if problems else 0
 
 
@@ -96,14 +99,23 @@ def _cmd_gc(args: argparse.Namespace) -> int:
                 with FileLock(str(root / f"{key}.lock"), timeout=0):
                     if not args.dry_run:
                         shutil.rmtree(folder, ignore_errors=True)
-                    print(f"{'would remove' if args.dry_run else 'removed'} unfinished build "
-                          f"{folder.name}")
+                    print(
+                        f"{'would remove' if args.dry_run else 'removed'} unfinished build "
+                        f"{folder.name}"
+                    )
             except Timeout:
                 print(f"skipped {folder.name}: a build is running")
             continue
         stamp = json.loads(stamp_file.read_text())
-        envs.append({"path": folder, "size": _size(folder), "used": stamp_file.stat().st_mtime,
-                     "backend": stamp.get("backend", "?"), "spec": stamp.get("spec_file", "?")})
+        envs.append(
+            {
+                "path": folder,
+                "size": _size(folder),
+                "used": stamp_file.stat().st_mtime,
+                "backend": stamp.get("backend", "?"),
+                "spec": stamp.get("spec_file", "?"),
+            }
+        )
     envs.sort(key=lambda e: e["used"], reverse=True)
     remove = set()
     if args.older_than is not None:
@@ -118,8 +130,10 @@ def _cmd_gc(args: argparse.Namespace) -> int:
         days = (now - e["used"]) / 86400
         gone = str(e["path"]) in remove
         action = ("would remove" if args.dry_run else "removed") if gone else "keep"
-        print(f"{action:12} {e['path'].name}  {e['size'] / 1024**2:9.1f} MiB  used "
-              f"{days:5.1f} d ago  {e['backend']:5}  {e['spec']}")
+        print(
+            f"{action:12} {e['path'].name}  {e['size'] / 1024**2:9.1f} MiB  used "
+            f"{days:5.1f} d ago  {e['backend']:5}  {e['spec']}"
+        )
         if gone and not args.dry_run:
             shutil.rmtree(e["path"], ignore_errors=True)
     total = sum(e["size"] for e in envs) / 1024**3
@@ -186,10 +200,16 @@ def _cmd_dockerfile(args: argparse.Namespace) -> int:
 def add_subcommands(sub: Any, add_build_options: Callable[..., None]) -> None:
     p = sub.add_parser("lock", help="write the uv lock (environment.lock.json), or --check it")
     p.add_argument("files", nargs="*", help=f"environment files (default: {DEFAULT_FILE})")
-    p.add_argument("--check", action="store_true",
-                   help="only check the lock is fresh for the spec (the recenv-lock hook)")
-    p.add_argument("--missing-ok", action="store_true",
-                   help="with --check: pass for environment files that have no lock yet")
+    p.add_argument(
+        "--check",
+        action="store_true",
+        help="only check the lock is fresh for the spec (the recenv-lock hook)",
+    )
+    p.add_argument(
+        "--missing-ok",
+        action="store_true",
+        help="with --check: pass for environment files that have no lock yet",
+    )
     p.add_argument("--python-policy", choices=("strict", "warn"), default="strict")
     p.set_defaults(handler=_cmd_lock)
 
@@ -201,13 +221,22 @@ def add_subcommands(sub: Any, add_build_options: Callable[..., None]) -> None:
     p.set_defaults(handler=_cmd_drift)
 
     p = sub.add_parser("gc", help="list cached environments; prune by age or size")
-    p.add_argument("--older-than", type=float, metavar="DAYS",
-                   help="remove environments not used for DAYS days")
-    p.add_argument("--max-size", type=float, metavar="GIB",
-                   help="keep the most recently used environments within GIB")
+    p.add_argument(
+        "--older-than",
+        type=float,
+        metavar="DAYS",
+        help="remove environments not used for DAYS days",
+    )
+    p.add_argument(
+        "--max-size",
+        type=float,
+        metavar="GIB",
+        help="keep the most recently used environments within GIB",
+    )
     p.add_argument("--dry-run", action="store_true", help="only say what would be removed")
-    p.add_argument("--cache-dir", help="cache folder (default: $RECENV_CACHE_DIR or the user "
-                   "cache dir)")
+    p.add_argument(
+        "--cache-dir", help="cache folder (default: $RECENV_CACHE_DIR or the user cache dir)"
+    )
     p.set_defaults(handler=_cmd_gc)
 
     p = sub.add_parser("doctor", help="tools, backends, interpreters, pip config, hardware")

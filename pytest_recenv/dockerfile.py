@@ -17,8 +17,7 @@ from pathlib import Path
 
 from pytest_recenv.spec import Problem
 
-_CONDA_INSTALL = re.compile(
-    r"\b(conda|mamba|micromamba)\s+(?:env\s+)?(install|create|update)\b")
+_CONDA_INSTALL = re.compile(r"\b(conda|mamba|micromamba)\s+(?:env\s+)?(install|create|update)\b")
 _CONDA_CLEAN = re.compile(r"\b(conda|mamba|micromamba)\s+clean\b")
 _ENV_FILE = re.compile(r"(environment[^\s/]*\.ya?ml|conda-lock\.yml|\.lock\b)")
 _VAR = re.compile(r"\$\{?([A-Za-z_][A-Za-z0-9_]*)(?::-[^}]*)?\}?")
@@ -99,21 +98,26 @@ def check_dockerfile(path: Path | str, display: str | None = None) -> list[Probl
     return sorted(problems, key=lambda p: p.line)
 
 
-def _pinned(stage: Stage, args: dict[str, str],
-            stage_names: set[str]) -> Iterator[tuple[int, str]]:
+def _pinned(stage: Stage, args: dict[str, str], stage_names: set[str]) -> Iterator[tuple[int, str]]:
     image = _expand(stage.image, args)
     if image in stage_names or image == "scratch":
         return
     if "$" in image:
-        yield (stage.line, f"base image '{stage.image}' comes from an ARG without a default; "
-               "give the ARG a pinned default so the build is reproducible")
+        yield (
+            stage.line,
+            f"base image '{stage.image}' comes from an ARG without a default; "
+            "give the ARG a pinned default so the build is reproducible",
+        )
         return
     if "@sha256:" in image:
         return
     tag = image.rsplit("/", 1)[-1].partition(":")[2]
     if not tag or tag == "latest":
-        yield (stage.line, f"base image '{image}' is not pinned; use a version tag or digest, "
-               f"like '{image.partition(':')[0]}:<version>@sha256:<digest>'")
+        yield (
+            stage.line,
+            f"base image '{image}' is not pinned; use a version tag or digest, "
+            f"like '{image.partition(':')[0]}:<version>@sha256:<digest>'",
+        )
 
 
 def _clean_after_install(stage: Stage) -> Iterator[tuple[int, str]]:
@@ -121,11 +125,14 @@ def _clean_after_install(stage: Stage) -> Iterator[tuple[int, str]]:
         if ins.keyword != "RUN":
             continue
         m = _CONDA_INSTALL.search(ins.args)
-        if m and not _CONDA_CLEAN.search(ins.args[m.end():]):
+        if m and not _CONDA_CLEAN.search(ins.args[m.end() :]):
             tool = m.group(1)
-            yield (ins.line, f"'{tool} {m.group(2)}' without '{tool} clean --all --yes' in the "
-                   "same RUN leaves the package cache in the layer; append "
-                   f"'&& {tool} clean --all --yes'")
+            yield (
+                ins.line,
+                f"'{tool} {m.group(2)}' without '{tool} clean --all --yes' in the "
+                "same RUN leaves the package cache in the layer; append "
+                f"'&& {tool} clean --all --yes'",
+            )
 
 
 def _env_before_sources(stage: Stage) -> Iterator[tuple[int, str]]:
@@ -141,19 +148,28 @@ def _env_before_sources(stage: Stage) -> Iterator[tuple[int, str]]:
                 if any(s in (".", "./") for s in srcs):
                     continue
                 reported = True
-                yield (ins.line, f"environment file copied after the sources (line "
-                       f"{sources_line}); COPY environment.yml and create the env first, then "
-                       "COPY the sources, so a code edit does not rebuild the env layer")
-        elif (ins.keyword == "RUN" and sources_line is not None and not reported
-              and _CONDA_INSTALL.search(ins.args)
-              and re.search(r"(-f|--file)\s+\S*environment", ins.args)):
-            yield (ins.line, f"the env is created after the sources are copied (line "
-                   f"{sources_line}); COPY only environment.yml before this RUN, and the "
-                   "sources after it")
+                yield (
+                    ins.line,
+                    f"environment file copied after the sources (line "
+                    f"{sources_line}); COPY environment.yml and create the env first, then "
+                    "COPY the sources, so a code edit does not rebuild the env layer",
+                )
+        elif (
+            ins.keyword == "RUN"
+            and sources_line is not None
+            and not reported
+            and _CONDA_INSTALL.search(ins.args)
+            and re.search(r"(-f|--file)\s+\S*environment", ins.args)
+        ):
+            yield (
+                ins.line,
+                f"the env is created after the sources are copied (line "
+                f"{sources_line}); COPY only environment.yml before this RUN, and the "
+                "sources after it",
+            )
 
 
-def _non_root(final: Stage, args: dict[str, str],
-              stages: list[Stage]) -> list[tuple[int, str]]:
+def _non_root(final: Stage, args: dict[str, str], stages: list[Stage]) -> list[tuple[int, str]]:
     local_args = dict(args)
     user = None
     user_line = final.line
@@ -168,14 +184,27 @@ def _non_root(final: Stage, args: dict[str, str],
         parents = {s.name: s for s in stages if s.name}
         if base in parents:  # inherit the parent stage's last USER
             return _non_root(parents[base], args, stages) and [
-                (final.line, f"final stage '{final.name or final.image}' inherits a root user "
-                 "from its parent stage; add 'USER <non-root>' to it")]
+                (
+                    final.line,
+                    f"final stage '{final.name or final.image}' inherits a root user "
+                    "from its parent stage; add 'USER <non-root>' to it",
+                )
+            ]
         if base.startswith(_NON_ROOT_IMAGES):
             return []
-        return [(final.line, f"final stage '{final.name or final.image}' runs as root; add "
-                 "'USER <non-root user>' (create one with useradd --system)")]
+        return [
+            (
+                final.line,
+                f"final stage '{final.name or final.image}' runs as root; add "
+                "'USER <non-root user>' (create one with useradd --system)",
+            )
+        ]
     name = _expand(user, local_args).split(":")[0]
     if name in ("root", "0"):
-        return [(user_line, f"final stage runs as '{user}'; switch to a non-root user "
-                 "at the end (USER app)")]
+        return [
+            (
+                user_line,
+                f"final stage runs as '{user}'; switch to a non-root user at the end (USER app)",
+            )
+        ]
     return []

@@ -23,20 +23,36 @@ _RESULT = pytest.StashKey[Any]()
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("recenv-env", "pytest-recenv: environments from environment.yml")
-    group.addoption("--recenv-build", action="store_true", default=False,
-                    help="environment build test: build (or reuse) the env file's environment, "
-                    "smoke-import its packages, and fail the run if that breaks.")
-    group.addoption("--recenv-env-file", default=None, metavar="PATH",
-                    help="environment file for recenv_spec/recenv_env/--recenv-build (default: "
-                    "ini recenv_env_file, else environment.yml in the rootdir).")
-    group.addoption("--recenv-backends", default=None, metavar="CHAIN",
-                    help="backend chain, e.g. 'uv' or 'micromamba,uv' (default: "
-                    "$RECENV_BACKENDS or micromamba,mamba,conda,uv).")
-    parser.addini("recenv_env_file", "environment file, relative to the rootdir",
-                  default="environment.yml")
+    group.addoption(
+        "--recenv-build",
+        action="store_true",
+        default=False,
+        help="environment build test: build (or reuse) the env file's environment, "
+        "smoke-import its packages, and fail the run if that breaks.",
+    )
+    group.addoption(
+        "--recenv-env-file",
+        default=None,
+        metavar="PATH",
+        help="environment file for recenv_spec/recenv_env/--recenv-build (default: "
+        "ini recenv_env_file, else environment.yml in the rootdir).",
+    )
+    group.addoption(
+        "--recenv-backends",
+        default=None,
+        metavar="CHAIN",
+        help="backend chain, e.g. 'uv' or 'micromamba,uv' (default: "
+        "$RECENV_BACKENDS or micromamba,mamba,conda,uv).",
+    )
+    parser.addini(
+        "recenv_env_file", "environment file, relative to the rootdir", default="environment.yml"
+    )
     parser.addini("recenv_backends", "backend chain (see --recenv-backends)", default="")
-    parser.addini("recenv_python_policy", "strict or warn: when the pinned Python is missing",
-                  default="strict")
+    parser.addini(
+        "recenv_python_policy",
+        "strict or warn: when the pinned Python is missing",
+        default="strict",
+    )
 
 
 def env_file(config: pytest.Config) -> Path:
@@ -49,9 +65,12 @@ def _build(config: pytest.Config) -> Env:
     from pytest_recenv.builders import ensure_env
 
     chain = config.getoption("recenv_backends") or config.getini("recenv_backends")
-    return ensure_env(env_file(config), backends=chain.split(",") if chain else None,
-                      python_policy=config.getini("recenv_python_policy"),
-                      progress=config.getoption("verbose") >= 0)
+    return ensure_env(
+        env_file(config),
+        backends=chain.split(",") if chain else None,
+        python_policy=config.getini("recenv_python_policy"),
+        progress=config.getoption("verbose") >= 0,
+    )
 
 
 def _build_once(config: pytest.Config) -> Env | BaseException:
@@ -89,8 +108,9 @@ class EnvBuildItem(pytest.Item):
         if isinstance(result, BaseException):
             raise result
 
-    def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException],
-                     style: Any = None) -> str | Any:
+    def repr_failure(
+        self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None
+    ) -> str | Any:
         from pytest_recenv.spec import RecenvError
 
         if isinstance(excinfo.value, RecenvError):
@@ -101,8 +121,9 @@ class EnvBuildItem(pytest.Item):
         return self.path, 0, f"recenv-build: {self.path.name}"
 
 
-def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config,
-                                  items: list[pytest.Item]) -> None:
+def pytest_collection_modifyitems(
+    session: pytest.Session, config: pytest.Config, items: list[pytest.Item]
+) -> None:
     if not config.getoption("recenv_build"):
         return
     path = env_file(config)
@@ -110,8 +131,9 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
         rel = path.relative_to(config.rootpath).as_posix()
     except ValueError:
         rel = path.name
-    item = EnvBuildItem.from_parent(session, name="recenv-build", path=path,
-                                    nodeid=f"{rel}::recenv-build")
+    item = EnvBuildItem.from_parent(
+        session, name="recenv-build", path=path, nodeid=f"{rel}::recenv-build"
+    )
     items.insert(0, item)
 
 
@@ -124,8 +146,7 @@ def recenv_spec(pytestconfig: pytest.Config) -> Spec:
     try:
         return load_spec(path)
     except SpecError as exc:
-        pytest.fail(f"recenv_spec: {path} is not a usable environment file:\n{exc}",
-                    pytrace=False)
+        pytest.fail(f"recenv_spec: {path} is not a usable environment file:\n{exc}", pytrace=False)
 
 
 @pytest.fixture(scope="session")
@@ -134,6 +155,7 @@ def recenv_env(pytestconfig: pytest.Config) -> Env:
     built once per cache key across processes and xdist workers."""
     result = _build_once(pytestconfig)
     if isinstance(result, BaseException):
-        pytest.fail(f"recenv_env: building {env_file(pytestconfig)} failed:\n{result}",
-                    pytrace=False)
+        pytest.fail(
+            f"recenv_env: building {env_file(pytestconfig)} failed:\n{result}", pytrace=False
+        )
     return result

@@ -81,8 +81,9 @@ def _uv_python_dir(environ: dict[str, str]) -> Path | None:
     return folder if folder.is_dir() else None
 
 
-def discover(cache_file: Path | None = None,
-             environ: dict[str, str] | None = None) -> list[Interpreter]:
+def discover(
+    cache_file: Path | None = None, environ: dict[str, str] | None = None
+) -> list[Interpreter]:
     """Every distinct base (non-venv) interpreter found, newest first."""
     environ = dict(os.environ if environ is None else environ)
     cache: dict[str, list] = {}
@@ -111,8 +112,9 @@ def discover(cache_file: Path | None = None,
             dirty = True
         if not info or info[2]:  # failed to run, or a virtual environment
             continue
-        result.append(Interpreter(path=path, version=tuple(info[0]), implementation=info[1],
-                                  source=source))
+        result.append(
+            Interpreter(path=path, version=tuple(info[0]), implementation=info[1], source=source)
+        )
     if dirty and cache_file is not None:
         try:
             cache_file.parent.mkdir(parents=True, exist_ok=True)
@@ -127,8 +129,9 @@ def discover(cache_file: Path | None = None,
 
 def _query(path: Path) -> list | None:
     try:
-        out = subprocess.run([str(path), "-I", "-c", _QUERY], capture_output=True, text=True,
-                             timeout=20, check=True).stdout
+        out = subprocess.run(
+            [str(path), "-I", "-c", _QUERY], capture_output=True, text=True, timeout=20, check=True
+        ).stdout
         return json.loads(out)
     except (OSError, subprocess.SubprocessError, ValueError):
         return None
@@ -140,8 +143,12 @@ def python_specifier(pin: CondaDep | None) -> SpecifierSet:
     return SpecifierSet(pin.pep440())
 
 
-def choose(pin: CondaDep | None, found: list[Interpreter], policy: str = "strict",
-           where: str = "environment.yml") -> Interpreter:
+def choose(
+    pin: CondaDep | None,
+    found: list[Interpreter],
+    policy: str = "strict",
+    where: str = "environment.yml",
+) -> Interpreter:
     """The newest CPython satisfying the pin; under 'warn' the newest one at all, with a warning."""
     if policy not in ("strict", "warn"):
         raise RecenvError(f"python_policy must be 'strict' or 'warn', found {policy!r}")
@@ -160,9 +167,12 @@ def choose(pin: CondaDep | None, found: list[Interpreter], policy: str = "strict
             f"found: {listing}. Install it (pyenv install {want} / uv python install {want}) "
             "or use python_policy='warn' (--python-policy warn)"
         )
-    warnings.warn(InterpreterFallbackWarning(
-        f"{where}:{line}: '{pinned}' is not installed; using {cpython[0].describe()}"
-    ), stacklevel=3)
+    warnings.warn(
+        InterpreterFallbackWarning(
+            f"{where}:{line}: '{pinned}' is not installed; using {cpython[0].describe()}"
+        ),
+        stacklevel=3,
+    )
     return cpython[0]
 
 

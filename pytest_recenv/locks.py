@@ -74,8 +74,7 @@ def requirements_of(spec: Spec) -> list[Requirement]:
         reqs.append(Requirement(names.canonical(pypi), spec_set, dep.line, dep.raw.strip()))
     for dep in spec.pip:
         if dep.requirement is not None and dep.requirement.url is None and dep.name:
-            reqs.append(Requirement(dep.name, dep.requirement.specifier, dep.line,
-                                    dep.raw.strip()))
+            reqs.append(Requirement(dep.name, dep.requirement.specifier, dep.line, dep.raw.strip()))
     return reqs
 
 
@@ -96,8 +95,9 @@ def unmet(reqs: list[Requirement], installed: dict[str, str]) -> list[tuple[Requ
     return out
 
 
-def write_uv_lock(env_file: Path, backends: list[str] | None = None,
-                  python_policy: str = "strict") -> Path:
+def write_uv_lock(
+    env_file: Path, backends: list[str] | None = None, python_policy: str = "strict"
+) -> Path:
     """Resolve the spec with ``uv pip compile`` (pip config passed through) and write the lock."""
     from pytest_recenv.builders import make_plan
 
@@ -105,22 +105,45 @@ def write_uv_lock(env_file: Path, backends: list[str] | None = None,
     if plan.backend.name != "uv" or plan.interpreter is None:
         raise RecenvError(f"recenv lock writes uv locks; for {plan.backend.name} use conda-lock")
     uv = plan.backend.exe or "uv"
-    cmd = [uv, "pip", "compile", "--quiet", "--no-header", "--no-annotate",
-           "--python", str(plan.interpreter.path), "-", *plan.pip.uv_args()]
-    result = subprocess.run(cmd, input="\n".join(plan.requirements) + "\n", text=True,
-                            capture_output=True, check=False, cwd=plan.spec.path.parent,
-                            env={**os.environ, **plan.pip.uv_env()})
+    cmd = [
+        uv,
+        "pip",
+        "compile",
+        "--quiet",
+        "--no-header",
+        "--no-annotate",
+        "--python",
+        str(plan.interpreter.path),
+        "-",
+        *plan.pip.uv_args(),
+    ]
+    result = subprocess.run(
+        cmd,
+        input="\n".join(plan.requirements) + "\n",
+        text=True,
+        capture_output=True,
+        check=False,
+        cwd=plan.spec.path.parent,
+        env={**os.environ, **plan.pip.uv_env()},
+    )
     if result.returncode != 0:
-        raise RecenvError(f"uv pip compile failed (exit {result.returncode}):\n"
-                          + "\n".join(result.stderr.strip().splitlines()[-20:]))
+        raise RecenvError(
+            f"uv pip compile failed (exit {result.returncode}):\n"
+            + "\n".join(result.stderr.strip().splitlines()[-20:])
+        )
     packages = {}
     for line in result.stdout.splitlines():
         m = _PIN.match(line.strip())
         if m:
             packages[names.canonical(m.group(1))] = m.group(2)
-    data = {"format": LOCK_FORMAT, "backend": "uv", "spec_hash": plan.spec.digest(),
-            "platform": sysconfig.get_platform(), "python": plan.interpreter.version_str,
-            "packages": dict(sorted(packages.items()))}
+    data = {
+        "format": LOCK_FORMAT,
+        "backend": "uv",
+        "spec_hash": plan.spec.digest(),
+        "platform": sysconfig.get_platform(),
+        "python": plan.interpreter.version_str,
+        "packages": dict(sorted(packages.items())),
+    }
     out = uv_lock_path(plan.spec.path)
     out.write_text(json.dumps(data, indent=2) + "\n")
     return out
@@ -130,11 +153,13 @@ def read_lock(path: Path) -> dict[str, Any]:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
-        raise RecenvError(f"{path}:1: unreadable lock ({exc}); regenerate it: "
-                          "recenv lock") from None
+        raise RecenvError(
+            f"{path}:1: unreadable lock ({exc}); regenerate it: recenv lock"
+        ) from None
     if not isinstance(data, dict) or not isinstance(data.get("packages"), dict):
-        raise RecenvError(f"{path}:1: not a recenv lock (no 'packages'); regenerate it: "
-                          "recenv lock")
+        raise RecenvError(
+            f"{path}:1: not a recenv lock (no 'packages'); regenerate it: recenv lock"
+        )
     return data
 
 
@@ -143,8 +168,13 @@ def lock_problems(env_file: Path, display: str | None = None) -> list[Problem]:
     shown = display or str(env_file)
     lock = uv_lock_path(env_file)
     if not lock.is_file():
-        return [Problem(shown, 1, f"no lock: expected {lock.name} next to it; create it with "
-                        f"'recenv lock {shown}'")]
+        return [
+            Problem(
+                shown,
+                1,
+                f"no lock: expected {lock.name} next to it; create it with 'recenv lock {shown}'",
+            )
+        ]
     spec = load_spec(env_file)
     try:
         data = read_lock(lock)
@@ -160,18 +190,27 @@ def lock_problems(env_file: Path, display: str | None = None) -> list[Problem]:
         except ValueError:
             ok = True
         if not ok:
-            problems.append(Problem(shown, pin.line, f"'{pin.raw.strip()}' is not met by the "
-                                    f"lock (python {data['python']}); run 'recenv lock'"))
+            problems.append(
+                Problem(
+                    shown,
+                    pin.line,
+                    f"'{pin.raw.strip()}' is not met by the "
+                    f"lock (python {data['python']}); run 'recenv lock'",
+                )
+            )
     for req, why in unmet(requirements_of(spec), data["packages"]):
         detail = "not in the lock" if why == "missing" else why + " in the lock"
-        problems.append(Problem(shown, req.line, f"'{req.raw}' is {detail}; refresh the lock: "
-                                "recenv lock"))
+        problems.append(
+            Problem(shown, req.line, f"'{req.raw}' is {detail}; refresh the lock: recenv lock")
+        )
     return problems
 
 
 def installed_versions(python: Path) -> dict[str, str]:
-    code = ("import importlib.metadata as m, json; print(json.dumps({d.metadata['Name']: "
-            "d.version for d in m.distributions() if d.metadata['Name']}))")
+    code = (
+        "import importlib.metadata as m, json; print(json.dumps({d.metadata['Name']: "
+        "d.version for d in m.distributions() if d.metadata['Name']}))"
+    )
     out = subprocess.run([str(python), "-c", code], capture_output=True, text=True, check=True)
     return {names.canonical(k): v for k, v in json.loads(out.stdout).items()}
 
@@ -179,25 +218,50 @@ def installed_versions(python: Path) -> dict[str, str]:
 def drift(spec: Spec, installed: dict[str, str], display: str) -> list[Problem]:
     """Spec vs an installed env: missing, mismatched, CUDA-variant clashes.  Loose pins that
     the installed version satisfies are not drift."""
-    problems = [Problem(display, req.line, f"'{req.raw}': "
-                        + ("not installed" if why == "missing" else why))
-                for req, why in unmet(requirements_of(spec), installed)]
-    cpu = [d for d in spec.conda if d.name in ("cpuonly", "pytorch-cpu")
-           or (d.build and "cpu" in d.build)]
-    cuda = [d for d in spec.conda if d.name in names.CUDA_PACKAGES
-            or (d.build and "cuda" in d.build)]
+    problems = [
+        Problem(
+            display, req.line, f"'{req.raw}': " + ("not installed" if why == "missing" else why)
+        )
+        for req, why in unmet(requirements_of(spec), installed)
+    ]
+    cpu = [
+        d
+        for d in spec.conda
+        if d.name in ("cpuonly", "pytorch-cpu") or (d.build and "cpu" in d.build)
+    ]
+    cuda = [
+        d for d in spec.conda if d.name in names.CUDA_PACKAGES or (d.build and "cuda" in d.build)
+    ]
     torch = installed.get("torch", "")
     torch_dep = next((d for d in spec.conda if names.pypi_name(d.name) == "torch"), None)
     line = torch_dep.line if torch_dep else 1
     if cpu and ("+cu" in torch or any(n.startswith("nvidia-cuda-runtime") for n in installed)):
-        problems.append(Problem(display, line, f"spec asks for CPU builds ('{cpu[0].raw.strip()}')"
-                                f" but a CUDA torch is installed (torch {torch}); reinstall the "
-                                "CPU wheel"))
+        problems.append(
+            Problem(
+                display,
+                line,
+                f"spec asks for CPU builds ('{cpu[0].raw.strip()}')"
+                f" but a CUDA torch is installed (torch {torch}); reinstall the "
+                "CPU wheel",
+            )
+        )
     if cuda and torch.endswith("+cpu"):
-        problems.append(Problem(display, line, f"spec asks for CUDA ('{cuda[0].raw.strip()}') but "
-                                f"the CPU torch {torch} is installed"))
+        problems.append(
+            Problem(
+                display,
+                line,
+                f"spec asks for CUDA ('{cuda[0].raw.strip()}') but "
+                f"the CPU torch {torch} is installed",
+            )
+        )
     if "faiss-cpu" in installed and "faiss-gpu" in installed:
-        problems.append(Problem(display, 1, f"faiss-cpu {installed['faiss-cpu']} and faiss-gpu "
-                                f"{installed['faiss-gpu']} are both installed and overwrite each "
-                                "other's 'faiss' module; uninstall one"))
+        problems.append(
+            Problem(
+                display,
+                1,
+                f"faiss-cpu {installed['faiss-cpu']} and faiss-gpu "
+                f"{installed['faiss-gpu']} are both installed and overwrite each "
+                "other's 'faiss' module; uninstall one",
+            )
+        )
     return sorted(problems, key=lambda p: p.line)

@@ -120,7 +120,7 @@ def conda_version_to_pep440(version: str | None) -> str:
     for clause in version.split(","):
         clause = clause.strip()
         op = next((o for o in _OPS if clause.startswith(o)), "")
-        ver = clause[len(op):].strip()
+        ver = clause[len(op) :].strip()
         if op == "=":
             op, ver = "==", ver if ver.endswith("*") else f"{ver}.*"
         if ver.endswith("*") and not ver.endswith(".*"):
@@ -136,5 +136,3 @@ def conda_version_to_pep440(version: str | None) -> str:
     except InvalidSpecifier:
         raise ValueError(f"version '{version}' is not a valid version constraint") from None
     return result
-
-

@@ -92,8 +92,18 @@ DROPPED: dict[str, str] = {
 
 # Packages that mean "CUDA" on the conda side; a CPU environment must not ask for them.
 CUDA_PACKAGES = frozenset(
-    {"cudatoolkit", "cuda-version", "cuda-toolkit", "cuda-nvcc", "cuda-runtime", "cudnn", "nccl",
-     "pytorch-cuda", "pytorch-gpu", "faiss-gpu"}
+    {
+        "cudatoolkit",
+        "cuda-version",
+        "cuda-toolkit",
+        "cuda-nvcc",
+        "cuda-runtime",
+        "cudnn",
+        "nccl",
+        "pytorch-cuda",
+        "pytorch-gpu",
+        "faiss-gpu",
+    }
 )
 
 PYPI_TRAPS: dict[str, str] = {

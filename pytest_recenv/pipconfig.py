@@ -16,8 +16,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-KEYS = ("index-url", "extra-index-url", "find-links", "constraint", "cert", "trusted-host",
-        "no-index")
+KEYS = (
+    "index-url",
+    "extra-index-url",
+    "find-links",
+    "constraint",
+    "cert",
+    "trusted-host",
+    "no-index",
+)
 
 
 @dataclass(frozen=True)
@@ -93,9 +100,12 @@ class PipConfig:
                 constraints[path] = hashlib.sha256(Path(path).read_bytes()).hexdigest()
             except OSError:
                 constraints[path] = "missing"
-        return {"values": {k: v for k, v in sorted(self.values.items()) if k != "cert"},
-                "uv_strategy_chosen": self.uv_strategy_chosen,
-                "find_links": local, "constraints": constraints}
+        return {
+            "values": {k: v for k, v in sorted(self.values.items()) if k != "cert"},
+            "uv_strategy_chosen": self.uv_strategy_chosen,
+            "find_links": local,
+            "constraints": constraints,
+        }
 
 
 def config_files(environ: dict[str, str]) -> list[Path]:
@@ -150,8 +160,11 @@ def load(environ: dict[str, str] | None = None) -> PipConfig:
         if environ.get(var):
             values[key] = " ".join(environ[var].split())
             sources.append(f"${var}")
-    return PipConfig(values=values, sources=tuple(sources),
-                     uv_strategy_chosen=bool(environ.get("UV_INDEX_STRATEGY")))
+    return PipConfig(
+        values=values,
+        sources=tuple(sources),
+        uv_strategy_chosen=bool(environ.get("UV_INDEX_STRATEGY")),
+    )
 
 
 __all__ = ["KEYS", "PipConfig", "config_files", "load"]

@@ -32,7 +32,11 @@ class Progress:
         elif self.enabled:
             print(f"  {text} [{elapsed:.1f} s]", file=sys.stderr, flush=True)
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         if self._status is not None:
             self._status.stop()

@@ -67,16 +67,22 @@ def _import_weights(prefix: Path, dists: list[str]) -> dict[str, int]:
     pulls in ``onnx`` and ``onnx_ir``."""
     import importlib.metadata as md
 
-    sites = [str(p) for p in [*prefix.glob("lib/python3*/site-packages"),
-                              prefix / "Lib" / "site-packages"] if p.is_dir()]
+    sites = [
+        str(p)
+        for p in [*prefix.glob("lib/python3*/site-packages"), prefix / "Lib" / "site-packages"]
+        if p.is_dir()
+    ]
     own: dict[str, int] = {}
     needs: dict[str, list[str]] = {}
     for found in md.distributions(path=sites):
         try:
             name = _norm(found.metadata["Name"] or "")
             own[name] = sum(f.size or 0 for f in found.files or [] if f.suffix == ".py")
-            needs[name] = [_norm(m.group()) for r in found.requires or []
-                           if "extra ==" not in r and (m := _REQ_NAME.match(r))]
+            needs[name] = [
+                _norm(m.group())
+                for r in found.requires or []
+                if "extra ==" not in r and (m := _REQ_NAME.match(r))
+            ]
         except (OSError, ValueError):
             continue
     weights: dict[str, int] = {}
@@ -99,8 +105,9 @@ def _norm(name: str) -> str:
     return re.sub(r"[-_.]+", "-", name).lower()
 
 
-def smoke_test(python: Path, dists: list[str],
-               env: dict[str, str] | None = None) -> dict[str, float]:
+def smoke_test(
+    python: Path, dists: list[str], env: dict[str, str] | None = None
+) -> dict[str, float]:
     """Import every declared distribution's modules in the env; one report of all failures.
 
     Returns the seconds each package took to import, in the order they finished."""
@@ -108,8 +115,11 @@ def smoke_test(python: Path, dists: list[str],
         return {}
     # Let the imports write bytecode into the env (pip does so at install; uv does not), so
     # later runs of the env start faster even where the user sets PYTHONDONTWRITEBYTECODE.
-    env = {k: v for k, v in (os.environ if env is None else env).items()
-           if k != "PYTHONDONTWRITEBYTECODE"}
+    env = {
+        k: v
+        for k, v in (os.environ if env is None else env).items()
+        if k != "PYTHONDONTWRITEBYTECODE"
+    }
     # Imports are CPU-bound and very uneven (torch or onnxscript take seconds, most packages a
     # tenth of that): one worker per core pulls the next package from a shared queue, heaviest
     # first, so the slow ones start at once and the small ones fill the gaps.  A worker keeps
@@ -130,22 +140,31 @@ def smoke_test(python: Path, dists: list[str],
         try:
             while (dist := take()) is not None:
                 with tempfile.TemporaryFile("w+") as err:
-                    proc = subprocess.Popen([str(python), "-c", SMOKE], env=env, text=True,
-                                            stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                            stderr=err)
+                    proc = subprocess.Popen(
+                        [str(python), "-c", SMOKE],
+                        env=env,
+                        text=True,
+                        stdin=subprocess.PIPE,
+                        stdout=subprocess.PIPE,
+                        stderr=err,
+                    )
                     with lock:
                         procs.append(proc)
                     dist = _feed(proc, dist, take, report, seconds)
                     if dist is not None:  # the interpreter died while importing it
                         err.seek(0)
                         tail = " | ".join(err.read().strip().splitlines()[-5:])
-                        report[dist] = [f"the interpreter crashed (exit {proc.returncode}) "
-                                        f"while importing it: {tail}"]
+                        report[dist] = [
+                            f"the interpreter crashed (exit {proc.returncode}) "
+                            f"while importing it: {tail}"
+                        ]
         except BaseException as exc:  # re-raised in the calling thread
             problems.append(exc)
 
-    threads = [threading.Thread(target=work, daemon=True)
-               for _ in range(max(1, min(os.cpu_count() or 1, 4, len(todo))))]
+    threads = [
+        threading.Thread(target=work, daemon=True)
+        for _ in range(max(1, min(os.cpu_count() or 1, 4, len(todo))))
+    ]
     try:
         for thread in threads:
             thread.start()
@@ -162,13 +181,20 @@ def smoke_test(python: Path, dists: list[str],
     failed = {d: errs for d, errs in report.items() if errs}
     if failed:
         lines = [f"  {dist}: {'; '.join(errs)}" for dist, errs in sorted(failed.items())]
-        raise BuildError(f"import smoke test failed for {len(failed)} of {len(dists)} declared "
-                         "packages:\n" + "\n".join(lines))
+        raise BuildError(
+            f"import smoke test failed for {len(failed)} of {len(dists)} declared "
+            "packages:\n" + "\n".join(lines)
+        )
     return seconds
 
 
-def _feed(proc: subprocess.Popen, dist: str | None, take: Any, report: dict[str, list[str]],
-          seconds: dict[str, float]) -> str | None:
+def _feed(
+    proc: subprocess.Popen,
+    dist: str | None,
+    take: Any,
+    report: dict[str, list[str]],
+    seconds: dict[str, float],
+) -> str | None:
     """Hand ``proc`` one package at a time until the queue is empty; returns the package it was
     importing if it died (None when it finished them all)."""
     assert proc.stdin is not None and proc.stdout is not None

@@ -120,10 +120,13 @@ def parse_pip_line(text: str, line: int = 0) -> PipDep:
         req = Requirement(stripped)
     except InvalidRequirement as exc:
         reason = str(exc).splitlines()[0].rstrip(".")
-        raise ValueError(f"'{text}' is not a valid pip requirement ({reason}); expected "
-                         "'name', 'name>=1.0', 'name @ URL', '-e PATH' or a pip option") from None
-    return PipDep(raw=text, line=line, kind="requirement", name=names.canonical(req.name),
-                  requirement=req)
+        raise ValueError(
+            f"'{text}' is not a valid pip requirement ({reason}); expected "
+            "'name', 'name>=1.0', 'name @ URL', '-e PATH' or a pip option"
+        ) from None
+    return PipDep(
+        raw=text, line=line, kind="requirement", name=names.canonical(req.name), requirement=req
+    )
 
 
 # --- the file ----------------------------------------------------------------------------------
@@ -145,8 +148,11 @@ def parse_spec(path: Path | str, display: str | None = None) -> tuple[Spec, list
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
-        add(1, f"cannot read the file ({exc.__class__.__name__}: {exc}); "
-            "expected a UTF-8 conda environment file")
+        add(
+            1,
+            f"cannot read the file ({exc.__class__.__name__}: {exc}); "
+            "expected a UTF-8 conda environment file",
+        )
         return spec, problems
     if "\t" in text:
         lineno = next(i for i, ln in enumerate(text.splitlines(), 1) if "\t" in ln)
@@ -175,16 +181,20 @@ def parse_spec(path: Path | str, display: str | None = None) -> tuple[Spec, list
         add(1, "empty file: expected a mapping with 'name', 'channels' and 'dependencies'")
         return spec, problems
     if not isinstance(data, dict):
-        add(1, f"expected a mapping with 'name', 'channels' and 'dependencies', "
-            f"found {_kind(data)}")
+        add(
+            1, f"expected a mapping with 'name', 'channels' and 'dependencies', found {_kind(data)}"
+        )
         return spec, problems
 
     for key in data:
         spec.key_lines[str(key)] = _key_line(data, key)
         if key not in TOP_LEVEL_KEYS:
             hint = _close(str(key), TOP_LEVEL_KEYS)
-            add(_key_line(data, key), f"unknown key '{key}': an environment file has only "
-                f"{', '.join(TOP_LEVEL_KEYS)}{hint}")
+            add(
+                _key_line(data, key),
+                f"unknown key '{key}': an environment file has only "
+                f"{', '.join(TOP_LEVEL_KEYS)}{hint}",
+            )
 
     if "name" in data:
         spec.name_line = _key_line(data, "name")
@@ -199,8 +209,11 @@ def parse_spec(path: Path | str, display: str | None = None) -> tuple[Spec, list
         spec.channels_line = _key_line(data, "channels")
         chans = data["channels"]
         if not isinstance(chans, list):
-            add(spec.channels_line, f"'channels' must be a list, found {_kind(chans)}; "
-                "write '- conda-forge' on the next line")
+            add(
+                spec.channels_line,
+                f"'channels' must be a list, found {_kind(chans)}; "
+                "write '- conda-forge' on the next line",
+            )
         else:
             for i, ch in enumerate(chans):
                 ln = _item_line(chans, i, spec.channels_line)
@@ -216,8 +229,10 @@ def parse_spec(path: Path | str, display: str | None = None) -> tuple[Spec, list
         if isinstance(var, dict):
             spec.variables = {str(k): str(v) for k, v in var.items()}
         else:
-            add(_key_line(data, "variables"), f"'variables' must be a mapping of NAME: value, "
-                f"found {_kind(var)}")
+            add(
+                _key_line(data, "variables"),
+                f"'variables' must be a mapping of NAME: value, found {_kind(var)}",
+            )
 
     if "dependencies" not in data:
         add(1, "missing 'dependencies': list the packages under 'dependencies:'")
@@ -225,8 +240,11 @@ def parse_spec(path: Path | str, display: str | None = None) -> tuple[Spec, list
     spec.dependencies_line = _key_line(data, "dependencies")
     deps = data["dependencies"]
     if not isinstance(deps, list):
-        add(spec.dependencies_line, f"'dependencies' must be a list, found {_kind(deps)}; "
-            "put each package on its own '- ' line")
+        add(
+            spec.dependencies_line,
+            f"'dependencies' must be a list, found {_kind(deps)}; "
+            "put each package on its own '- ' line",
+        )
         return spec, problems
     spec.dependencies_ok = True
     for i, dep in enumerate(deps):
@@ -250,8 +268,11 @@ def parse_spec(path: Path | str, display: str | None = None) -> tuple[Spec, list
 def _parse_pip_section(dep: dict, ln: int, spec: Spec, add: Any) -> None:
     for key in dep:
         if key != "pip":
-            add(ln, f"unknown dependency section '{key}': only 'pip:' may appear as a mapping "
-                "in dependencies")
+            add(
+                ln,
+                f"unknown dependency section '{key}': only 'pip:' may appear as a mapping "
+                "in dependencies",
+            )
     if "pip" not in dep:
         return
     if spec.pip_line is not None:
@@ -298,8 +319,13 @@ def _item_line(seq: Any, index: int, default: int) -> int:
 def _kind(value: Any) -> str:
     if value is None:
         return "nothing"
-    for kind, name in ((bool, "a boolean"), (dict, "a mapping"), (list, "a list"),
-                       (str, "a string"), ((int, float), "a number")):
+    for kind, name in (
+        (bool, "a boolean"),
+        (dict, "a mapping"),
+        (list, "a list"),
+        (str, "a string"),
+        ((int, float), "a number"),
+    ):
         if isinstance(value, kind):
             return name
     return type(value).__name__
@@ -307,8 +333,10 @@ def _kind(value: Any) -> str:
 
 def _joined(text: str) -> str:
     first, second = text.split(" - ", 1)
-    return (f"'{first} - {second}' reads as one item: the '- {second}' line is indented deeper "
-            "than the '- ' line above it; align the '- ' of both items")
+    return (
+        f"'{first} - {second}' reads as one item: the '- {second}' line is indented deeper "
+        "than the '- ' line above it; align the '- ' of both items"
+    )
 
 
 def _close(key: str, options: tuple[str, ...]) -> str:

@@ -31,8 +31,14 @@ def offline_pip(monkeypatch: pytest.MonkeyPatch, wheelhouse: Path, tmp_path: Pat
     monkeypatch.setenv("XDG_CONFIG_DIRS", str(empty))
     monkeypatch.setenv("XDG_CONFIG_HOME", str(empty))
     monkeypatch.setenv("PIP_CONFIG_FILE", str(conf))
-    for var in ("PIP_FIND_LINKS", "PIP_INDEX_URL", "PIP_EXTRA_INDEX_URL", "PIP_CONSTRAINT",
-                "PIP_NO_INDEX", "PIP_TRUSTED_HOST"):
+    for var in (
+        "PIP_FIND_LINKS",
+        "PIP_INDEX_URL",
+        "PIP_EXTRA_INDEX_URL",
+        "PIP_CONSTRAINT",
+        "PIP_NO_INDEX",
+        "PIP_TRUSTED_HOST",
+    ):
         monkeypatch.delenv(var, raising=False)
     return wheelhouse
 

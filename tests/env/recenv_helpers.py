@@ -8,8 +8,9 @@ import zipfile
 from pathlib import Path
 
 
-def make_wheel(folder: Path, name: str, version: str, module: str | None = None,
-               requires: tuple[str, ...] = ()) -> Path:
+def make_wheel(
+    folder: Path, name: str, version: str, module: str | None = None, requires: tuple[str, ...] = ()
+) -> Path:
     """Write a real, installable pure-Python wheel (PEP 427) holding one module."""
     folder.mkdir(parents=True, exist_ok=True)
     dist = name.replace("-", "_")
@@ -18,8 +19,7 @@ def make_wheel(folder: Path, name: str, version: str, module: str | None = None,
     files = {
         f"{module_name}.py": module if module is not None else f"VERSION = {version!r}\n",
         f"{info}/METADATA": "Metadata-Version: 2.1\n"
-        f"Name: {name}\nVersion: {version}\n"
-        + "".join(f"Requires-Dist: {r}\n" for r in requires),
+        f"Name: {name}\nVersion: {version}\n" + "".join(f"Requires-Dist: {r}\n" for r in requires),
         f"{info}/WHEEL": "Wheel-Version: 1.0\nGenerator: recenv-tests\nRoot-Is-Purelib: true\n"
         "Tag: py3-none-any\n",
     }
@@ -36,11 +36,14 @@ def make_wheel(folder: Path, name: str, version: str, module: str | None = None,
     return wheel
 
 
-def write_env(folder: Path, deps: str, pip: str = "", python: str = "3.11",
-              name: str = "tiny-dev-tests") -> Path:
+def write_env(
+    folder: Path, deps: str, pip: str = "", python: str = "3.11", name: str = "tiny-dev-tests"
+) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
-    body = (f"name: {name}\nchannels:\n  - conda-forge\n  - nodefaults\ndependencies:\n"
-            f"  - python={python}\n  - pip\n{deps}")
+    body = (
+        f"name: {name}\nchannels:\n  - conda-forge\n  - nodefaults\ndependencies:\n"
+        f"  - python={python}\n  - pip\n{deps}"
+    )
     if pip:
         body += f"  - pip:\n{pip}"
     path = folder / "environment.yml"

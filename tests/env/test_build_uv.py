@@ -44,9 +44,15 @@ def test_builds_with_the_pinned_python_then_reuses(
     first = ensure_env(spec, progress=False)
     assert first.created and first.backend == "uv"
     assert first.prefix == cache_dir / first.key
-    out = first.run(["python", "-c", "import sys, recenv_tiny; "
-                     "print(sys.version_info[:2], recenv_tiny.VERSION, sys.prefix)"],
-                    capture_output=True, text=True)
+    out = first.run(
+        [
+            "python",
+            "-c",
+            "import sys, recenv_tiny; print(sys.version_info[:2], recenv_tiny.VERSION, sys.prefix)",
+        ],
+        capture_output=True,
+        text=True,
+    )
     major, minor_n = minor.split(".")
     assert out.stdout.split(") ")[0] == f"({major}, {minor_n}"
     assert out.stdout.split()[-2:] == ["1.0", str(first.prefix)]
@@ -60,14 +66,18 @@ def test_cosmetic_change_keeps_the_key_and_a_real_change_builds_anew(
 ) -> None:
     spec = write_env(tmp_path, "  - recenv-tiny>=1.0\n")
     env = ensure_env(spec, progress=False)
-    spec.write_text("# a comment\n" + spec.read_text().replace("recenv-tiny>=1.0",
-                                                               "recenv-tiny >=1.0"))
+    spec.write_text(
+        "# a comment\n" + spec.read_text().replace("recenv-tiny>=1.0", "recenv-tiny >=1.0")
+    )
     assert env_key(spec).key == env.key
     spec.write_text(spec.read_text().replace("recenv-tiny >=1.0", "recenv-tiny<1.1"))
     changed = ensure_env(spec, progress=False)
     assert changed.created and changed.key != env.key
-    version = changed.run(["python", "-c", "import recenv_tiny; print(recenv_tiny.VERSION)"],
-                          capture_output=True, text=True).stdout.strip()
+    version = changed.run(
+        ["python", "-c", "import recenv_tiny; print(recenv_tiny.VERSION)"],
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
     assert version == "1.0"
 
 
@@ -90,13 +100,22 @@ def test_four_processes_asking_at_once_build_once(
     flag = tmp_path / "slow"
     flag.write_text("2")  # the build holds the lock >= 2 s, so all four overlap with it
     spec = write_env(tmp_path / "proj", "  - recenv-slow\n")
-    code = ("import json, sys; from pytest_recenv.builders import ensure_env; "
-            "e = ensure_env(sys.argv[1], progress=False); "
-            "print(json.dumps([e.created, str(e.prefix)]))")
+    code = (
+        "import json, sys; from pytest_recenv.builders import ensure_env; "
+        "e = ensure_env(sys.argv[1], progress=False); "
+        "print(json.dumps([e.created, str(e.prefix)]))"
+    )
     env = {**os.environ, "RECENV_TEST_SLOW": str(flag)}
-    procs = [subprocess.Popen([sys.executable, "-c", code, str(spec)], env=env,
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-             for _ in range(4)]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", code, str(spec)],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(4)
+    ]
     results = []
     for proc in procs:
         out, err = proc.communicate(timeout=300)
@@ -116,8 +135,10 @@ def test_a_build_killed_halfway_is_never_reused(
     key = env_key(spec).key
     proc = subprocess.Popen(
         [sys.executable, "-m", "pytest_recenv.cli", "build", "-q", str(spec)],
-        env={**os.environ, "RECENV_TEST_SLOW": str(flag)}, start_new_session=True,
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        env={**os.environ, "RECENV_TEST_SLOW": str(flag)},
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     deadline = time.monotonic() + 120
     while not Path(f"{flag}.importing").exists():
@@ -140,16 +161,19 @@ def test_an_env_whose_package_fails_to_import_is_reported_and_not_cached(
     spec = write_env(tmp_path, "  - recenv-tiny\n  - recenv-broken\n")
     with pytest.raises(BuildError) as err:
         ensure_env(spec, progress=False)
-    assert ("import smoke test failed for 1 of 2 declared packages:\n  recenv-broken: import "
-            "recenv_broken: RuntimeError: boom at import") in str(err.value)
+    assert (
+        "import smoke test failed for 1 of 2 declared packages:\n  recenv-broken: import "
+        "recenv_broken: RuntimeError: boom at import"
+    ) in str(err.value)
     assert not any(p.name == env_key(spec).key for p in cache_dir.iterdir())
 
 
 def test_a_conflicting_spec_fails_with_the_resolver_message(
     tmp_path: Path, offline_pip: Path, cache_dir: Path
 ) -> None:
-    spec = write_env(tmp_path, "  - recenv-tiny>=1.1\n  - recenv-dep\n",
-                     "      - recenv-tiny<1.1\n")
+    spec = write_env(
+        tmp_path, "  - recenv-tiny>=1.1\n  - recenv-dep\n", "      - recenv-tiny<1.1\n"
+    )
     with pytest.raises(BuildError, match=r"uv pip install failed \(exit \d+\)") as err:
         ensure_env(spec, progress=False)
     assert "recenv-tiny" in str(err.value)

@@ -50,7 +50,10 @@ def test_check_reports_exactly_the_expected_file_line_messages(
 def test_one_run_reports_every_error_of_every_file_without_a_traceback() -> None:
     result = subprocess.run(
         [sys.executable, "-m", "pytest_recenv.cli", "check", *[p.name for p in FILES]],
-        cwd=CORPUS, capture_output=True, text=True, check=False,
+        cwd=CORPUS,
+        capture_output=True,
+        text=True,
+        check=False,
     )
     expected = [line for p in FILES for line in expected_lines(p)]
     assert result.returncode == 1

@@ -19,8 +19,14 @@ pytestmark = pytest.mark.slow
 
 
 def recenv(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "pytest_recenv.cli", *args], cwd=cwd,
-                          capture_output=True, text=True, check=False, env=dict(os.environ))
+    return subprocess.run(
+        [sys.executable, "-m", "pytest_recenv.cli", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        check=False,
+        env=dict(os.environ),
+    )
 
 
 def test_build_prints_the_prefix_key_prints_the_same_key_and_run_passes_the_exit_code(
@@ -34,8 +40,15 @@ def test_build_prints_the_prefix_key_prints_the_same_key_and_run_passes_the_exit
     assert prefix == cache_dir / key
     assert f"key={key} backend=uv created in" in built.stderr
     assert "reused in" in recenv("build", str(spec)).stderr
-    ran = recenv("run", "--file", str(spec), "--", "python", "-c",
-                 "import os, sys, recenv_tiny; print(os.environ['VIRTUAL_ENV']); sys.exit(3)")
+    ran = recenv(
+        "run",
+        "--file",
+        str(spec),
+        "--",
+        "python",
+        "-c",
+        "import os, sys, recenv_tiny; print(os.environ['VIRTUAL_ENV']); sys.exit(3)",
+    )
     assert ran.returncode == 3
     assert ran.stdout.strip() == str(prefix)
 
@@ -75,19 +88,31 @@ def test_lock_survives_cosmetic_and_satisfied_edits_and_flags_unmet_ones(
     line = spec.read_text().splitlines().index("      - recenv-tiny>=1.1") + 1
     assert capsys.readouterr().out == (
         f"{spec}:{line}: 'recenv-tiny>=1.1' is recenv-tiny 1.0 does not satisfy '>=1.1' in the "
-        "lock; refresh the lock: recenv lock\n")
+        "lock; refresh the lock: recenv lock\n"
+    )
 
 
 def test_a_fresh_lock_is_what_gets_installed(
     tmp_path: Path, offline_pip: Path, cache_dir: Path
 ) -> None:
     spec = write_env(tmp_path, "  - recenv-tiny\n")
-    (tmp_path / "environment.lock.json").write_text(json.dumps(
-        {"format": 1, "backend": "uv", "spec_hash": "edited-by-hand", "python": "3.11.0",
-         "packages": {"recenv-tiny": "1.0"}}))
+    (tmp_path / "environment.lock.json").write_text(
+        json.dumps(
+            {
+                "format": 1,
+                "backend": "uv",
+                "spec_hash": "edited-by-hand",
+                "python": "3.11.0",
+                "packages": {"recenv-tiny": "1.0"},
+            }
+        )
+    )
     env = ensure_env(spec, progress=False)
-    version = env.run(["python", "-c", "import recenv_tiny; print(recenv_tiny.VERSION)"],
-                      capture_output=True, text=True).stdout.strip()
+    version = env.run(
+        ["python", "-c", "import recenv_tiny; print(recenv_tiny.VERSION)"],
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
     assert version == "1.0"  # without the lock the newest (1.1) would be installed
 
 
@@ -96,8 +121,10 @@ def test_lock_check_without_a_lock_says_how_to_make_one(
 ) -> None:
     spec = write_env(tmp_path, "  - recenv-tiny\n")
     assert main(["lock", "--check", str(spec)]) == 1
-    assert capsys.readouterr().out == (f"{spec}:1: no lock: expected environment.lock.json next "
-                                       f"to it; create it with 'recenv lock {spec}'\n")
+    assert capsys.readouterr().out == (
+        f"{spec}:1: no lock: expected environment.lock.json next "
+        f"to it; create it with 'recenv lock {spec}'\n"
+    )
     assert main(["lock", "--check", "--missing-ok", str(spec)]) == 0  # the pre-commit hook
 
 
@@ -105,14 +132,16 @@ def test_drift_finds_missing_and_mismatched_but_not_loose_pins(
     tmp_path: Path, offline_pip: Path, cache_dir: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     env = ensure_env(write_env(tmp_path / "a", "  - recenv-tiny=1.0\n"), progress=False)
-    spec = write_env(tmp_path / "b", "  - recenv-tiny>=1\n  - recenv-dep\n",
-                     "      - recenv-tiny<2\n")
+    spec = write_env(
+        tmp_path / "b", "  - recenv-tiny>=1\n  - recenv-dep\n", "      - recenv-tiny<2\n"
+    )
     assert main(["drift", str(spec), "--prefix", str(env.prefix)]) == 1
     assert capsys.readouterr().out == f"{spec}:9: 'recenv-dep': not installed\n"
     spec = write_env(tmp_path / "c", "  - recenv-tiny>=1.1\n")
     assert main(["drift", str(spec), "--prefix", str(env.prefix)]) == 1
-    assert capsys.readouterr().out == (f"{spec}:8: 'recenv-tiny>=1.1': recenv-tiny 1.0 does not "
-                                       "satisfy '>=1.1'\n")
+    assert capsys.readouterr().out == (
+        f"{spec}:8: 'recenv-tiny>=1.1': recenv-tiny 1.0 does not satisfy '>=1.1'\n"
+    )
 
 
 def test_gc_lists_envs_and_prunes_the_ones_unused_for_long(

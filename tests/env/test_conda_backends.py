@@ -22,24 +22,56 @@ def test_command_construction_micromamba_creates_from_the_file_without_the_pip_p
     backend = CondaFamilyBackend("micromamba")
     backend.exe = "micromamba"
     assert backend.create_command(Path("/c/k"), Path("/c/.k.environment.yml"), None) == [
-        "micromamba", "create", "--yes", "--prefix", "/c/k", "--file", "/c/.k.environment.yml"]
+        "micromamba",
+        "create",
+        "--yes",
+        "--prefix",
+        "/c/k",
+        "--file",
+        "/c/.k.environment.yml",
+    ]
 
 
 def test_command_construction_conda_uses_env_create_and_a_lock_when_there_is_one() -> None:
     backend = CondaFamilyBackend("conda")
     backend.exe = "conda"
     assert backend.create_command(Path("/c/k"), Path("/c/e.yml"), None) == [
-        "conda", "env", "create", "--prefix", "/c/k", "--file", "/c/e.yml"]
+        "conda",
+        "env",
+        "create",
+        "--prefix",
+        "/c/k",
+        "--file",
+        "/c/e.yml",
+    ]
     assert backend.create_command(Path("/c/k"), Path("/c/e.yml"), Path("/p/e.linux-64.lock")) == [
-        "conda", "create", "--yes", "--prefix", "/c/k", "--file", "/p/e.linux-64.lock"]
+        "conda",
+        "create",
+        "--yes",
+        "--prefix",
+        "/c/k",
+        "--file",
+        "/p/e.linux-64.lock",
+    ]
 
 
 def test_command_construction_pip_section_runs_without_upgrade(tmp_path: Path) -> None:
     backend = CondaFamilyBackend("mamba")
-    cmd = backend.pip_command(Path("/c/k"), ["rich>=13", f"-e {tmp_path}",
-                                             "--extra-index-url https://m.example/simple"])
-    assert cmd == ["/c/k/bin/python", "-m", "pip", "install", "--no-input", "rich>=13", "-e",
-                   str(tmp_path), "--extra-index-url", "https://m.example/simple"]
+    cmd = backend.pip_command(
+        Path("/c/k"), ["rich>=13", f"-e {tmp_path}", "--extra-index-url https://m.example/simple"]
+    )
+    assert cmd == [
+        "/c/k/bin/python",
+        "-m",
+        "pip",
+        "install",
+        "--no-input",
+        "rich>=13",
+        "-e",
+        str(tmp_path),
+        "--extra-index-url",
+        "https://m.example/simple",
+    ]
     assert "-U" not in cmd and "--upgrade" not in cmd
 
 
@@ -53,13 +85,17 @@ def test_command_construction_conda_only_file_drops_the_pip_section(
     assert "numpy>=1.26" in text and "pip:" not in text and "rich" not in text
 
 
-def test_the_chain_skips_missing_binaries_and_says_why(monkeypatch: pytest.MonkeyPatch,
-                                                        tmp_path: Path) -> None:
+def test_the_chain_skips_missing_binaries_and_says_why(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     monkeypatch.setenv("PATH", str(tmp_path))
     monkeypatch.delenv("CONDA_EXE", raising=False)
     monkeypatch.delenv("MAMBA_EXE", raising=False)
-    with pytest.raises(RecenvError, match="no usable backend: micromamba: 'micromamba' not found "
-                       "on PATH; mamba: 'mamba' not found on PATH"):
+    with pytest.raises(
+        RecenvError,
+        match="no usable backend: micromamba: 'micromamba' not found "
+        "on PATH; mamba: 'mamba' not found on PATH",
+    ):
         select_backend(["micromamba", "mamba"])
     assert select_backend(["micromamba", "uv"]).name == "uv"  # uv comes from the uv package
 

@@ -37,29 +37,62 @@ def test_a_dockerfile_following_the_rules_passes(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("old", "new", "expected"),
     [
-        (" \\\n && micromamba clean --all --yes", "",
-         "4: 'micromamba create' without 'micromamba clean --all --yes' in the same RUN leaves "
-         "the package cache in the layer; append '&& micromamba clean --all --yes'"),
-        ("USER ${APP_UID}\n", "", "8: final stage 'runtime' runs as root; add 'USER <non-root "
-         "user>' (create one with useradd --system)"),
-        ("USER ${APP_UID}\n", "USER root\n", "11: final stage runs as 'root'; switch to a "
-         "non-root user at the end (USER app)"),
-        ("debian:bookworm-slim", "debian", "8: base image 'debian' is not pinned; use a version "
-         "tag or digest, like 'debian:<version>@sha256:<digest>'"),
-        ("debian:bookworm-slim", "debian:latest", "8: base image 'debian:latest' is not pinned; "
-         "use a version tag or digest, like 'debian:<version>@sha256:<digest>'"),
-        ("ARG BASE=mambaorg", "ARG OTHER=mambaorg", "2: base image '${BASE}' comes from an ARG "
-         "without a default; give the ARG a pinned default so the build is reproducible"),
-        ("COPY environment.yml ./\n", "COPY . /src\nCOPY environment.yml ./\n",
-         "4: environment file copied after the sources (line 3); COPY environment.yml and "
-         "create the env first, then COPY the sources, so a code edit does not rebuild the env "
-         "layer"),
+        (
+            " \\\n && micromamba clean --all --yes",
+            "",
+            "4: 'micromamba create' without 'micromamba clean --all --yes' in the same RUN leaves "
+            "the package cache in the layer; append '&& micromamba clean --all --yes'",
+        ),
+        (
+            "USER ${APP_UID}\n",
+            "",
+            "8: final stage 'runtime' runs as root; add 'USER <non-root "
+            "user>' (create one with useradd --system)",
+        ),
+        (
+            "USER ${APP_UID}\n",
+            "USER root\n",
+            "11: final stage runs as 'root'; switch to a non-root user at the end (USER app)",
+        ),
+        (
+            "debian:bookworm-slim",
+            "debian",
+            "8: base image 'debian' is not pinned; use a version "
+            "tag or digest, like 'debian:<version>@sha256:<digest>'",
+        ),
+        (
+            "debian:bookworm-slim",
+            "debian:latest",
+            "8: base image 'debian:latest' is not pinned; "
+            "use a version tag or digest, like 'debian:<version>@sha256:<digest>'",
+        ),
+        (
+            "ARG BASE=mambaorg",
+            "ARG OTHER=mambaorg",
+            "2: base image '${BASE}' comes from an ARG "
+            "without a default; give the ARG a pinned default so the build is reproducible",
+        ),
+        (
+            "COPY environment.yml ./\n",
+            "COPY . /src\nCOPY environment.yml ./\n",
+            "4: environment file copied after the sources (line 3); COPY environment.yml and "
+            "create the env first, then COPY the sources, so a code edit does not rebuild the env "
+            "layer",
+        ),
     ],
-    ids=["install-without-clean", "no-user", "root-user", "untagged-base", "latest-base",
-         "arg-without-default", "env-after-sources"],
+    ids=[
+        "install-without-clean",
+        "no-user",
+        "root-user",
+        "untagged-base",
+        "latest-base",
+        "arg-without-default",
+        "env-after-sources",
+    ],
 )
-def test_each_rule_reports_its_line_and_fix(tmp_path: Path, old: str, new: str,
-                                            expected: str) -> None:
+def test_each_rule_reports_its_line_and_fix(
+    tmp_path: Path, old: str, new: str, expected: str
+) -> None:
     assert old in GOOD
     assert _check(tmp_path, GOOD.replace(old, new)) == [expected]
 
@@ -69,6 +102,7 @@ def test_the_generated_projects_dockerfile_passes(tmp_path: Path) -> None:
     if not template.is_file():
         pytest.skip(f"needs the template's Dockerfile; found no {template}")
     # Jinja lines are template syntax, not Dockerfile lines; keep the CPU branch's text.
-    text = "\n".join("" if "{%" in line else line.split("{%")[0]
-                     for line in template.read_text().splitlines())
+    text = "\n".join(
+        "" if "{%" in line else line.split("{%")[0] for line in template.read_text().splitlines()
+    )
     assert _check(tmp_path, text) == []

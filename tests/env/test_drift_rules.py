@@ -33,17 +33,23 @@ def test_a_cuda_torch_in_a_cpu_spec_is_a_variant_clash(tmp_path: Path) -> None:
     installed = {"torch": "2.13.0+cu126", "numpy": "2.4.6", "faiss-cpu": "1.15.1"}
     assert _drift(tmp_path, CPU, installed) == [
         "6: spec asks for CPU builds ('pytorch=2.13=cpu*') but a CUDA torch is installed "
-        "(torch 2.13.0+cu126); reinstall the CPU wheel"]
+        "(torch 2.13.0+cu126); reinstall the CPU wheel"
+    ]
 
 
 def test_cpu_torch_in_a_cuda_spec_and_both_faiss_builds_are_reported(tmp_path: Path) -> None:
     cuda = CPU.replace("cpu*", "cuda*").replace("faiss-cpu=1.15", "faiss-gpu=1.15")
-    installed = {"torch": "2.13.0+cpu", "numpy": "2.4.6", "faiss-gpu": "1.15.1",
-                 "faiss-cpu": "1.15.1"}
+    installed = {
+        "torch": "2.13.0+cpu",
+        "numpy": "2.4.6",
+        "faiss-gpu": "1.15.1",
+        "faiss-cpu": "1.15.1",
+    }
     assert _drift(tmp_path, cuda, installed) == [
         "1: faiss-cpu 1.15.1 and faiss-gpu 1.15.1 are both installed and overwrite each other's "
         "'faiss' module; uninstall one",
-        "6: spec asks for CUDA ('pytorch=2.13=cuda*') but the CPU torch 2.13.0+cpu is installed"]
+        "6: spec asks for CUDA ('pytorch=2.13=cuda*') but the CPU torch 2.13.0+cpu is installed",
+    ]
 
 
 def test_missing_and_too_old_packages_are_reported_at_their_lines(tmp_path: Path) -> None:
@@ -51,4 +57,5 @@ def test_missing_and_too_old_packages_are_reported_at_their_lines(tmp_path: Path
     assert _drift(tmp_path, CPU, installed) == [
         "6: 'pytorch=2.13=cpu*': torch 2.12.1+cpu does not satisfy '==2.13.*'",
         "7: 'numpy>=1.26': numpy 1.25.0 does not satisfy '>=1.26'",
-        "8: 'faiss-cpu=1.15': not installed"]
+        "8: 'faiss-cpu=1.15': not installed",
+    ]

@@ -17,8 +17,9 @@ def test_recenv_build_adds_a_passing_build_test_and_a_header_line(
     write_env(pytester.path, "  - recenv-tiny\n")
     result = pytester.runpytest("--recenv-build", "-v", "-p", "no:randomly")
     result.assert_outcomes(passed=1)
-    result.stdout.fnmatch_lines(["env: uv key=*… created in * s",
-                                 "environment.yml::recenv-build PASSED*"])
+    result.stdout.fnmatch_lines(
+        ["env: uv key=*… created in * s", "environment.yml::recenv-build PASSED*"]
+    )
     again = pytester.runpytest("--recenv-build", "-p", "no:randomly")
     again.stdout.re_match_lines([r"env: uv key=[0-9a-f]{8}… reused in 0\.\d s"])
 
@@ -30,11 +31,14 @@ def test_a_broken_environment_file_fails_the_build_test_with_its_report(
     pytester.makepyfile("def test_other():\n    pass\n")
     result = pytester.runpytest("--recenv-build", "-p", "no:randomly")
     result.assert_outcomes(passed=1, failed=1)
-    result.stdout.fnmatch_lines(["env: build FAILED for environment.yml (see the recenv-build "
-                                 "test)", "*environment build failed for*",
-                                 "uv pip install failed (exit 1): *",
-                                 "*recenv-not-in-the-wheelhouse was not found in the provided "
-                                 "package locations*"])
+    result.stdout.fnmatch_lines(
+        [
+            "env: build FAILED for environment.yml (see the recenv-build test)",
+            "*environment build failed for*",
+            "uv pip install failed (exit 1): *",
+            "*recenv-not-in-the-wheelhouse was not found in the provided package locations*",
+        ]
+    )
     assert "Traceback" not in result.stdout.str()
 
 
@@ -59,10 +63,13 @@ def test_xdist_workers_share_one_build(
 ) -> None:
     pytest.importorskip("xdist", reason="needs pytest-xdist for workers")
     write_env(pytester.path, "  - recenv-tiny\n")
-    pytester.makepyfile(**{f"test_w{i}": "def test_env(recenv_env):\n"
-                           "    print('CREATED', recenv_env.created)\n" for i in range(4)})
-    result = pytester.runpytest_subprocess("-n", "2", "--recenv-build", "-s", "-p",
-                                           "no:randomly")
+    pytester.makepyfile(
+        **{
+            f"test_w{i}": "def test_env(recenv_env):\n    print('CREATED', recenv_env.created)\n"
+            for i in range(4)
+        }
+    )
+    result = pytester.runpytest_subprocess("-n", "2", "--recenv-build", "-s", "-p", "no:randomly")
     result.assert_outcomes(passed=5)
     # the controller built it for the header; every worker found it built
     result.stdout.fnmatch_lines(["env: uv key=*… created in *"])
@@ -74,5 +81,9 @@ def test_recenv_spec_fails_clearly_on_a_bad_file(pytester: pytest.Pytester) -> N
     pytester.makepyfile("def test_spec(recenv_spec):\n    pass\n")
     result = pytester.runpytest("-p", "no:randomly")
     result.assert_outcomes(errors=1)
-    result.stdout.fnmatch_lines(["*recenv_spec: *environment.yml is not a usable environment "
-                                 "file:", "*environment.yml:2: 'dependencies' must be a list*"])
+    result.stdout.fnmatch_lines(
+        [
+            "*recenv_spec: *environment.yml is not a usable environment file:",
+            "*environment.yml:2: 'dependencies' must be a list*",
+        ]
+    )

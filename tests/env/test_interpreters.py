@@ -35,8 +35,9 @@ def _fake_pyenv(tmp_path: Path) -> Path:
 
 def test_discovery_finds_pyenv_versions_and_skips_shims(tmp_path: Path) -> None:
     root = _fake_pyenv(tmp_path)
-    found = discover(environ={"PYENV_ROOT": str(root), "PATH": str(root / "shims"),
-                              "HOME": str(tmp_path)})
+    found = discover(
+        environ={"PYENV_ROOT": str(root), "PATH": str(root / "shims"), "HOME": str(tmp_path)}
+    )
     assert [i.source for i in found] == ["pyenv"]
     assert found[0].path == root / "versions" / "9.9.9" / "bin" / "python3.99"
     # the version comes from asking the binary, not from the folder name
@@ -44,8 +45,13 @@ def test_discovery_finds_pyenv_versions_and_skips_shims(tmp_path: Path) -> None:
 
 
 def test_discovery_skips_virtualenv_pythons(tmp_path: Path) -> None:
-    found = discover(environ={"PATH": str(Path(sys.executable).parent),
-                              "PYENV_ROOT": str(tmp_path), "HOME": str(tmp_path)})
+    found = discover(
+        environ={
+            "PATH": str(Path(sys.executable).parent),
+            "PYENV_ROOT": str(tmp_path),
+            "HOME": str(tmp_path),
+        }
+    )
     if sys.prefix == sys.base_prefix:
         pytest.skip(f"needs pytest running inside a venv; found {sys.prefix}")
     assert all(Path(i.path).parent != Path(sys.executable).parent for i in found)
@@ -85,13 +91,16 @@ def test_strict_policy_names_the_pin_and_what_was_found() -> None:
     with pytest.raises(RecenvError) as err:
         choose(parse_matchspec("python=3.9", 6), FOUND, "strict", where="environment.yml")
     msg = str(err.value)
-    assert msg.startswith("environment.yml:6: 'python=3.9' needs CPython ==3.9.*, which is not "
-                          "installed; found: CPython 3.12.1 (/x/3.12/bin/python3.12, pyenv);")
+    assert msg.startswith(
+        "environment.yml:6: 'python=3.9' needs CPython ==3.9.*, which is not "
+        "installed; found: CPython 3.12.1 (/x/3.12/bin/python3.12, pyenv);"
+    )
     assert "pyenv install 3.9" in msg
 
 
 def test_warn_policy_falls_back_with_a_warning() -> None:
-    with pytest.warns(InterpreterFallbackWarning, match="'python=3.9' is not installed; using "
-                      "CPython 3.12.1"):
+    with pytest.warns(
+        InterpreterFallbackWarning, match="'python=3.9' is not installed; using CPython 3.12.1"
+    ):
         chosen = choose(parse_matchspec("python=3.9", 6), FOUND, "warn")
     assert chosen.version == (3, 12, 1)

@@ -21,8 +21,12 @@ def _need_pre_commit() -> None:
 
 def test_the_hook_manifest_is_valid() -> None:
     _need_pre_commit()
-    result = subprocess.run([*PRE_COMMIT, "validate-manifest", str(MANIFEST)],
-                            capture_output=True, text=True, check=False)
+    result = subprocess.run(
+        [*PRE_COMMIT, "validate-manifest", str(MANIFEST)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert result.returncode == 0, result.stdout + result.stderr
 
 
@@ -35,18 +39,32 @@ def test_try_repo_runs_the_hooks_on_a_project(tmp_path: Path) -> None:
     project.mkdir()
     (project / "environment.yml").write_text(
         "name: shop-dev-me\nchannels:\n  - conda-forge\n  - defaults\ndependencies:\n"
-        "  - python=3.11\n  - pip\n  - pip:\n      - faiss\n")
+        "  - python=3.11\n  - pip\n  - pip:\n      - faiss\n"
+    )
     (project / "Dockerfile").write_text("FROM python:latest\nRUN echo hi\n")
     # a lock that no longer satisfies the spec (it predates the python=3.11 pin)
     (project / "environment.lock.json").write_text(
-        '{"format": 1, "spec_hash": "old", "python": "3.10.13", "packages": {}}\n')
-    env = {**os.environ, "PRE_COMMIT_HOME": str(tmp_path / "pc-home"),
-           "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.org",
-           "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@example.org"}
+        '{"format": 1, "spec_hash": "old", "python": "3.10.13", "packages": {}}\n'
+    )
+    env = {
+        **os.environ,
+        "PRE_COMMIT_HOME": str(tmp_path / "pc-home"),
+        "GIT_AUTHOR_NAME": "t",
+        "GIT_AUTHOR_EMAIL": "t@example.org",
+        "GIT_COMMITTER_NAME": "t",
+        "GIT_COMMITTER_EMAIL": "t@example.org",
+    }
     subprocess.run(["git", "init", "-q"], cwd=project, check=True, env=env)
     subprocess.run(["git", "add", "."], cwd=project, check=True, env=env)
-    result = subprocess.run([*PRE_COMMIT, "try-repo", str(ROOT), "--all-files"], cwd=project,
-                            capture_output=True, text=True, check=False, env=env, timeout=900)
+    result = subprocess.run(
+        [*PRE_COMMIT, "try-repo", str(ROOT), "--all-files"],
+        cwd=project,
+        capture_output=True,
+        text=True,
+        check=False,
+        env=env,
+        timeout=900,
+    )
     out = result.stdout + result.stderr
     assert result.returncode == 1, out
     for expected in (

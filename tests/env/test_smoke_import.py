@@ -14,8 +14,9 @@ from pytest_recenv.smoke import _import_weights, smoke_test
 from pytest_recenv.spec import BuildError
 
 
-def _install(site: Path, name: str, module: str | None = None,
-             requires: tuple[str, ...] = ()) -> None:
+def _install(
+    site: Path, name: str, module: str | None = None, requires: tuple[str, ...] = ()
+) -> None:
     """Unpack a real wheel into ``site``, as an installer does for a pure-Python wheel."""
     wheel = make_wheel(site.parent / "wheels", name, "1.0", module=module, requires=requires)
     with zipfile.ZipFile(wheel) as zf:
@@ -31,18 +32,22 @@ def test_every_failure_is_reported_by_package_even_when_one_kills_the_interprete
 ) -> None:
     site = tmp_path / "site"
     _install(site, "recenv-fine")
-    _install(site, "recenv-chatty", module="print('{\"not\": \"an answer\"}')\nVERSION = 1\n")
+    _install(site, "recenv-chatty", module='print(\'{"not": "an answer"}\')\nVERSION = 1\n')
     _install(site, "recenv-raises", module="raise RuntimeError('boom at import')\n")
-    _install(site, "recenv-dies", module="import sys\nsys.stderr.write('dying now\\n')\n"
-             "import os\nos._exit(7)\n")
+    _install(
+        site,
+        "recenv-dies",
+        module="import sys\nsys.stderr.write('dying now\\n')\nimport os\nos._exit(7)\n",
+    )
     dists = ["recenv-fine", "recenv-chatty", "recenv-raises", "recenv-dies", "recenv-absent"]
     with pytest.raises(BuildError) as err:
         smoke_test(Path(sys.executable), dists, env=_env(site))
     lines = str(err.value).splitlines()
     # the crash report quotes the worker's stderr tail, which may also hold what an earlier
     # package printed in that worker (printing goes to stderr, away from the answers)
-    assert lines[2].startswith("  recenv-dies: the interpreter crashed (exit 7) while importing "
-                               "it: ") and lines[2].endswith("dying now"), lines[2]
+    assert lines[2].startswith(
+        "  recenv-dies: the interpreter crashed (exit 7) while importing it: "
+    ) and lines[2].endswith("dying now"), lines[2]
     assert lines[:2] + lines[3:] == [
         "import smoke test failed for 3 of 5 declared packages:",
         "  recenv-absent: not installed",
@@ -68,8 +73,9 @@ def test_heaviest_first_counts_the_source_a_package_pulls_in_through_its_require
     _install(site, "recenv-thin", requires=("recenv-big>=1",))
     _install(site, "recenv-alone", module="Y = 2\n" * 100)
     _install(site, "recenv-optional", requires=("recenv-big; extra == 'all'",))
-    weights = _import_weights(tmp_path, ["recenv-thin", "recenv-alone", "recenv-optional",
-                                         "recenv-missing"])
+    weights = _import_weights(
+        tmp_path, ["recenv-thin", "recenv-alone", "recenv-optional", "recenv-missing"]
+    )
     big = len("X = 1\n" * 5000)
     assert weights["recenv-thin"] > big > weights["recenv-alone"] > weights["recenv-optional"]
     assert weights["recenv-missing"] == 0

@@ -32,8 +32,12 @@ def test_conda_versions_translate_to_pep440_per_cep29(conda: str, pep440: str) -
 
 def test_matchspec_keeps_channel_and_build_string() -> None:
     dep = parse_matchspec("pytorch::pytorch=2.13=cpu*")
-    assert (dep.channel, dep.name, dep.version, dep.build) == ("pytorch", "pytorch", "2.13.*",
-                                                                "cpu*")
+    assert (dep.channel, dep.name, dep.version, dep.build) == (
+        "pytorch",
+        "pytorch",
+        "2.13.*",
+        "cpu*",
+    )
 
 
 def test_or_versions_are_valid_conda_but_refused_for_pypi() -> None:
@@ -44,10 +48,21 @@ def test_or_versions_are_valid_conda_but_refused_for_pypi() -> None:
 
 @pytest.mark.parametrize(
     ("conda", "pypi"),
-    [("pytorch", "torch"), ("pytorch-cpu", "torch"), ("faiss", "faiss-cpu"),
-     ("libfaiss", "faiss-cpu"), ("faiss-gpu", "faiss-gpu"), ("py-opencv", "opencv-python-headless"),
-     ("pytables", "tables"), ("matplotlib-base", "matplotlib"), ("numpy", "numpy"),
-     ("python", None), ("cudatoolkit", None), ("cpuonly", None), ("mkl", None)],
+    [
+        ("pytorch", "torch"),
+        ("pytorch-cpu", "torch"),
+        ("faiss", "faiss-cpu"),
+        ("libfaiss", "faiss-cpu"),
+        ("faiss-gpu", "faiss-gpu"),
+        ("py-opencv", "opencv-python-headless"),
+        ("pytables", "tables"),
+        ("matplotlib-base", "matplotlib"),
+        ("numpy", "numpy"),
+        ("python", None),
+        ("cudatoolkit", None),
+        ("cpuonly", None),
+        ("mkl", None),
+    ],
 )
 def test_name_table_maps_or_drops(conda: str, pypi: str | None) -> None:
     assert names.pypi_name(conda) == pypi
@@ -105,8 +120,12 @@ dependencies:
 
 @pytest.mark.parametrize(
     ("old", "new"),
-    [("numpy>=1.26", "numpy>=1.27"), ("python=3.11", "python=3.10"), ("rich>=13", "rich>=14"),
-     ("  - nodefaults\n", "  - nodefaults\n  - pytorch\n")],
+    [
+        ("numpy>=1.26", "numpy>=1.27"),
+        ("python=3.11", "python=3.10"),
+        ("rich>=13", "rich>=14"),
+        ("  - nodefaults\n", "  - nodefaults\n  - pytorch\n"),
+    ],
 )
 def test_real_changes_change_the_digest(tmp_path: Path, old: str, new: str) -> None:
     a = load_spec(_env(tmp_path, BASE, "a.yml"))
@@ -116,8 +135,13 @@ def test_real_changes_change_the_digest(tmp_path: Path, old: str, new: str) -> N
 
 def test_channel_order_counts_because_it_is_priority(tmp_path: Path) -> None:
     a = load_spec(_env(tmp_path, BASE.replace("  - nodefaults\n", "  - pytorch\n"), "a.yml"))
-    b = load_spec(_env(tmp_path, BASE.replace("  - conda-forge\n  - nodefaults\n",
-                                              "  - pytorch\n  - conda-forge\n"), "b.yml"))
+    b = load_spec(
+        _env(
+            tmp_path,
+            BASE.replace("  - conda-forge\n  - nodefaults\n", "  - pytorch\n  - conda-forge\n"),
+            "b.yml",
+        )
+    )
     assert a.digest() != b.digest()
 
 

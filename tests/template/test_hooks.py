@@ -39,6 +39,6 @@ def test_the_rendered_context_survives_quotes_and_unicode() -> None:
     """The hooks read the answers from a JSON text inside a Python literal."""
     from local_extensions import py_str  # the template's own filter, importable from ROOT
 
-    answers = {"project_name": "Alice's \"Recs\" \\ 😀", "include_docker": True}
+    answers = {"project_name": 'Alice\'s "Recs" \\ 😀', "include_docker": True}
     literal = py_str(json.dumps(answers, indent=4, sort_keys=True))
     assert json.loads(eval(literal)) == answers

@@ -93,7 +93,7 @@ def test_a_slug_with_a_path_separator_is_refused_and_writes_no_file(
 
 @pytest.mark.parametrize(
     "name",
-    ["Alice's \"Recs\"", "Ünïcödé Shop 😀", "Back\\slash & <tags> *stars*", "{not jinja}"],
+    ['Alice\'s "Recs"', "Ünïcödé Shop 😀", "Back\\slash & <tags> *stars*", "{not jinja}"],
     ids=["quotes", "unicode", "markup", "braces"],
 )
 def test_awkward_project_names_render_valid_files(name: str, tmp_path: Path) -> None:
