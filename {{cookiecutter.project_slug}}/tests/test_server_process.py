@@ -8,12 +8,8 @@ missing file. Everything binds 127.0.0.1 only.
 
 from __future__ import annotations
 
-import os
 import signal
-import socket
 import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -22,66 +18,34 @@ from pathlib import Path
 import httpx
 import pytest
 
+from {{ cookiecutter.package_name }}.serving.smoke import (
+    free_port,
+    spawn_server,
+    stop_server,
+    wait_until_ready,
+)
 from test_serving import write_sample_artifacts
 
-PACKAGE = "{{ cookiecutter.package_name }}"
 STARTUP_TIMEOUT_S = 90.0
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def start(artifacts: Path, port: int) -> subprocess.Popen[str]:
-    command = [sys.executable, "-m", PACKAGE, "serve", "--host", "127.0.0.1", "--port", str(port)]
-    return subprocess.Popen(
-        [*command, "--artifacts", str(artifacts)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    )
-
-
-def stop(process: subprocess.Popen[str]) -> str:
-    """SIGTERM, wait, and return everything the server printed (once; later calls get "")."""
-    if process.stdout is None or process.stdout.closed:
-        return ""
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-    output, _ = process.communicate()
-    return output
+    """The server as `nox -s demo` and the benchmarks start it, with its output captured."""
+    return spawn_server(artifacts, port, log_level="info", capture=True)
 
 
 @contextmanager
 def server(artifacts: Path) -> Iterator[tuple[str, subprocess.Popen[str]]]:
     port = free_port()
     process = start(artifacts, port)
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + STARTUP_TIMEOUT_S
     try:
-        while True:
-            if process.poll() is not None:
-                pytest.fail(
-                    f"server exited with {process.returncode} before ready:\n{stop(process)}"
-                )
-            try:
-                if httpx.get(f"{base}/readyz", timeout=1.0).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"server not ready after {STARTUP_TIMEOUT_S:.0f} s:\n{stop(process)}")
-            time.sleep(0.1)
-        yield base, process
+        try:
+            wait_until_ready(process, port, STARTUP_TIMEOUT_S)
+        except SystemExit as failure:
+            pytest.fail(str(failure))
+        yield f"http://127.0.0.1:{port}", process
     finally:
-        stop(process)
+        stop_server(process)
 
 
 @pytest.fixture(scope="module")
@@ -144,7 +108,7 @@ def test_concurrent_requests_all_succeed_with_the_same_answer(
 
 def test_sigterm_shuts_the_server_down_cleanly(artifacts_dir: Path) -> None:
     with server(artifacts_dir) as (_, process):
-        output = stop(process)
+        output = stop_server(process)
     # uvicorn finishes its shutdown, then re-raises the signal it caught, as a process
     # manager expects: so the exit status is 0 or "killed by SIGTERM", after a clean shutdown.
     assert process.returncode in (0, -signal.SIGTERM), output
@@ -156,6 +120,6 @@ def test_a_server_without_artifacts_exits_non_zero_naming_the_missing_file(tmp_p
     try:
         process.wait(timeout=STARTUP_TIMEOUT_S)
     finally:
-        output = stop(process)
+        output = stop_server(process)
     assert process.returncode != 0
     assert f"{tmp_path / 'no-artifacts' / 'manifest.json'}: missing" in output

@@ -32,40 +32,67 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def start_server(
-    artifacts: Path, port: int, workers: int = 1, timeout: float = 120.0, log_level: str = "warning"
-) -> subprocess.Popen[bytes]:
-    """`python -m <package> serve` on 127.0.0.1:port, returned once /readyz answers 200."""
-    process = subprocess.Popen(
+def spawn_server(
+    artifacts: Path, port: int, workers: int = 1, log_level: str = "warning", capture: bool = False
+) -> subprocess.Popen[str]:
+    """`python -m <package> serve` on 127.0.0.1:port, returned at once (not yet ready).
+
+    With `capture`, its output goes to a pipe that `stop_server` returns, instead of this
+    terminal; tests use that to check what the server printed.
+    """
+    pipe = subprocess.PIPE if capture else None
+    return subprocess.Popen(
         [sys.executable, "-m", PACKAGE, "serve", "--host", "127.0.0.1", "--port", str(port),
          "--artifacts", str(artifacts), "--workers", str(workers), "--log-level", log_level],
+        stdout=pipe,
+        stderr=subprocess.STDOUT if capture else None,
+        text=True,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )  # fmt: skip
+
+
+def wait_until_ready(process: subprocess.Popen[str], port: int, timeout: float = 120.0) -> None:
+    """Return once /readyz answers 200; else stop the server and raise SystemExit with its log."""
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    while True:
         if process.poll() is not None:
-            raise SystemExit(
-                f"the server exited with {process.returncode} during startup (its log is above)"
-            )
+            log = stop_server(process) or "(its log is above)"
+            raise SystemExit(f"the server exited with {process.returncode} during startup:\n{log}")
         try:
             if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1.0).status_code == 200:
-                return process
+                return
         except httpx.TransportError:
             pass
-        time.sleep(0.2)
-    stop_server(process)
-    raise SystemExit(f"the server was not ready after {timeout:.0f} s")
+        if time.monotonic() > deadline:
+            log = stop_server(process) or "(its log is above)"
+            raise SystemExit(f"the server was not ready after {timeout:.0f} s:\n{log}")
+        time.sleep(0.1)
 
 
-def stop_server(process: subprocess.Popen[bytes]) -> None:
-    """SIGTERM (graceful shutdown), then SIGKILL if it does not exit in 20 s."""
+def start_server(
+    artifacts: Path, port: int, workers: int = 1, timeout: float = 120.0, log_level: str = "warning"
+) -> subprocess.Popen[str]:
+    """`python -m <package> serve` on 127.0.0.1:port, returned once /readyz answers 200."""
+    process = spawn_server(artifacts, port, workers, log_level)
+    wait_until_ready(process, port, timeout)
+    return process
+
+
+def stop_server(process: subprocess.Popen[str]) -> str:
+    """SIGTERM (graceful shutdown), then SIGKILL if it does not exit in 20 s.
+
+    Returns what a `capture`d server printed, once (later calls, or no capture: "").
+    """
+    if process.stdout is not None and process.stdout.closed:
+        return ""
     if process.poll() is None:
         process.send_signal(signal.SIGTERM)
         try:
             process.wait(timeout=20)
         except subprocess.TimeoutExpired:
             process.kill()
-            process.wait()
+    output, _ = process.communicate()
+    return output or ""
 
 
 def sample_requests(artifacts: Path) -> list[tuple[str, dict[str, object]]]:
