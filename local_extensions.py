@@ -12,7 +12,8 @@ from jinja2.ext import Extension
 
 
 def py_str(value: object) -> str:
-    """A double-quoted Python string literal (JSON string escapes are Python escapes)."""
+    """A double-quoted string literal of Python or YAML: JSON string escapes are valid in both
+    (YAML 1.2 double-quoted scalars are a superset of JSON strings)."""
     return json.dumps(str(value), ensure_ascii=False)
 
 
@@ -29,9 +30,7 @@ def toml_str(value: object) -> str:
     return '"' + "".join(out) + '"'
 
 
-def yaml_str(value: object) -> str:
-    """A YAML double-quoted scalar (YAML 1.2 is a superset of JSON strings)."""
-    return json.dumps(str(value), ensure_ascii=False)
+yaml_str = py_str
 
 
 def md_text(value: object) -> str:
