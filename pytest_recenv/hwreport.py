@@ -11,7 +11,13 @@ from pathlib import Path
 import pytest
 
 from pytest_recenv.fixtures import STATE_KEY, State
-from pytest_recenv.hardware import HardwareReport, arch_supported, tier1_from_dict
+from pytest_recenv.hardware import (
+    FaissInfo,
+    HardwareReport,
+    TorchInfo,
+    arch_supported,
+    tier1_from_dict,
+)
 
 
 def devices_text(report: HardwareReport) -> str:
@@ -20,12 +26,17 @@ def devices_text(report: HardwareReport) -> str:
     return "; ".join(f"{d.ordinal}: {d.describe(memory=True)}" for d in report.devices)
 
 
+def _unavailable_text(lib: str, info: TorchInfo | FaissInfo | None) -> str:
+    """``torch=not probed`` or ``faiss=missing (error)``: a library with no version to show."""
+    if info is None:
+        return f"{lib}=not probed"
+    return f"{lib}=missing{f' ({info.error})' if info.error else ''}"
+
+
 def _torch_text(report: HardwareReport) -> str:
     torch = report.torch
-    if torch is None:
-        return "torch=not probed"
-    if torch.version is None:
-        return f"torch=missing{f' ({torch.error})' if torch.error else ''}"
+    if torch is None or torch.version is None:
+        return _unavailable_text("torch", torch)
     if not torch.cuda:
         return f"torch={torch.version} ({'ROCm' if torch.hip else 'CPU'} build)"
     if not report.devices:
@@ -43,10 +54,8 @@ def _torch_text(report: HardwareReport) -> str:
 
 def _faiss_text(report: HardwareReport) -> str:
     faiss = report.faiss
-    if faiss is None:
-        return "faiss=not probed"
-    if faiss.version is None:
-        return f"faiss=missing{f' ({faiss.error})' if faiss.error else ''}"
+    if faiss is None or faiss.version is None:
+        return _unavailable_text("faiss", faiss)
     both = "; faiss-cpu AND faiss-gpu installed" if faiss.cpu_and_gpu_both_installed else ""
     return f"faiss={faiss.version} ({faiss.build} build, {faiss.num_gpus} GPUs{both})"
 
