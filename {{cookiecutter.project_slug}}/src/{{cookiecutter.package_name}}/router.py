@@ -37,7 +37,7 @@ before the built-in `match` (see `load_router`)::
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from enum import Enum{% if cookiecutter.python_version != "3.10" %}, StrEnum{% endif %}
 from pathlib import Path
@@ -340,15 +340,3 @@ def load_router(path: str | Path | None) -> Router:
         raise RouteConfigError(f"{file}{line}: not valid YAML ({exc}).") from exc
     return _from_config(config, str(file), lines)
 
-
-def describe(
-    router: Router, combos: Iterable[tuple[UserType, Device, Action]] | None = None
-) -> list[tuple[str, str, str, str, str]]:
-    """The routing table as rows (user_type, device, action, channel, rule), for docs and CLIs."""
-    if combos is None:
-        combos = ((u, d, a) for u in UserType for d in Device for a in Action)
-    rows = []
-    for user, dev, act in combos:
-        decision = router.route(user, dev, act)
-        rows.append((user.value, dev.value, act.value, decision.channel.value, decision.rule))
-    return rows

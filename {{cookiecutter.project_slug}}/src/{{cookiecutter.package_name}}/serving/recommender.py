@@ -46,10 +46,6 @@ class Recommender:
         self.artifacts = artifacts
         self.router = router or Router()
 
-    @property
-    def n_items(self) -> int:
-        return self.artifacts.n_items
-
     def recommend(
         self,
         user_id: str,
