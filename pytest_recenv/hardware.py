@@ -229,58 +229,60 @@ def apply_visible_devices(
     list stops at the first entry that matches nothing or repeats. The empty string hides all.
     """
 
-    def physical(g: Gpu) -> Gpu:
-        return g.migs[0] if g.mig_enabled and g.migs else g
-
     def device(ordinal: int, token: str, g: Gpu, is_mig: bool) -> Device:
         return Device(ordinal, token, g.uuid, g.name, g.memory, g.capability, is_mig)
 
     if visible_env is None:
-        out = []
-        for i, g in enumerate(gpus):
-            chosen = physical(g)
-            out.append(device(i, str(i), chosen, chosen is not g))
-        single = _single_mig(tuple(out))
+        out = tuple(device(i, str(i), *_cuda_view(g)) for i, g in enumerate(gpus))
+        single = _single_mig(out)
         return single, (
             None if len(single) == len(out) else "CUDA enumerates one MIG instance per process"
         )
-    tokens = [t.strip() for t in visible_env.split(",")]
-    if tokens == [""]:
+    if visible_env.strip() == "":
         return (), "CUDA_VISIBLE_DEVICES is empty"
-    migs = {m.uuid: m for g in gpus for m in g.migs}
-    devices: list[Device] = []
-    note = None
-    for token in tokens:
-        match = _resolve(token, gpus, migs)
-        if match is None or any(d.uuid == match[0].uuid for d in devices):
-            why = "repeats an earlier entry" if match else "matches no GPU"
-            note = f"CUDA_VISIBLE_DEVICES={visible_env!r}: {token!r} {why}; later entries ignored"
-            break
-        devices.append(device(len(devices), token, *match))
+    matched, note = _walk_visible(gpus, visible_env)
+    devices = tuple(device(i, token, g, is_mig) for i, (token, g, is_mig) in enumerate(matched))
     if not devices and note is None:
         note = f"CUDA_VISIBLE_DEVICES={visible_env!r} selects no GPU"
-    single = _single_mig(tuple(devices))
+    single = _single_mig(devices)
     if len(single) < len(devices):
         note = "CUDA enumerates one MIG instance per process"
     return single, note
 
 
+def _walk_visible(
+    gpus: tuple[Gpu, ...], visible_env: str
+) -> tuple[list[tuple[str, Gpu, bool]], str | None]:
+    """(token, GPU or MIG instance, is_mig) per leading entry that resolves, and why the walk
+    stopped early: like the CUDA runtime, at the first entry that matches nothing or repeats."""
+    migs = {m.uuid: m for g in gpus for m in g.migs}
+    matched: list[tuple[str, Gpu, bool]] = []
+    for token in (t.strip() for t in visible_env.split(",")):
+        match = _resolve(token, gpus, migs)
+        if match is None or any(g.uuid == match[0].uuid for _, g, _ in matched):
+            why = "repeats an earlier entry" if match else "matches no GPU"
+            return matched, (
+                f"CUDA_VISIBLE_DEVICES={visible_env!r}: {token!r} {why}; later entries ignored"
+            )
+        matched.append((token, *match))
+    return matched, None
+
+
+def _cuda_view(g: Gpu) -> tuple[Gpu, bool]:
+    """What CUDA opens for a physical GPU: its first MIG instance when MIG is enabled."""
+    return (g.migs[0], True) if g.mig_enabled and g.migs else (g, False)
+
+
 def _resolve(token: str, gpus: tuple[Gpu, ...], migs: dict[str, Gpu]) -> tuple[Gpu, bool] | None:
     if token.isdigit():
         i = int(token)
-        if i >= len(gpus):
-            return None
-        g = gpus[i]
-        return (g.migs[0], True) if g.mig_enabled and g.migs else (g, False)
+        return _cuda_view(gpus[i]) if i < len(gpus) else None
     if token.startswith("MIG-"):
         # Legacy form MIG-GPU-<uuid>/<gi>/<ci> is not resolvable without NVML ids; exact UUIDs only.
         return (migs[token], True) if token in migs else None
     if token.startswith("GPU-"):
         hits = [g for g in gpus if g.uuid.startswith(token)]
-        if len(hits) != 1:
-            return None
-        g = hits[0]
-        return (g.migs[0], True) if g.mig_enabled and g.migs else (g, False)
+        return _cuda_view(hits[0]) if len(hits) == 1 else None
     return None
 
 
@@ -297,16 +299,7 @@ def visible_tokens(report: HardwareReport) -> list[str]:
     """Every entry of the parent's visible list that resolves, MIG instances included."""
     if report.visible_env is None:
         return [str(i) for i in range(len(report.gpus))]
-    migs = {m.uuid: m for g in report.gpus for m in g.migs}
-    tokens: list[str] = []
-    seen: set[str] = set()
-    for token in (t.strip() for t in report.visible_env.split(",")):
-        match = _resolve(token, report.gpus, migs) if token else None
-        if match is None or match[0].uuid in seen:
-            break
-        seen.add(match[0].uuid)
-        tokens.append(token)
-    return tokens
+    return [token for token, _, _ in _walk_visible(report.gpus, report.visible_env)[0]]
 
 
 # -- tier 0: NVML ---------------------------------------------------------------------------------
