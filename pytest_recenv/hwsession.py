@@ -199,6 +199,11 @@ def multi_gpu_lock(item: pytest.Item) -> contextlib.AbstractContextManager[objec
     return FileLock(str(Path(state.tier1_dir) / "multi-gpu.lock"))
 
 
+def _is_hardware(item: pytest.Item) -> bool:
+    """Does a selected test need a GPU (a cuda, multi_gpu or faiss_gpu requirement)?"""
+    return any(r.is_gpu for r in item.stash[REQS_KEY])
+
+
 def evaluate_items(config: pytest.Config, items: list[pytest.Item]) -> None:
     state = config.stash[STATE_KEY]
     errors = []
@@ -211,13 +216,12 @@ def evaluate_items(config: pytest.Config, items: list[pytest.Item]) -> None:
     if errors:
         raise pytest.UsageError("bad hardware marker arguments:\n  " + "\n  ".join(errors))
     if config.getoption("recenv_only_hardware"):
-        keep = [i for i in items if any(r.is_gpu for r in i.stash[REQS_KEY])]
-        dropped = [i for i in items if not any(r.is_gpu for r in i.stash[REQS_KEY])]
+        dropped = [i for i in items if not _is_hardware(i)]
         if dropped:
             config.hook.pytest_deselected(items=dropped)
-            items[:] = keep
+            items[:] = [i for i in items if _is_hardware(i)]
         state.only_hardware_deselected = len(dropped)
-    state.hardware_ids = {i.nodeid for i in items if any(r.is_gpu for r in i.stash[REQS_KEY])}
+    state.hardware_ids = {i.nodeid for i in items if _is_hardware(i)}
     state.has_markers = any(i.stash[REQS_KEY] for i in items)
     state.has_wide = any(_is_wide(i) for i in items if i.stash[REQS_KEY])
     state.tally.selected = len(state.hardware_ids)
@@ -226,7 +230,7 @@ def evaluate_items(config: pytest.Config, items: list[pytest.Item]) -> None:
     needed: set[str] = set()
     for item in items:
         reqs = item.stash[REQS_KEY]
-        if state.mode == "skip" and any(r.is_gpu for r in reqs):
+        if state.mode == "skip" and _is_hardware(item):
             _skip(
                 state,
                 item,
