@@ -288,19 +288,25 @@ def _stamped(prefix: Path, key: str) -> dict[str, Any] | None:
     return stamp if stamp.get("key") == key else None
 
 
-def _reuse(plan: Plan, prefix: Path, start: float, stamp: dict[str, Any]) -> Env:
-    with contextlib.suppress(OSError):
-        os.utime(prefix / STAMP)  # last use, for `recenv gc`
+def _from_stamp(
+    plan: Plan, prefix: Path, start: float, stamp: dict[str, Any], created: bool
+) -> Env:
     return Env(
         python=prefix / stamp["python"],
         prefix=prefix,
         key=plan.key,
         backend=plan.backend.name,
-        created=False,
+        created=created,
         seconds=time.perf_counter() - start,
         spec_path=plan.spec.path,
         timings=stamp.get("timings", {}),
     )
+
+
+def _reuse(plan: Plan, prefix: Path, start: float, stamp: dict[str, Any]) -> Env:
+    with contextlib.suppress(OSError):
+        os.utime(prefix / STAMP)  # last use, for `recenv gc`
+    return _from_stamp(plan, prefix, start, stamp, created=False)
 
 
 def ensure_env(
@@ -334,7 +340,7 @@ def ensure_env(
                 title=f"recenv: building {plan.spec.path.name} "
                 f"with {plan.backend.name} (key {plan.key[:8]})",
             ) as bar:
-                timings = plan.backend.build(plan, root, prefix, bar)
+                plan.backend.build(plan, root, prefix, bar)
     except Timeout:
         raise RecenvError(
             f"waited {lock_timeout:.0f} s for another process building {prefix}; if none is "
@@ -343,16 +349,8 @@ def ensure_env(
     stamp = _stamped(prefix, plan.key)
     if not stamp:
         raise BuildError(f"{prefix}: the build finished without a stamp; this is a bug")
-    return Env(
-        python=prefix / stamp["python"],
-        prefix=prefix,
-        key=plan.key,
-        backend=plan.backend.name,
-        created=True,
-        seconds=time.perf_counter() - start,
-        spec_path=plan.spec.path,
-        timings=timings,
-    )
+    # the stamp holds the timings the backend just measured
+    return _from_stamp(plan, prefix, start, stamp, created=True)
 
 
 def write_stamp(folder: Path, plan: Plan, python_rel: str, timings: dict[str, float]) -> None:
