@@ -159,7 +159,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     from pytest_recenv import cli_tools
 
-    cli_tools.add_subcommands(sub, _add_build_options)
+    cli_tools.add_subcommands(sub)
     return parser
 
 

@@ -7,11 +7,11 @@ import json
 import shutil
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-DEFAULT_FILE = "environment.yml"
+from pytest_recenv import __version__
+from pytest_recenv.cli import DEFAULT_FILE
 
 
 def _env_files(files: list[str]) -> list[str]:
@@ -147,7 +147,7 @@ def _cmd_doctor(args: argparse.Namespace) -> int:
     from pytest_recenv.builders import cache_root
     from pytest_recenv.interpreters import discover
 
-    print(f"recenv {_version()} on python {sys.version.split()[0]} ({sys.executable})")
+    print(f"recenv {__version__} on python {sys.version.split()[0]} ({sys.executable})")
     print("backends (in chain order):")
     for name in backend_chain(args.backend.split(",") if args.backend else None):
         backend = make_backend(name)
@@ -181,12 +181,6 @@ def _hardware_summary() -> str:
         return f"probe unavailable ({exc.__class__.__name__}: {exc})"
 
 
-def _version() -> str:
-    from pytest_recenv import __version__
-
-    return __version__
-
-
 def _cmd_dockerfile(args: argparse.Namespace) -> int:
     from pytest_recenv.dockerfile import check_dockerfile
 
@@ -197,7 +191,7 @@ def _cmd_dockerfile(args: argparse.Namespace) -> int:
     return 1 if problems else 0
 
 
-def add_subcommands(sub: Any, add_build_options: Callable[..., None]) -> None:
+def add_subcommands(sub: Any) -> None:
     p = sub.add_parser("lock", help="write the uv lock (environment.lock.json), or --check it")
     p.add_argument("files", nargs="*", help=f"environment files (default: {DEFAULT_FILE})")
     p.add_argument(
@@ -246,4 +240,3 @@ def add_subcommands(sub: Any, add_build_options: Callable[..., None]) -> None:
     p = sub.add_parser("dockerfile", help="conda rules for Dockerfiles that hadolint lacks")
     p.add_argument("files", nargs="*", help="Dockerfiles (default: Dockerfile)")
     p.set_defaults(handler=_cmd_dockerfile)
-    del add_build_options
