@@ -19,14 +19,13 @@ import subprocess
 import sys
 import tempfile
 from collections import Counter
+from contextlib import nullcontext
 from pathlib import Path
 
 from load import check_loopback
 
 from {{ cookiecutter.package_name }}.serving.smoke import (
-    free_port,
-    start_server,
-    stop_server,
+    running_server,
 )
 
 MAX_EXAMPLES_CAP = 5000
@@ -72,26 +71,17 @@ def main(argv: list[str] | None = None) -> int:
     if not 1 <= args.max_examples <= MAX_EXAMPLES_CAP:
         parser.error(f"--max-examples must be in 1..{MAX_EXAMPLES_CAP}")
 
-    process = None
-    if args.url:
-        base_url = check_loopback(args.url)
-    else:
-        if not (args.artifacts / "manifest.json").is_file():
-            parser.error(
-                f"{args.artifacts / 'manifest.json'}: missing. Build artifacts first or pass --artifacts."
-            )
-        port = free_port()
-        process = start_server(args.artifacts, port)
-        base_url = f"http://127.0.0.1:{port}"
+    if not args.url and not (args.artifacts / "manifest.json").is_file():
+        parser.error(
+            f"{args.artifacts / 'manifest.json'}: missing. Build artifacts first or pass --artifacts."
+        )
     report_dir = args.report_dir or Path(tempfile.mkdtemp(prefix="fuzz-"))
     report_dir.mkdir(parents=True, exist_ok=True)
-    try:
+    server = nullcontext(check_loopback(args.url)) if args.url else running_server(args.artifacts)
+    with server as base_url:
         result = run_schemathesis(
             base_url, args.max_examples, args.seed, report_dir / "schemathesis.json"
         )
-    finally:
-        if process is not None:
-            stop_server(process)
 
     failures = Counter({f["title"]: f["count"] for f in result.get("failures", [])})
     server_errors = sum(

@@ -22,14 +22,13 @@ import json
 import random
 import sys
 import time
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from urllib.parse import urlparse
 
 from {{ cookiecutter.package_name }}.serving.smoke import (
-    free_port,
-    start_server,
-    stop_server,
+    running_server,
 )
 
 PACKAGE = "{{ cookiecutter.package_name }}"
@@ -246,18 +245,13 @@ def main(argv: list[str] | None = None) -> int:
             f"(`python -m {PACKAGE} demo`) or pass --artifacts."
         )
 
-    process = None
-    if args.url:
-        base_url = check_loopback(args.url)
-    else:
-        port = free_port()
-        process = start_server(args.artifacts, port, args.workers)
-        base_url = f"http://127.0.0.1:{port}"
-    try:
+    server = (
+        nullcontext(check_loopback(args.url))
+        if args.url
+        else running_server(args.artifacts, args.workers)
+    )
+    with server as base_url:
         result = run_load(base_url, args.artifacts, args.rate, args.duration, args.k)
-    finally:
-        if process is not None:
-            stop_server(process)
 
     print(
         f"POST /recommend k={result.k}: {result.requests} requests at {result.rate_offered:.0f}/s offered, "

@@ -3,8 +3,9 @@
     python -m {{ cookiecutter.package_name }}.serving.smoke --artifacts artifacts
 
 The last step of `nox -s demo`: proof that the artifacts the pipeline just wrote are served.
-The helpers that start and stop a server process are shared with benchmarks/load.py and
-benchmarks/fuzz.py, so all three exercise the same `python -m {{ cookiecutter.package_name }} serve`.
+The helpers that start and stop a server process are shared with benchmarks/load.py,
+benchmarks/fuzz.py and tests/test_server_process.py, so all exercise the same
+`python -m {{ cookiecutter.package_name }} serve`.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import cast
 
@@ -95,6 +98,17 @@ def stop_server(process: subprocess.Popen[str]) -> str:
     return output or ""
 
 
+@contextmanager
+def running_server(artifacts: Path, workers: int = 1) -> Iterator[str]:
+    """A ready server on a free loopback port for the `with` block; yields its base URL."""
+    port = free_port()
+    process = start_server(artifacts, port, workers)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        stop_server(process)
+
+
 def sample_requests(artifacts: Path) -> list[tuple[str, dict[str, object]]]:
     """One request per route of the router, with real ids from the artifacts."""
     user_ids = json.loads((artifacts / "user_ids.json").read_text(encoding="utf-8"))
@@ -160,12 +174,8 @@ def main(argv: list[str] | None = None) -> int:
             f"{args.artifacts / 'manifest.json'}: missing. Run `python -m {PACKAGE} demo` first, "
             "or pass --artifacts."
         )
-    port = free_port()
-    process = start_server(args.artifacts, port)
-    try:
-        answers = tour(f"http://127.0.0.1:{port}", args.artifacts, args.k)
-    finally:
-        stop_server(process)
+    with running_server(args.artifacts) as base_url:
+        answers = tour(base_url, args.artifacts, args.k)
     print_answers(answers)
     return 0
 
