@@ -1,7 +1,8 @@
 """How much wall time pytest-recenv adds to a test run, against no plugin and a naive conftest.
 
 Generates a suite of 2,000 trivial tests, a quarter marked ``cuda`` or ``faiss_gpu``, and times
-three configurations side by side, interleaved, ``--runs`` times each (medians reported):
+six configurations (two sets of three) side by side, interleaved, ``--runs`` times each (medians
+reported):
 
 * ``plugin``: pytest-recenv as installed (entry point): tier-0 probe, markers evaluated;
 * ``off``:    the same suite with ``-p no:recenv``;

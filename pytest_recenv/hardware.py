@@ -307,7 +307,7 @@ def visible_tokens(report: HardwareReport) -> list[str]:
 
 def _nvml_library_loadable() -> bool:
     """Does the NVML shared library open? The same ``dlopen`` pynvml does first, without importing
-    pynvml's 5,000-line module (~50 ms) on the machines that have no driver: most CI runners."""
+    pynvml's 5,000-line module (25-30 ms) on the machines that have no driver: most CI runners."""
     if not sys.platform.startswith("linux"):
         return True  # pynvml knows the Windows install locations; let it search them
     try:

@@ -63,8 +63,8 @@ def _faiss_text(report: HardwareReport) -> str:
 def installed_versions() -> dict[str, str]:
     """Installed torch and faiss distributions, from ``*.dist-info`` names on ``sys.path``.
 
-    One directory listing per path entry: ``importlib.metadata.version`` costs ~10 ms per name
-    looked up, which every test run would pay for a header line.
+    One directory listing per path entry (~0.6 ms in all), where ``importlib.metadata.version``
+    costs ~3 ms for the first name (it scans every distribution): every run pays for the header.
     """
     found: dict[str, str] = {}
     for entry in sys.path:
