@@ -39,10 +39,15 @@ def _cmd_check(args: argparse.Namespace) -> int:
     return 1 if count else 0
 
 
+def backend_chain_arg(args: argparse.Namespace) -> list[str] | None:
+    """``--backend a,b`` as a list; None leaves the choice to $RECENV_BACKENDS or the default."""
+    return args.backend.split(",") if args.backend else None
+
+
 def _ensure(args: argparse.Namespace) -> Env:
     from pytest_recenv.builders import ensure_env
 
-    backends = args.backend.split(",") if args.backend else None
+    backends = backend_chain_arg(args)
     return ensure_env(
         Path(args.file),
         backends=backends,
@@ -62,7 +67,7 @@ def _cmd_build(args: argparse.Namespace) -> int:
 def _cmd_key(args: argparse.Namespace) -> int:
     from pytest_recenv.builders import env_key
 
-    backends = args.backend.split(",") if args.backend else None
+    backends = backend_chain_arg(args)
     print(env_key(Path(args.file), backends=backends, python_policy=args.python_policy).key)
     return 0
 

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from pytest_recenv import __version__
-from pytest_recenv.cli import DEFAULT_FILE
+from pytest_recenv.cli import DEFAULT_FILE, backend_chain_arg
 
 
 def _env_files(files: list[str]) -> list[str]:
@@ -149,7 +149,7 @@ def _cmd_doctor(args: argparse.Namespace) -> int:
 
     print(f"recenv {__version__} on python {sys.version.split()[0]} ({sys.executable})")
     print("backends (in chain order):")
-    for name in backend_chain(args.backend.split(",") if args.backend else None):
+    for name in backend_chain(backend_chain_arg(args)):
         backend = make_backend(name)
         ok, why = backend.available()
         version = backend.version() if ok else ""
