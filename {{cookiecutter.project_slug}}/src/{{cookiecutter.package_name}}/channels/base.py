@@ -43,11 +43,14 @@ class ScoringChannel:
             raise KeyError(f"{self.name}: unknown user index {int(bad[0])}; expected 0..{n_users - 1}")
         return users
 
+    def _check_k(self, k: int) -> None:
+        if not 1 <= k <= self.n_items:
+            raise ValueError(f"{self.name}: k={k} must be between 1 and the catalog size {self.n_items}")
+
     def recommend(
         self, users: np.ndarray, k: int, exclude: Sequence[np.ndarray] | None = None
     ) -> tuple[np.ndarray, np.ndarray]:
-        if not 1 <= k <= self.n_items:
-            raise ValueError(f"{self.name}: k={k} must be between 1 and the catalog size {self.n_items}")
+        self._check_k(k)
         scores = self.score(np.asarray(users)).astype(np.float32, copy=True)
         if exclude is not None:
             for row, items in enumerate(exclude):

@@ -39,6 +39,5 @@ class TwoTowerChannel(ScoringChannel):
         from ..retrieval import search_excluding
 
         users = self._check_users(users, self.n_users)
-        if not 1 <= k <= self.n_items:
-            raise ValueError(f"{self.name}: k={k} must be between 1 and the catalog size {self.n_items}")
+        self._check_k(k)
         return search_excluding(self.index, self.user_embeddings[users], k, exclude)
