@@ -33,9 +33,18 @@ class _CSR:
         out = torch.zeros(len(rows), self.n_cols)
         if lengths.sum():
             r = np.repeat(np.arange(len(rows)), lengths)
-            c = self.cols[np.concatenate([np.arange(a, b) for a, b in zip(starts, stops, strict=True)])]
+            # Position of each entry inside self.cols: its row's start plus its offset in the row.
+            offsets = np.arange(lengths.sum()) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+            c = self.cols[np.repeat(starts, lengths) + offsets]
             out[torch.as_tensor(r), torch.as_tensor(c)] = 1.0
         return out
+
+
+def _sparse(rows: np.ndarray, cols: np.ndarray, values: torch.Tensor, shape: tuple[int, int]) -> torch.Tensor:
+    """Coalesced sparse COO matrix with ``values`` at (rows, cols)."""
+    return torch.sparse_coo_tensor(
+        torch.as_tensor(np.stack([rows, cols]), dtype=torch.long), values, shape, check_invariants=False
+    ).coalesce()
 
 
 def co_occurrence_neighbours(
@@ -53,12 +62,7 @@ def co_occurrence_neighbours(
     n_nb = min(n_neighbours, max(n_items - 1, 1))
     pairs = np.unique(np.stack([users, items], 1), axis=0) if len(users) else np.zeros((0, 2), np.int64)
     by_item = _CSR(pairs[:, 1], pairs[:, 0], n_items, n_users)  # item -> users who took it
-    xt = torch.sparse_coo_tensor(
-        torch.as_tensor(np.stack([pairs[:, 1], pairs[:, 0]]), dtype=torch.long),
-        torch.ones(len(pairs)),
-        (n_items, n_users),
-        check_invariants=False,
-    ).coalesce()  # (n_items, n_users) 0/1
+    xt = _sparse(pairs[:, 1], pairs[:, 0], torch.ones(len(pairs)), (n_items, n_users))  # 0/1
     degree = torch.as_tensor(np.diff(by_item.indptr), dtype=torch.float64)
     deg_pow_i = degree.clamp(min=1) ** alpha
     deg_pow_j = degree.clamp(min=1) ** (1 - alpha)
@@ -101,12 +105,7 @@ class ItemGraphChannel(ScoringChannel):
         valid = self.neighbours >= 0
         src = np.repeat(np.arange(n_items), valid.sum(1))
         # graph[i, j] = w(i, j) for the kept edges; (n_items, n_items) sparse
-        self.graph = torch.sparse_coo_tensor(
-            torch.as_tensor(np.stack([src, self.neighbours[valid]]), dtype=torch.long),
-            torch.as_tensor(self.weights[valid]),
-            (n_items, n_items),
-            check_invariants=False,
-        ).coalesce()
+        self.graph = _sparse(src, self.neighbours[valid], torch.as_tensor(self.weights[valid]), (n_items, n_items))
 
     def score(self, users: np.ndarray) -> np.ndarray:
         users = self._check_users(users, self.n_users)
