@@ -28,10 +28,10 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 from {{ cookiecutter.package_name }}.serving.smoke import (
+    PACKAGE,
     running_server,
 )
 
-PACKAGE = "{{ cookiecutter.package_name }}"
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 MAX_DURATION_S = 120.0
 MAX_RATE = 2000.0

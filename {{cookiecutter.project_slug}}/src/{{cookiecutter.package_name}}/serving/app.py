@@ -12,6 +12,7 @@ broken deployment fails its rollout instead of answering 500s.
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -168,8 +169,6 @@ def _jsonable(value: Any) -> Any:
         return value
     if isinstance(value, (list, dict)):
         try:
-            import json
-
             json.dumps(value)
             return value
         except (TypeError, ValueError):
