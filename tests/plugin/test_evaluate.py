@@ -7,7 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from pytest_recenv.fixtures import State
 from pytest_recenv.hardware import FaissInfo, TorchInfo, arch_supported, load_probe_file
+from pytest_recenv.hwreport import header_lines
 from pytest_recenv.markers import MarkerError, evaluate_requirements, parse, parse_size
 
 REPORTS = Path(__file__).resolve().parents[1] / "data" / "reports"
@@ -237,3 +239,17 @@ def test_recorded_reports_round_trip_through_json(name: str) -> None:
 
     report = load_probe_file(REPORTS / name, None)
     assert HardwareReport.from_json(report.to_json()) == report
+
+
+def test_the_header_names_a_library_that_is_missing_or_not_probed() -> None:
+    report = load_probe_file(REPORTS / "cpu_only.json", None)
+    missing = dataclasses.replace(
+        report, torch=TorchInfo(), faiss=FaissInfo(error="ImportError: libgomp.so.1")
+    )
+    state = State(mode="auto", report=missing, parent_report=missing)
+    assert header_lines(state)[1] == (
+        "recenv: torch=missing faiss=missing (ImportError: libgomp.so.1)"
+    )
+    unprobed = dataclasses.replace(report, faiss=None)
+    state = State(mode="auto", report=unprobed, parent_report=unprobed)
+    assert header_lines(state)[1] == "recenv: torch=2.13.0+cpu (CPU build) faiss=not probed"
