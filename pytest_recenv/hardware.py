@@ -164,6 +164,19 @@ def tier1_from_dict(lib: str, value: Mapping[str, Any]) -> TorchInfo | FaissInfo
     return FaissInfo(**{**value, "distributions": tuple(value.get("distributions", ()))})
 
 
+def read_tier1_dir(
+    folder: str | os.PathLike[str], libs: tuple[str, ...] = ("torch", "faiss")
+) -> dict[str, TorchInfo | FaissInfo]:
+    """The tier-1 results an xdist run keeps in ``folder`` (one ``<lib>.json`` per library probed
+    so far), by library; a library not probed yet is absent."""
+    files = {lib: Path(folder) / f"{lib}.json" for lib in libs}
+    return {
+        lib: tier1_from_dict(lib, json.loads(f.read_text()))
+        for lib, f in files.items()
+        if f.exists()
+    }
+
+
 def report_from_dict(d: Mapping[str, Any]) -> HardwareReport:
     torch = d.get("torch")
     faiss = d.get("faiss")

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import sys
-from pathlib import Path
 
 import pytest
 
@@ -16,7 +14,7 @@ from pytest_recenv.hardware import (
     HardwareReport,
     TorchInfo,
     arch_supported,
-    tier1_from_dict,
+    read_tier1_dir,
 )
 
 
@@ -125,12 +123,8 @@ def summary_lines(config: pytest.Config) -> list[str]:
         )
         lines += [f"recenv:   {n} skipped: {reason}" for reason, n in sorted(t.skipped.items())]
     report = state.report
-    if state.tier1_dir and Path(state.tier1_dir).is_dir():
-        updates = {
-            p.stem: tier1_from_dict(p.stem, json.loads(p.read_text()))
-            for p in Path(state.tier1_dir).glob("*.json")
-        }
-        report = dataclasses.replace(report, **updates)
+    if state.tier1_dir:  # under xdist the controller learns tier 1 from the workers' files
+        report = dataclasses.replace(report, **read_tier1_dir(state.tier1_dir))
     if report.source == "live" and (report.torch is not None or report.faiss is not None):
         parts = [
             _torch_text(report) if report.torch else "",

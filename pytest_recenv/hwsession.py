@@ -27,7 +27,7 @@ from pytest_recenv.hardware import (
     HardwareReport,
     load_probe_file,
     probe_tier0,
-    tier1_from_dict,
+    read_tier1_dir,
     visible_tokens,
 )
 from pytest_recenv.hwreport import devices_text
@@ -277,19 +277,14 @@ def _run_tier1(state: State, needed: set[str]) -> None:
 
     folder = Path(state.tier1_dir)
     with FileLock(str(folder / "tier1.lock")):
-        known = {
-            lib: json.loads((folder / f"{lib}.json").read_text())
-            for lib in needed
-            if (folder / f"{lib}.json").exists()
-        }
-        missing = needed - set(known)
+        missing = {lib for lib in needed if not (folder / f"{lib}.json").exists()}
         if missing:
             probed = probe_tier1(state.parent_report, missing)
             for lib in missing:
                 value = dataclasses.asdict(getattr(probed, lib))
                 (folder / f"{lib}.json").write_text(json.dumps(value))
-                known[lib] = value
-    updates = {lib: tier1_from_dict(lib, value) for lib, value in known.items()}
+        # Read back even what this worker probed: every worker gets the same JSON round trip.
+        updates = read_tier1_dir(folder, tuple(needed))
     state.report = dataclasses.replace(state.report, **updates)
     state.parent_report = dataclasses.replace(state.parent_report, **updates)
 
