@@ -20,8 +20,15 @@ MIG_1 = "MIG-11111111-aaaa-5b5b-9c9c-000000000001"
 MIG_2 = "MIG-22222222-aaaa-5b5b-9c9c-000000000002"
 
 
-def reason(mark: pytest.MarkDecorator, report_name: str, visible: str | None = None) -> str | None:
-    report = load_probe_file(REPORTS / report_name, visible)
+def reason(
+    mark: pytest.MarkDecorator,
+    report_name: str,
+    visible: str | None = None,
+    **changes: TorchInfo | FaissInfo,
+) -> str | None:
+    """The skip reason for ``mark`` on a recorded report, its ``torch``/``faiss`` replaced by
+    ``changes``; None when the test would run."""
+    report = dataclasses.replace(load_probe_file(REPORTS / report_name, visible), **changes)
     skip = evaluate_requirements([parse(mark.mark)], report)
     return None if skip is None else skip.reason
 
@@ -104,24 +111,17 @@ def test_a_failing_first_kernel_is_reported_even_when_ptx_covers_the_arch() -> N
     report = load_probe_file(REPORTS / "rtx5090_torch_without_sm120.json", None)
     assert report.torch is not None
     ptx = dataclasses.replace(report.torch, arch_list=(*report.torch.arch_list, "compute_90"))
-    skip = evaluate_requirements(
-        [parse(pytest.mark.cuda.mark)], dataclasses.replace(report, torch=ptx)
-    )
-    assert skip is not None
-    assert skip.reason == (
+    assert reason(pytest.mark.cuda, "rtx5090_torch_without_sm120.json", torch=ptx) == (
         "needs a CUDA kernel to run; found it failing on cuda:0 (NVIDIA GeForce RTX 5090, sm_120): "
         "RuntimeError: CUDA error: no kernel image is available for execution on the device"
     )
 
 
 def test_a_cpu_torch_on_a_gpu_machine_is_named() -> None:
-    report = load_probe_file(REPORTS / "t4_x1.json", None)
     cpu_torch = TorchInfo(version="2.13.0+cpu")
-    skip = evaluate_requirements(
-        [parse(pytest.mark.cuda.mark)], dataclasses.replace(report, torch=cpu_torch)
+    assert reason(pytest.mark.cuda, "t4_x1.json", torch=cpu_torch) == (
+        "needs torch built with CUDA; found torch 2.13.0+cpu (CPU build)"
     )
-    assert skip is not None
-    assert skip.reason == "needs torch built with CUDA; found torch 2.13.0+cpu (CPU build)"
 
 
 def test_faiss_gpu_on_a_cpu_faiss_build_says_so() -> None:
@@ -132,7 +132,6 @@ def test_faiss_gpu_on_a_cpu_faiss_build_says_so() -> None:
 
 
 def test_faiss_cpu_beside_faiss_gpu_is_refused() -> None:
-    report = load_probe_file(REPORTS / "t4_x1.json", None)
     both = FaissInfo(
         version="1.10.0",
         build="cpu",
@@ -140,23 +139,16 @@ def test_faiss_cpu_beside_faiss_gpu_is_refused() -> None:
         works=True,
         distributions=("faiss-cpu", "faiss-gpu-cu12"),
     )
-    skip = evaluate_requirements(
-        [parse(pytest.mark.faiss_gpu.mark)], dataclasses.replace(report, faiss=both)
-    )
-    assert skip is not None
-    assert skip.reason == (
+    assert reason(pytest.mark.faiss_gpu, "t4_x1.json", faiss=both) == (
         "needs faiss-gpu installed alone; found faiss-cpu and faiss-gpu-cu12 both installed, "
         "importing faiss 1.10.0 (CPU build) that sees 0 GPUs; uninstall faiss-cpu"
     )
 
 
 def test_missing_faiss_is_named_for_the_faiss_marker() -> None:
-    report = load_probe_file(REPORTS / "cpu_only.json", None)
-    skip = evaluate_requirements(
-        [parse(pytest.mark.faiss.mark)], dataclasses.replace(report, faiss=FaissInfo())
-    )
-    assert skip is not None
-    assert skip.reason.startswith("needs faiss importable; found no faiss module")
+    missing = reason(pytest.mark.faiss, "cpu_only.json", faiss=FaissInfo())
+    assert missing is not None
+    assert missing.startswith("needs faiss importable; found no faiss module")
     assert reason(pytest.mark.faiss, "cpu_only.json") is None
 
 
