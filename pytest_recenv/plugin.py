@@ -79,8 +79,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_configure(config: pytest.Config) -> None:
-    for name, help_line in MARKERS.items():
-        config.addinivalue_line("markers", f"{name}{help_line[len(name) :]}")
+    for help_line in MARKERS.values():  # each line starts with its marker's name
+        config.addinivalue_line("markers", help_line)
     from pytest_recenv import hwsession
 
     config.stash[STATE_KEY] = hwsession.configure(config)

@@ -330,3 +330,20 @@ def test_a_bad_probe_file_is_a_usage_error_naming_the_file(
     result = run(f"--recenv-probe-file={pytester.path / 'missing.json'}")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines([message])
+
+
+def test_markers_are_registered_with_their_signature_and_an_example(
+    pytester: pytest.Pytester, run: Run
+) -> None:
+    result = run("--markers")
+    result.stdout.fnmatch_lines_random(
+        [
+            "@pytest.mark.cuda(min_devices=1, min_memory=None, min_capability=None): skip unless *"
+            "Example: @pytest.mark.cuda(min_memory=*",
+            "@pytest.mark.multi_gpu(n): sugar for cuda(min_devices=n)* "
+            "Example: @pytest.mark.multi_gpu(2)",
+            "@pytest.mark.faiss: skip unless faiss imports* Example: @pytest.mark.faiss",
+            "@pytest.mark.faiss_gpu(min_devices=1): skip unless faiss is a CUDA build* "
+            "Example: @pytest.mark.faiss_gpu",
+        ]
+    )
