@@ -7,16 +7,14 @@ from pathlib import Path
 
 import pytest
 
-from {{ cookiecutter.package_name }}.channels import (
-    ItemGraphChannel,
-    PopularityChannel,
-    TwoTowerChannel,
-)
 from {{ cookiecutter.package_name }}.data import (
     load_ml100k,
     make_split,
 )
 from {{ cookiecutter.package_name }}.evaluation import evaluate_channels
+from {{ cookiecutter.package_name }}.pipeline import (
+    build_channels,
+)
 from {{ cookiecutter.package_name }}.training import (
     TrainConfig,
     load_trained,
@@ -48,11 +46,7 @@ def test_two_tower_beats_popularity_by_half_and_the_item_graph_on_ml100k(tmp_pat
     )
     _, model, split = load_trained(metrics.run_dir)
     users, items = two_tower_embeddings(model, split)
-    channels = {
-        "popularity": PopularityChannel(split.train[1], split.n_items),
-        "item_graph": ItemGraphChannel(*split.train, split.n_users, split.n_items),
-        "two_tower": TwoTowerChannel(users, items),
-    }
+    channels = build_channels(split, users, items)
     r = evaluate_channels(channels, split.by_user("test"), split.by_user("train+val"), split.n_items, [10])
     recall = {name: row["recall@10"] for name, row in r.items()}
     assert 0.10 < recall["popularity"] < 0.15  # the protocol's known popularity figure (~0.12)
