@@ -22,7 +22,6 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-import torch
 
 FLAT_MAX_ITEMS = 50_000
 KINDS = ("auto", "flat", "ivf", "hnsw", "exact")
@@ -32,10 +31,14 @@ class ExactIndex:
     """Brute-force inner-product search in torch; the fallback without faiss."""
 
     def __init__(self, vectors: np.ndarray, device: str = "cpu") -> None:
+        import torch  # here, not at module level: serving imports this module and needs only faiss
+
         self.vectors = torch.as_tensor(np.ascontiguousarray(vectors, dtype=np.float32), device=device)
         self.ntotal, self.d = self.vectors.shape
 
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        import torch
+
         q = torch.as_tensor(np.ascontiguousarray(queries, dtype=np.float32), device=self.vectors.device)
         scores, ids = torch.topk(q @ self.vectors.T, min(k, self.ntotal), dim=1)  # (b, n) -> (b, k)
         return scores.cpu().numpy(), ids.cpu().numpy().astype(np.int64)
