@@ -7,6 +7,7 @@ free of outputs.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -48,8 +49,6 @@ def test_there_is_an_exploration_notebook() -> None:
 
 def test_committed_notebooks_carry_no_outputs() -> None:
     """Outputs in git are noise in diffs and can leak data; run the notebook to see them."""
-    import json
-
     for path in NOTEBOOKS:
         cells = json.loads(path.read_text(encoding="utf-8"))["cells"]
         dirty = [i for i, c in enumerate(cells) if c.get("outputs") or c.get("execution_count")]
