@@ -41,7 +41,8 @@ def main() -> None:
         results = run_evaluate(metrics.run_dir, ks=[10, 20, 50])
         elapsed = time.perf_counter() - start
     Console(width=120).print(format_table(results, title="MovieLens-100K, test split"))
-    out = {"results": results, "best_epoch": metrics.best_epoch, "train_seconds": metrics.train_seconds,
+    out = {"results": results, "best_epoch": metrics.best_epoch, "epochs_run": metrics.epochs_run,
+           "train_seconds": metrics.train_seconds,
            "total_seconds": elapsed, "samples_per_second": metrics.samples_per_second}
     out["two_tower_over_popularity"] = results["two_tower"]["recall@10"] / results["popularity"]["recall@10"]
     print(json.dumps(out, indent=2))
