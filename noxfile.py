@@ -117,14 +117,20 @@ def _baked_slug(answers: list[str]) -> str:
 
 @nox.session(venv_backend="virtualenv", default=False)
 def gpu_tests(session: nox.Session) -> None:
-    """Hardware tests only, in require mode: fails unless they really ran on a GPU."""
-    session.install("-e", ".[test]")
-    # .[test] brings faiss-cpu for the CPU lane; beside faiss-gpu it shadows the GPU build (the
-    # faiss_gpu marker refuses that pair). Remove it first: both own the same faiss/ files.
-    session.run("python", "-m", "pip", "uninstall", "--yes", "faiss-cpu")
-    # tests/plugin/test_on_gpu.py drives torch and faiss on the GPU: CUDA builds of both are
-    # needed (PyPI's Linux torch wheel is a CUDA build). Override for other CUDA versions.
-    session.install(*os.environ.get("RECENV_GPU_STACK", "torch faiss-gpu-cu12 numpy").split())
+    """Hardware tests only, in require mode: fails unless they really ran on a GPU.
+
+    `nox -s gpu_tests --no-venv` runs them in the current Python instead, installing nothing:
+    for a GPU image that already holds CUDA builds of torch (and faiss) plus this package with
+    its test extra, e.g. one with no package index access.
+    """
+    if session.venv_backend != "none":
+        session.install("-e", ".[test]")
+        # .[test] brings faiss-cpu for the CPU lane; beside faiss-gpu it shadows the GPU build
+        # (the faiss_gpu marker refuses that pair). Remove it first: both own the same files.
+        session.run("python", "-m", "pip", "uninstall", "--yes", "faiss-cpu")
+        # tests/plugin/test_on_gpu.py drives torch and faiss on the GPU: CUDA builds of both
+        # are needed (PyPI's Linux torch wheel is a CUDA build). Override for other CUDAs.
+        session.install(*os.environ.get("RECENV_GPU_STACK", "torch faiss-gpu-cu12 numpy").split())
     session.run(
         "python", "-m", "pytest", "--recenv-gpu=require", "--recenv-only-hardware",
         *session.posargs,

@@ -1,0 +1,80 @@
+"""The pipeline on a real GPU, through the same entry points as on CPU.
+
+These are hardware tests: ``nox -s gpu_tests`` runs them in require mode, where a skip is a
+failure; elsewhere they skip with the probe's reason. Each one starts the command line in a
+child process, so a CUDA context never leaks into the rest of the suite.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import {{ cookiecutter.package_name }}
+
+SRC = str(Path({{ cookiecutter.package_name }}.__file__).resolve().parents[1])
+SMALL = ["--n-users", "300", "--n-items", "120", "--events-per-user", "12", "--batch-size", "256",
+         "--no-progress"]  # fmt: skip
+
+
+def run_cli(args: list[str], cwd: Path, torchrun_procs: int = 0) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([SRC, os.environ.get("PYTHONPATH", "")])}
+    launcher = [sys.executable, "-m", "{{ cookiecutter.package_name }}"]
+    if torchrun_procs:
+        launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone",
+                    "--nproc-per-node", str(torchrun_procs), "-m", "{{ cookiecutter.package_name }}"]  # fmt: skip
+    done = subprocess.run([*launcher, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=600, check=False)
+    assert done.returncode == 0, f"{' '.join(args)} failed:\n{done.stdout[-2000:]}\n{done.stderr[-3000:]}"
+    return done
+
+
+@pytest.mark.cuda
+def test_the_demo_trains_on_cuda_and_its_artifacts_serve_from_cpu(tmp_path: Path, torch_device: str) -> None:
+    done = run_cli(["demo", "--device", torch_device, "--epochs", "3", "--n-users", "400", "--n-items", "150",
+                    "--workdir", str(tmp_path)], cwd=tmp_path)  # fmt: skip
+    assert "samples/s on cuda" in done.stdout
+    run = next((tmp_path / "runs").iterdir())
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["device"].startswith("cuda") and metrics["amp"] in {"bfloat16", "float16"}
+    assert metrics["history"][-1]["loss"] < metrics["history"][0]["loss"]
+    assert 0.0 < metrics["test"]["recall@10"] <= 1.0
+    # What a GPU run leaves behind must load where the service runs, on CPU: this process
+    # never touched CUDA, so load_artifacts and the exported towers must not need it.
+    from {{ cookiecutter.package_name }}.artifacts import (
+        load_artifacts,
+    )
+
+    artifacts = load_artifacts(tmp_path / "artifacts")
+    assert artifacts.item_embeddings.shape == (artifacts.n_items, artifacts.dim) and artifacts.n_items > 100
+    assert "torch" not in sys.modules or not sys.modules["torch"].cuda.is_initialized()
+    report = json.loads((tmp_path / "artifacts" / "export" / "export_report.json").read_text())
+    assert max(report["max_abs_diff"].values()) < 1e-4, report
+
+
+@pytest.mark.cuda
+def test_torchrun_starts_the_same_training_entry_point_on_cuda(tmp_path: Path) -> None:
+    run_cli(["train", *SMALL, "--epochs", "2", "--device", "cuda", "--amp", "bf16", "--run-id", "tr",
+             "--runs-dir", str(tmp_path / "runs")], cwd=tmp_path, torchrun_procs=1)  # fmt: skip
+    metrics = json.loads((tmp_path / "runs" / "tr" / "metrics.json").read_text())
+    assert metrics["device"].startswith("cuda") and metrics["amp"] == "bfloat16"
+    assert metrics["world_size"] == 1 and metrics["samples_per_second"] > 0
+
+
+@pytest.mark.multi_gpu(2)
+def test_two_nccl_processes_train_the_same_model_as_one(tmp_path: Path) -> None:
+    # The nccl twin of the gloo test in test_training.py: full-catalog softmax makes the
+    # average of two half-batch gradients equal the full-batch gradient.
+    common = [*SMALL, "--epochs", "2", "--negatives", "full", "--device", "cuda", "--amp", "off", "--deterministic",
+              "--runs-dir", str(tmp_path / "runs")]  # fmt: skip
+    run_cli(["train", *common, "--run-id", "ddp"], cwd=tmp_path, torchrun_procs=2)
+    run_cli(["train", *common, "--run-id", "one"], cwd=tmp_path)
+    ddp, one = (json.loads((tmp_path / "runs" / r / "metrics.json").read_text()) for r in ("ddp", "one"))
+    assert ddp["world_size"] == 2 and one["world_size"] == 1
+    for got, want in zip(ddp["history"], one["history"], strict=True):
+        assert got["loss"] == pytest.approx(want["loss"], rel=1e-2)
+    assert ddp["test"]["recall@10"] == pytest.approx(one["test"]["recall@10"], abs=0.03)
