@@ -163,10 +163,14 @@ def unconfigure(config: pytest.Config) -> None:
 
 
 def _is_wide(item: pytest.Item) -> bool:
-    return item.get_closest_marker("multi_gpu") is not None or any(
-        (m.kwargs.get("min_devices") or (m.args[0] if m.args else 1)) not in (1, None)
-        for m in item.iter_markers("cuda")
-    )
+    """Does a test need several GPUs: multi_gpu(n), or cuda/faiss_gpu with min_devices > 1?"""
+    reqs = item.stash.get(REQS_KEY, None)
+    if reqs is None:  # at collection, before evaluate_items; bad arguments are reported there
+        try:
+            reqs = requirements(item)
+        except MarkerError:
+            return False
+    return any(r.is_gpu and r.min_devices > 1 for r in reqs)
 
 
 def imply_markers(item: pytest.Item) -> None:

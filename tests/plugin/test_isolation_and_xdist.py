@@ -147,8 +147,15 @@ def test_xdist_slots_per_gpu_packs_workers_onto_each_gpu(
     )
 
 
+@pytest.mark.parametrize(
+    "wide", ["multi_gpu(2)", "cuda(min_devices=2)", "faiss_gpu(min_devices=2)"]
+)
 def test_xdist_multi_gpu_tests_never_run_at_the_same_time(
-    pytester: pytest.Pytester, run: Run, report_arg: ReportArg, monkeypatch: pytest.MonkeyPatch
+    pytester: pytest.Pytester,
+    run: Run,
+    report_arg: ReportArg,
+    monkeypatch: pytest.MonkeyPatch,
+    wide: str,
 ) -> None:
     times = pytester.path / "times.jsonl"
     pytester.makepyfile(
@@ -158,7 +165,7 @@ from pathlib import Path
 import pytest
 
 @pytest.mark.parametrize("i", range(4))
-@pytest.mark.multi_gpu(2)
+@pytest.mark.{wide}
 def test_wide(i, hardware):
     start = time.monotonic()
     time.sleep(0.15)
