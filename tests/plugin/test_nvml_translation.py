@@ -12,6 +12,7 @@ import pynvml
 import pytest
 
 from pytest_recenv import hardware
+from pytest_recenv import nvml as tier0
 
 
 def _not_supported() -> pynvml.NVMLError:
@@ -80,12 +81,12 @@ MACHINE = [
 def nvml(monkeypatch: pytest.MonkeyPatch) -> types.ModuleType:
     fake = fake_nvml(MACHINE, driver=b"550.90.07")
     monkeypatch.setitem(__import__("sys").modules, "pynvml", fake)
-    monkeypatch.setattr(hardware, "_nvml_library_loadable", lambda: True)
+    monkeypatch.setattr(tier0, "_nvml_library_loadable", lambda: True)
     return fake
 
 
 def test_nvml_answers_become_gpus_with_their_mig_instances(nvml: types.ModuleType) -> None:
-    driver, error, gpus = hardware.probe_nvml()
+    driver, error, gpus = tier0.probe_nvml()
     assert (driver, error) == ("550.90.07", None)
     assert gpus == (
         hardware.Gpu("GPU-t4", "Tesla T4", 16106127360, (7, 5)),
@@ -120,7 +121,7 @@ def test_an_nvml_failure_while_listing_is_reported_not_raised(nvml: types.Module
         raise pynvml.NVMLError(pynvml.NVML_ERROR_GPU_IS_LOST)
 
     nvml.nvmlDeviceGetUUID = broken  # type: ignore[attr-defined]
-    driver, error, gpus = hardware.probe_nvml()
+    driver, error, gpus = tier0.probe_nvml()
     assert (driver, gpus) == (None, ())
     assert error is not None and error.startswith("NVML failed while listing GPUs: ")
     assert nvml.calls["shutdown"] == 1  # type: ignore[attr-defined]
@@ -131,4 +132,4 @@ def test_a_driver_whose_module_is_not_loaded_is_named(nvml: types.ModuleType) ->
         raise pynvml.NVMLError(pynvml.NVML_ERROR_DRIVER_NOT_LOADED)
 
     nvml.nvmlInit = init  # type: ignore[attr-defined]
-    assert hardware.probe_nvml() == (None, "no NVIDIA driver: kernel module not loaded", ())
+    assert tier0.probe_nvml() == (None, "no NVIDIA driver: kernel module not loaded", ())
