@@ -1,8 +1,9 @@
 """Training throughput: tensor-sliced batches vs a naive per-sample Dataset/DataLoader.
 
-Both loops train the same two-tower model with the same optimizer (``make_optimizer``) and
-batch size; only the way batches are produced differs. Each figure is the median of
-``--repeats`` interleaved runs. ``pipeline_only`` times producing one epoch of batches without
+Both loops train the same two-tower model with the same loss, optimizer (``make_optimizer``),
+step (``train_step``) and batch size; only the way batches are produced differs: the
+vectorised loop is the training loop's own batching (``TrainingTensors.epoch``). Each figure
+is the median of ``--repeats`` interleaved runs. ``pipeline_only`` times producing one epoch of batches without
 training, which isolates what batching itself costs. On a CUDA machine the vectorised loop is
 also timed with AMP.
 
@@ -24,14 +25,14 @@ from {{ cookiecutter.package_name }}.training import (
     TrainConfig,
     prepare_split,
 )
+from {{ cookiecutter.package_name }}.training.batches import Batch, TrainingTensors
 from {{ cookiecutter.package_name }}.training.loop import (
     make_optimizer,
     model_for,
-    user_histories,
+    train_step,
 )
 from {{ cookiecutter.package_name }}.training.runtime import (
     amp_dtype,
-    autocast,
     choose_device,
 )
 
@@ -65,52 +66,43 @@ class PerSample(Dataset):
 
 
 def run(
-    mode: str, epochs: int, device: torch.device, amp: str = "off", batch_size: int = 1024, train: bool = True
+    mode: str, epochs: int, device: torch.device, amp: str = "off", batch_size: int | None = None, train: bool = True
 ) -> float:
-    cfg = TrainConfig(device=str(device), amp=amp, progress=False, batch_size=batch_size)
+    """Samples/s of ``epochs`` epochs; ``train=False`` only produces the batches."""
+    cfg = TrainConfig(device=str(device), amp=amp, progress=False)
+    if batch_size is not None:
+        cfg.batch_size = batch_size
     split = prepare_split(cfg)
     torch.manual_seed(0)
-    model = model_for(cfg, split).to(device)
+    model = model_for(cfg, split).to(device).train()
     opt = make_optimizer(model, cfg, device)
     dtype = amp_dtype(amp, device)
-    users = torch.as_tensor(split.train[0])
-    items = torch.as_tensor(split.train[1])
-    user_feats = torch.as_tensor(split.data.user_features)
-    item_feats = torch.as_tensor(split.data.item_features)
-    histories = user_histories(split, cfg.history_len)
-    counts = torch.bincount(items, minlength=split.n_items).double() + 1
-    log_q = (counts / counts.sum()).log().float().to(device)
-    pad = split.n_items
+    scaler = torch.amp.GradScaler("cuda", enabled=dtype == torch.float16)
+    # The training loop's own tensors and batching (training/batches.py); the naive loop reads
+    # the same pairs and tables, but through Python lists, one sample at a time.
+    tensors = TrainingTensors.from_split(split, cfg.history_len, cfg.logq, device)
+    cpu = TrainingTensors.from_split(split, cfg.history_len, cfg.logq, torch.device("cpu"))
 
-    def step(u, uf, hist, i, itf) -> None:  # type: ignore[no-untyped-def]
-        if not train:
-            return
-        hist = hist.masked_fill(hist == i[:, None], pad)
-        with autocast(device, dtype):
-            loss = model(u, uf, hist, i, itf, None, log_q)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
+    def step(batch: Batch) -> None:
+        if train:
+            train_step(model, opt, scaler, batch, tensors, dtype)
 
-    n, samples = len(users), 0
+    samples = 0
     start = time.perf_counter()
     for epoch in range(epochs):
         if mode == "vectorised":
-            d_users, d_items = users.to(device), items.to(device)
-            d_uf, d_if, d_h = user_feats.to(device), item_feats.to(device), histories.to(device)
-            perm = torch.randperm(n, generator=torch.Generator().manual_seed(epoch)).to(device)
-            for b in range(0, n, cfg.batch_size):
-                idx = perm[b : b + cfg.batch_size]
-                u, i = d_users[idx], d_items[idx]
-                step(u, d_uf[u], d_h[u], i, d_if[i])
-                samples += len(idx)
+            for batch in tensors.epoch(cfg.batch_size, cfg.seed, epoch):
+                step(batch)
+                samples += len(batch)
         else:
             by_user = [list(map(int, row)) for row in split.by_user("train")]
-            data = PerSample(users, items, user_feats, item_feats, by_user, histories.shape[1], pad)
+            data = PerSample(
+                cpu.users, cpu.items, cpu.user_features, cpu.item_features, by_user, cpu.histories.shape[1], cpu.pad
+            )
             loader = DataLoader(data, batch_size=cfg.batch_size, shuffle=True)
-            for batch in loader:
-                b = {k: v.to(device) for k, v in batch.items()}
-                step(b["user"], b["user_features"], b["history"], b["item"], b["item_features"])
+            for raw in loader:
+                b = {k: v.to(device) for k, v in raw.items()}
+                step(Batch(b["user"], b["user_features"], b["history"], b["item"], b["item_features"]))
                 samples += len(b["user"])
     if device.type == "cuda":
         torch.cuda.synchronize()
@@ -121,7 +113,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--device", default="auto")
-    parser.add_argument("--batch-sizes", type=int, nargs="+", default=[256, 1024])
+    parser.add_argument("--batch-sizes", type=int, nargs="+", default=[TrainConfig.batch_size, 1024])
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--json", help="also write the results here")
     args = parser.parse_args()

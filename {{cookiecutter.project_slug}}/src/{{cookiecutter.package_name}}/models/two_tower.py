@@ -71,15 +71,16 @@ class TwoTower(nn.Module):
                 logits = logits - log_q[None, :]
             return F.cross_entropy(logits.float(), item_ids)
         items = self.item_tower(item_ids, item_features)  # (batch, dim)
-        logits = users @ items.T / self.temperature  # (batch, dim) @ (dim, batch) -> (batch, batch)
-        if log_q is not None:
-            logits = logits - log_q[item_ids][None, :]
-        # A batch can hold the same item twice; the copy is not a negative for that row.
-        same = item_ids[:, None] == item_ids[None, :]
+        # A batch can hold the same item twice; the copy is not a negative for that row (-inf).
+        # The correction and the mask are one float32 (batch, batch) bias, added once, and the
+        # temperature scales the (batch, dim) users rather than the (batch, batch) logits.
+        correction = -log_q[item_ids] if log_q is not None else users.new_zeros(len(item_ids))  # (batch,)
+        same = item_ids[:, None] == item_ids[None, :]  # (batch, batch)
         same.fill_diagonal_(False)
-        logits = logits.float().masked_fill(same, float("-inf"))
+        bias = correction.float()[None, :].masked_fill(same, float("-inf"))  # (batch, batch)
+        logits = (users / self.temperature) @ items.T  # (batch, dim) @ (dim, batch) -> (batch, batch)
         labels = torch.arange(len(user_ids), device=user_ids.device)
-        return F.cross_entropy(logits, labels)
+        return F.cross_entropy(logits.float() + bias, labels)
 
 
 def build_two_tower(

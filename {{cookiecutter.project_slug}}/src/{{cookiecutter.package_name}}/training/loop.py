@@ -1,8 +1,8 @@
 """``train(cfg) -> Metrics``: the two-tower training loop, single process or torchrun DDP.
 
-Batches are slices of shuffled index tensors that live on the training device (no per-sample
-Python, no DataLoader workers): an epoch is ``randperm`` + slicing + two gathers per batch.
-``batch_size`` is global; under DDP each rank trains on its ``rank::world_size`` share of every
+Batches come from ``batches.TrainingTensors``: slices of a shuffled index tensor and gathers
+from tables that live on the training device (no per-sample Python, no DataLoader workers).
+``train_step`` is one optimisation step on such a batch. ``batch_size`` is global; under DDP each rank trains on its ``rank::world_size`` share of every
 batch and gradients are averaged, so 1 process and N processes see the same samples per step.
 
 Launch on several processes with the same entry point::
@@ -23,7 +23,8 @@ from torch.nn.parallel import DistributedDataParallel
 
 from ..data import Split, load_dataset, make_split
 from ..evaluation import check_k, rank_metrics
-from ..models import TwoTower, build_two_tower, embed_all, history_table
+from ..models import TwoTower, build_two_tower, embed_all
+from .batches import Batch, TrainingTensors, user_histories
 from .config import Metrics as Metrics
 from .config import TrainConfig
 from .runtime import (
@@ -74,9 +75,25 @@ def make_optimizer(model: torch.nn.Module, cfg: TrainConfig, device: torch.devic
     return torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, fused=fused or None)
 
 
-def user_histories(split: Split, max_len: int) -> torch.Tensor:
-    """(n_users, L) training items per user, padded with n_items: the user tower's history input."""
-    return history_table(split.train[0], split.train[1], split.n_users, split.n_items, max_len)
+def train_step(
+    net: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scaler: torch.amp.GradScaler,
+    batch: Batch,
+    tensors: TrainingTensors,
+    dtype: torch.dtype | None,
+) -> torch.Tensor:
+    """Forward, backward and optimizer step on one batch; returns the (detached) loss."""
+    with autocast(batch.users.device, dtype):
+        loss = net(
+            batch.users, batch.user_features, batch.history, batch.items, batch.item_features,
+            tensors.item_features, tensors.log_q,
+        )
+    optimizer.zero_grad(set_to_none=True)
+    scaler.scale(loss).backward()
+    scaler.step(optimizer)
+    scaler.update()
+    return loss.detach()
 
 
 def two_tower_embeddings(model: TwoTower, split: Split) -> tuple[np.ndarray, np.ndarray]:
@@ -165,17 +182,8 @@ def _train(cfg: TrainConfig, ctx: DistContext) -> Metrics:
     net: torch.nn.Module = DistributedDataParallel(model) if ctx.enabled else model
     scaler = torch.amp.GradScaler("cuda", enabled=dtype == torch.float16)
 
-    # Training pairs and side-feature tables live on the device; batches are gathers.
-    users_t = torch.as_tensor(split.train[0], device=device)
-    items_t = torch.as_tensor(split.train[1], device=device)
-    user_feats = torch.as_tensor(split.data.user_features, device=device)
-    item_feats = torch.as_tensor(split.data.item_features, device=device)
-    histories = user_histories(split, cfg.history_len).to(device)  # (n_users, L)
-    log_q = None
-    if cfg.logq and cfg.negatives == "in_batch":
-        counts = torch.bincount(items_t, minlength=split.n_items).double() + 1.0
-        log_q = (counts / counts.sum()).log().float()
-    n_pairs = len(users_t)
+    tensors = TrainingTensors.from_split(split, cfg.history_len, cfg.logq and cfg.negatives == "in_batch", device)
+    n_pairs = len(tensors)
     if n_pairs < ctx.world_size:
         raise ValueError(f"{n_pairs} training pairs cannot be shared by {ctx.world_size} processes")
 
@@ -189,27 +197,12 @@ def _train(cfg: TrainConfig, ctx: DistContext) -> Metrics:
     with progress:
         for epoch in range(start_epoch + 1, cfg.epochs + 1):
             net.train()
-            # The permutation depends only on (seed, epoch): resumed and DDP runs see the same order.
-            gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + epoch)
-            perm = torch.randperm(n_pairs, generator=gen).to(device)
             n_batches = (n_pairs + cfg.batch_size - 1) // cfg.batch_size
             task = progress.add_task("train", total=n_batches, epoch=epoch, loss=0.0)
             total_loss, t0 = 0.0, time.perf_counter()
-            for b in range(n_batches):
-                batch = perm[b * cfg.batch_size : (b + 1) * cfg.batch_size]
-                if len(batch) < ctx.world_size:
-                    break  # a tail too small to give every process a sample
-                batch = batch[ctx.rank :: ctx.world_size]
-                u, i = users_t[batch], items_t[batch]
-                hist = histories[u]  # (b, L); the positive must not be visible in its own input
-                hist = hist.masked_fill(hist == i[:, None], split.n_items)
-                with autocast(device, dtype):
-                    loss = net(u, user_feats[u], hist, i, item_feats[i], item_feats, log_q)
-                optimizer.zero_grad(set_to_none=True)
-                scaler.scale(loss).backward()
-                scaler.step(optimizer)
-                scaler.update()
-                total_loss += float(loss.detach())
+            batches = tensors.epoch(cfg.batch_size, cfg.seed, epoch, ctx.rank, ctx.world_size)
+            for b, batch in enumerate(batches):
+                total_loss += float(train_step(net, optimizer, scaler, batch, tensors, dtype))
                 samples += len(batch) * ctx.world_size
                 progress.update(task, advance=1, loss=total_loss / (b + 1))
             train_seconds += time.perf_counter() - t0

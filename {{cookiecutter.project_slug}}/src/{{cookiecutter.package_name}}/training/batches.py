@@ -1,0 +1,93 @@
+"""Training batches as tensor gathers: no per-sample Python, no DataLoader workers.
+
+Every training pair and every per-id input table (features, histories) is moved to the device
+once; an epoch is a ``randperm`` of pair indices, and a batch is a slice of it plus a handful
+of gathers. ``benchmarks/bench_training.py`` times this against a per-sample
+``Dataset``/``DataLoader`` that feeds the same model through the same ``train_step``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import torch
+
+from ..data import Split
+from ..models import history_table
+
+
+def user_histories(split: Split, max_len: int) -> torch.Tensor:
+    """(n_users, L) training items per user, padded with n_items: the user tower's history input."""
+    return history_table(split.train[0], split.train[1], split.n_users, split.n_items, max_len)
+
+
+@dataclass(frozen=True)
+class Batch:
+    """The model's inputs for a batch of (user, positive item) pairs; ``b`` rows each."""
+
+    users: torch.Tensor  # (b,) user ids
+    user_features: torch.Tensor  # (b, f_u) categorical codes
+    history: torch.Tensor  # (b, L) the user's training items, the positive masked to padding
+    items: torch.Tensor  # (b,) positive item ids
+    item_features: torch.Tensor  # (b, f_i)
+
+    def __len__(self) -> int:
+        return len(self.users)
+
+
+@dataclass(frozen=True)
+class TrainingTensors:
+    """The training pairs and the per-id tables batches are gathered from, on one device."""
+
+    users: torch.Tensor  # (n_pairs,)
+    items: torch.Tensor  # (n_pairs,)
+    user_features: torch.Tensor  # (n_users, f_u)
+    item_features: torch.Tensor  # (n_items, f_i): also the catalog for full-softmax negatives
+    histories: torch.Tensor  # (n_users, L) padded with n_items
+    log_q: torch.Tensor | None  # (n_items,) log share of training pairs, for the in-batch correction
+
+    @classmethod
+    def from_split(cls, split: Split, history_len: int, logq: bool, device: torch.device) -> TrainingTensors:
+        items = torch.as_tensor(split.train[1])
+        log_q = None
+        if logq:
+            counts = torch.bincount(items, minlength=split.n_items).double() + 1.0
+            log_q = (counts / counts.sum()).log().float().to(device)
+        return cls(
+            users=torch.as_tensor(split.train[0], device=device),
+            items=items.to(device),
+            user_features=torch.as_tensor(split.data.user_features, device=device),
+            item_features=torch.as_tensor(split.data.item_features, device=device),
+            histories=user_histories(split, history_len).to(device),
+            log_q=log_q,
+        )
+
+    @property
+    def pad(self) -> int:
+        """The history padding value (n_items)."""
+        return self.item_features.shape[0]
+
+    def __len__(self) -> int:
+        return len(self.users)
+
+    def batch(self, index: torch.Tensor) -> Batch:
+        """The batch of pairs ``index`` (b,) points at: five gathers and one mask."""
+        u, i = self.users[index], self.items[index]
+        history = self.histories[u]  # (b, L); the positive must not be visible in its own input
+        history = history.masked_fill(history == i[:, None], self.pad)
+        return Batch(u, self.user_features[u], history, i, self.item_features[i])
+
+    def epoch(self, batch_size: int, seed: int, epoch: int, rank: int = 0, world_size: int = 1) -> Iterator[Batch]:
+        """One shuffled pass over the pairs, in global batches of ``batch_size``.
+
+        The order depends only on (seed, epoch): resumed and DDP runs see the same batches.
+        Under DDP each rank takes its ``rank::world_size`` share of every global batch; a tail
+        too small to give every rank a sample is dropped.
+        """
+        gen = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+        perm = torch.randperm(len(self), generator=gen).to(self.users.device)
+        for index in perm.split(batch_size):
+            if len(index) < world_size:
+                break
+            yield self.batch(index[rank::world_size])
