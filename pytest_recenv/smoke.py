@@ -65,26 +65,14 @@ def _import_weights(prefix: Path, dists: list[str]) -> dict[str, int]:
     it requires, transitively (from RECORD and Requires-Dist).  A cheap stand-in for how long
     its first import takes, bytecode compilation included: ``onnxscript`` is small itself but
     pulls in ``onnx`` and ``onnx_ir``."""
-    import importlib.metadata as md
-
-    sites = [
-        str(p)
-        for p in [*prefix.glob("lib/python3*/site-packages"), prefix / "Lib" / "site-packages"]
-        if p.is_dir()
-    ]
     own: dict[str, int] = {}
     needs: dict[str, list[str]] = {}
-    for found in md.distributions(path=sites):
-        try:
-            name = _norm(found.metadata["Name"] or "")
-            own[name] = sum(f.size or 0 for f in found.files or [] if f.suffix == ".py")
-            needs[name] = [
-                _norm(m.group())
-                for r in found.requires or []
-                if "extra ==" not in r and (m := _REQ_NAME.match(r))
-            ]
-        except (OSError, ValueError):
-            continue
+    for site in [*prefix.glob("lib/python3*/site-packages"), prefix / "Lib" / "site-packages"]:
+        for info in sorted(site.glob("*.dist-info")) if site.is_dir() else []:
+            found = _read_dist_info(info)
+            if found is not None:
+                name, size, requires = found
+                own[name], needs[name] = size, requires
     weights: dict[str, int] = {}
     for dist in dists:
         seen: set[str] = set()
@@ -96,6 +84,42 @@ def _import_weights(prefix: Path, dists: list[str]) -> dict[str, int]:
                 stack += needs.get(name, [])
         weights[dist] = sum(own[name] for name in seen)
     return weights
+
+
+def _read_dist_info(info: Path) -> tuple[str, int, list[str]] | None:
+    """(name, bytes of .py files, unconditional requirements) of one installed distribution.
+
+    Read by hand, not through ``importlib.metadata``: its e-mail header parser and RECORD
+    objects took 0.3 s for the template's 118 distributions, ahead of every import; this
+    takes 0.04 s.  A weight only orders the queue, so a file it cannot read counts as 0."""
+    try:
+        head = (info / "METADATA").read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return None
+    name = ""
+    requires: list[str] = []
+    for line in head.split("\n\n", 1)[0].splitlines():
+        key, _, value = line.partition(":")
+        if key.lower() == "name":
+            name = _norm(value.strip())
+        elif (
+            key.lower() == "requires-dist"
+            and "extra ==" not in value
+            and (match := _REQ_NAME.match(value.strip()))
+        ):
+            requires.append(_norm(match.group()))
+    if not name:
+        return None
+    size = 0
+    try:
+        record = (info / "RECORD").read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        record = ""
+    for line in record.splitlines():
+        path, _, size_text = [*line.rsplit(",", 2), "", ""][:3]
+        if path.endswith(".py") and size_text.isdigit():
+            size += int(size_text)
+    return name, size, requires
 
 
 _REQ_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
