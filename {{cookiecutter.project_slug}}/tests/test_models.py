@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from {{ cookiecutter.package_name }}.models import (
+    CategoricalFeatures,
     ItemTower,
     UserTower,
     build_two_tower,
@@ -49,6 +50,17 @@ def test_training_pooling_gives_the_same_vectors_and_gradients_as_the_embedding_
     assert torch.allclose(train_out, bag_out, atol=1e-6)
     assert torch.allclose(train_grad, bag_grad, atol=1e-6)
     assert train_grad[6].abs().sum() == 0  # the padding row never learns
+
+
+def test_each_categorical_feature_reads_its_own_rows_of_the_shared_table() -> None:
+    features = CategoricalFeatures([2, 3, 4], feature_dim=5)
+    codes = torch.tensor([[0, 0, 0], [1, 2, 3]])
+    out = features(codes)
+    rows = features.table.weight
+    assert out.shape == (2, 15)
+    assert torch.equal(out[0], torch.cat([rows[0], rows[2], rows[5]]))
+    assert torch.equal(out[1], torch.cat([rows[1], rows[4], rows[8]]))
+    assert CategoricalFeatures([], feature_dim=5)(torch.zeros(3, 0, dtype=torch.long)).shape == (3, 0)
 
 
 def test_history_table_keeps_the_most_recent_items_and_pads_with_n_items() -> None:

@@ -1,4 +1,4 @@
-"""train(cfg): run folders, resume, config mismatches, DDP equivalence, GPU twin."""
+"""train(cfg): batching, run folders, resume, config mismatches, DDP equivalence, GPU twin."""
 
 from __future__ import annotations
 
@@ -15,8 +15,10 @@ import {{ cookiecutter.package_name }}
 from {{ cookiecutter.package_name }}.training import (
     CheckpointMismatch,
     TrainConfig,
+    prepare_split,
     train,
 )
+from {{ cookiecutter.package_name }}.training.batches import TrainingTensors
 
 SMALL = dict(n_users=150, n_items=60, events_per_user=12, batch_size=256, progress=False, patience=50)
 
@@ -25,6 +27,36 @@ def config(tmp_path: Path, **overrides: object) -> TrainConfig:
     values: dict[str, object] = {**SMALL, "epochs": 2, "device": "cpu", "runs_dir": str(tmp_path / "runs")}
     values.update(overrides)
     return TrainConfig(**values)  # type: ignore[arg-type]
+
+
+def small_tensors(**overrides: object) -> TrainingTensors:
+    cfg = TrainConfig(**{**SMALL, **overrides})  # type: ignore[arg-type]
+    return TrainingTensors.from_split(prepare_split(cfg), cfg.history_len, True, torch.device("cpu"))
+
+
+def test_an_epoch_visits_every_pair_once_and_hides_each_positive_from_its_own_history() -> None:
+    tensors = small_tensors()
+    seen: list[tuple[int, int]] = []
+    for batch in tensors.epoch(batch_size=64, seed=0, epoch=1):
+        assert len(batch) <= 64
+        assert not (batch.history == batch.items[:, None]).any()
+        assert torch.equal(batch.user_features, tensors.user_features[batch.users])
+        assert torch.equal(batch.item_features, tensors.item_features[batch.items])
+        # What is left of the history is the user's row of the table, the positive padded out.
+        row = tensors.histories[batch.users]
+        assert torch.equal(batch.history, row.masked_fill(row == batch.items[:, None], tensors.pad))
+        seen += zip(batch.users.tolist(), batch.items.tolist(), strict=True)
+    assert sorted(seen) == sorted(zip(tensors.users.tolist(), tensors.items.tolist(), strict=True))
+
+
+def test_epochs_are_reproducible_and_ranks_split_each_global_batch_between_them() -> None:
+    tensors = small_tensors()
+    whole = [b.users.tolist() for b in tensors.epoch(100, seed=3, epoch=2)]
+    assert whole == [b.users.tolist() for b in tensors.epoch(100, seed=3, epoch=2)]
+    assert whole != [b.users.tolist() for b in tensors.epoch(100, seed=3, epoch=3)]
+    shares = [[b.users.tolist() for b in tensors.epoch(100, seed=3, epoch=2, rank=r, world_size=2)] for r in (0, 1)]
+    for k, batch in enumerate(whole):
+        assert shares[0][k] == batch[0::2] and shares[1][k] == batch[1::2]
 
 
 def test_a_run_folder_holds_config_metrics_checkpoint_environment_hardware_git_and_curves(tmp_path: Path) -> None:

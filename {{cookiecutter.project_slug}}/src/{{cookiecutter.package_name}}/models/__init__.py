@@ -2,7 +2,16 @@
 
 from __future__ import annotations
 
-from .towers import ItemTower, UserTower, history_table
+from .towers import CategoricalFeatures, ItemTower, UserTower, history_table
 from .two_tower import NEGATIVES, TwoTower, build_two_tower, embed_all
 
-__all__ = ["NEGATIVES", "ItemTower", "TwoTower", "UserTower", "build_two_tower", "embed_all", "history_table"]
+__all__ = [
+    "NEGATIVES",
+    "CategoricalFeatures",
+    "ItemTower",
+    "TwoTower",
+    "UserTower",
+    "build_two_tower",
+    "embed_all",
+    "history_table",
+]
