@@ -15,6 +15,7 @@ from {{ cookiecutter.package_name }}.models import (
     build_two_tower,
     history_table,
 )
+from {{ cookiecutter.package_name }}.models.towers import unit_rows
 
 
 def test_towers_return_unit_vectors_of_the_configured_dim() -> None:
@@ -50,6 +51,16 @@ def test_training_pooling_gives_the_same_vectors_and_gradients_as_the_embedding_
     assert torch.allclose(train_out, bag_out, atol=1e-6)
     assert torch.allclose(train_grad, bag_grad, atol=1e-6)
     assert train_grad[6].abs().sum() == 0  # the padding row never learns
+
+
+def test_training_normalisation_matches_f_normalize_in_value_and_gradient() -> None:
+    torch.manual_seed(0)
+    x = torch.randn(5, 7, dtype=torch.float64, requires_grad=True)
+    weights = torch.randn(5, 7, dtype=torch.float64)
+    ours = unit_rows(x, training=True)
+    (grad,) = torch.autograd.grad((ours * weights).sum(), x)
+    (want,) = torch.autograd.grad((F.normalize(x, dim=-1) * weights).sum(), x)
+    assert torch.allclose(ours, F.normalize(x, dim=-1)) and torch.allclose(grad, want)
 
 
 def test_each_categorical_feature_reads_its_own_rows_of_the_shared_table() -> None:
