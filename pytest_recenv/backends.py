@@ -17,7 +17,7 @@ from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pytest_recenv.smoke import smoke_test
+from pytest_recenv.smoke import verify
 from pytest_recenv.spec import BuildError, RecenvError
 
 if TYPE_CHECKING:
@@ -112,10 +112,8 @@ class UvBackend:
             )
             timings["install"] = time.perf_counter() - t
             t = time.perf_counter()
-            bar.step("pip check")
-            _run("pip check", [uv, "pip", "check", "--python", python], env=env)
-            bar.step(f"import smoke test of {len(plan.smoke)} packages")
-            imports = smoke_test(python, plan.smoke)
+            bar.step(f"uv pip check and import smoke test of {len(plan.smoke)} packages")
+            imports = verify(python, plan.smoke, [uv, "pip", "check", "--python", python])
             timings["verify"] = time.perf_counter() - t
             (meta / "import-seconds.json").write_text(json.dumps(imports, indent=1))
             freeze = _run("uv pip freeze", [uv, "pip", "freeze", "--python", python], env=env)
@@ -214,8 +212,7 @@ class CondaFamilyBackend:
             timings["install"] = time.perf_counter() - t
             t = time.perf_counter()
             python = prefix / "bin" / "python"
-            _run("pip check", [python, "-m", "pip", "check"])
-            smoke_test(python, plan.smoke)
+            verify(python, plan.smoke, [python, "-m", "pip", "check"])
             timings["verify"] = time.perf_counter() - t
             write_stamp(prefix, plan, "bin/python", timings)
         except BaseException:

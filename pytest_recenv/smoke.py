@@ -1,6 +1,8 @@
-"""The import smoke test run after every build: does each declared distribution import?
+"""The verification run after every build: ``pip check``, then does each declared distribution
+import?  Both are reported together, so one failed build names every problem.
 
-Heaviest distributions first, one long-lived worker interpreter per core, a crash reported by name.
+Imports: heaviest distributions first, one long-lived worker interpreter per core, a crash
+reported by name.
 """
 
 from __future__ import annotations
@@ -58,6 +60,39 @@ for line in sys.stdin:
         answers.write(json.dumps([line.strip(), errors, time.perf_counter() - start]) + "\n")
         answers.flush()
 """
+
+
+# What ``uv pip check`` says around the problems themselves (pip prints only the problems).
+_CHECK_CHATTER = re.compile(r"^(Using Python .* environment at|Checked \d+ packages?|Found \d+ )")
+
+
+def verify(
+    python: Path, dists: list[str], check: list[str | Path], env: dict[str, str] | None = None
+) -> dict[str, float]:
+    """Run ``check`` (``uv pip check --python ...`` or ``python -m pip check``), then the import
+    smoke test even when the check failed, and raise one ``BuildError`` naming every broken
+    requirement and every failed import.  Returns the seconds each import took."""
+    result = subprocess.run(
+        [str(c) for c in check], capture_output=True, text=True, check=False, env=env
+    )
+    problems = []
+    if result.returncode != 0:
+        said = [ln.strip() for ln in (result.stdout + result.stderr).splitlines() if ln.strip()]
+        found = [ln for ln in said if not _CHECK_CHATTER.match(ln)] or said[-25:]
+        shown = [Path(check[0]).name, *(c for c in map(str, check[1:]) if c != "--python")]
+        shown = [c for c in shown if c != str(python)]  # "uv pip check", "python -m pip check"
+        problems.append(
+            f"dependency check failed ({' '.join(shown)}, exit {result.returncode}):\n"
+            + "\n".join(f"  {ln}" for ln in found)
+        )
+    try:
+        seconds = smoke_test(python, dists, env)
+    except BuildError as exc:
+        problems.append(str(exc))
+        seconds = {}
+    if problems:
+        raise BuildError("\n".join(problems))
+    return seconds
 
 
 def _import_weights(prefix: Path, dists: list[str]) -> dict[str, int]:

@@ -1,8 +1,10 @@
-"""The post-build import smoke test: real interpreters importing real installed distributions."""
+"""The post-build verification: real dependency checks and real interpreters importing real
+installed distributions."""
 
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
 import zipfile
 from pathlib import Path
@@ -10,7 +12,7 @@ from pathlib import Path
 import pytest
 from recenv_helpers import make_wheel
 
-from pytest_recenv.smoke import _import_weights, smoke_test
+from pytest_recenv.smoke import _import_weights, smoke_test, verify
 from pytest_recenv.spec import BuildError
 
 
@@ -79,3 +81,34 @@ def test_heaviest_first_counts_the_source_a_package_pulls_in_through_its_require
     big = len("X = 1\n" * 5000)
     assert weights["recenv-thin"] > big > weights["recenv-alone"] > weights["recenv-optional"]
     assert weights["recenv-missing"] == 0
+
+
+def test_a_missing_requirement_fails_verification_and_is_reported_with_the_failed_imports(
+    tmp_path: Path, wheelhouse: Path
+) -> None:
+    """A real venv broken the way a half-finished manual fix breaks one: a package whose
+    requirement was uninstalled after it.  ``uv pip check`` must catch it, and the import
+    smoke test still runs, so the one report names both kinds of problem."""
+    from pytest_recenv.interpreters import find_uv
+
+    uv = find_uv()
+    make_wheel(wheelhouse, "recenv-broken", "1.0", module="raise RuntimeError('boom at import')\n")
+    venv = tmp_path / "venv"
+    subprocess.run([uv, "venv", "-q", "--python", sys.executable, str(venv)], check=True)
+    python = venv / "bin" / "python"
+    target = ["--python", str(python)]
+    offline = [*target, "--no-index", "--find-links", str(wheelhouse)]
+    install = [uv, "pip", "install", "-q", *offline, "recenv-dep", "recenv-broken"]
+    subprocess.run(install, check=True)
+    check = [Path(uv), "pip", "check", *target]
+    assert list(verify(python, ["recenv-dep"], check)) == ["recenv-dep"]
+
+    subprocess.run([uv, "pip", "uninstall", "-q", *target, "recenv-tiny"], check=True)
+    with pytest.raises(BuildError) as err:
+        verify(python, ["recenv-dep", "recenv-broken"], check)
+    assert str(err.value).splitlines() == [
+        "dependency check failed (uv pip check, exit 1):",
+        "  The package `recenv-dep` requires `recenv-tiny>=1.0`, but it's not installed",
+        "import smoke test failed for 1 of 2 declared packages:",
+        "  recenv-broken: import recenv_broken: RuntimeError: boom at import",
+    ]
