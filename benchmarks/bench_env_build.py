@@ -69,7 +69,9 @@ def bake(out: Path) -> Path:
     return next(out.iterdir()) / "environment.yml"
 
 
-CPU = {"seconds": 0.0}  # CPU seconds (user + system) of the last measured command's process tree
+# Of the last measured command: the CPU seconds (user + system) of its process tree, and how
+# many cores other processes on the machine kept busy meanwhile, on average.
+CPU = {"seconds": 0.0, "others": 0.0}
 
 
 def _children_cpu() -> float:
@@ -77,11 +79,34 @@ def _children_cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
+def _machine_busy() -> float:
+    """CPU seconds all processes on the machine used so far (/proc/stat; 0 where missing)."""
+    try:
+        fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:8]]
+    except (OSError, ValueError):
+        return 0.0
+    user, nice, system, _idle, _iowait, irq, softirq = fields
+    return (user + nice + system + irq + softirq) / os.sysconf("SC_CLK_TCK")
+
+
+class Measured:
+    """Wall time, the tree's CPU time and the other processes' load around one step."""
+
+    def __enter__(self) -> Measured:
+        self.start, self.cpu, self.busy = time.perf_counter(), _children_cpu(), _machine_busy()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.seconds = time.perf_counter() - self.start
+        CPU["seconds"] = _children_cpu() - self.cpu
+        others = _machine_busy() - self.busy - CPU["seconds"]
+        CPU["others"] = max(0.0, others / self.seconds) if self.busy else float("nan")
+
+
 def run(cmd: list[str], env: dict[str, str], cwd: Path | None = None) -> tuple[float, str]:
-    start, cpu = time.perf_counter(), _children_cpu()
-    result = subprocess.run(cmd, env=env, cwd=cwd, capture_output=True, text=True, check=False)
-    seconds = time.perf_counter() - start
-    CPU["seconds"] = _children_cpu() - cpu
+    with Measured() as step:
+        result = subprocess.run(cmd, env=env, cwd=cwd, capture_output=True, text=True, check=False)
+    seconds = step.seconds
     if result.returncode != 0:
         sys.exit(f"benchmark step failed: {' '.join(cmd)}\n{result.stderr[-3000:]}")
     return seconds, result.stdout
@@ -102,15 +127,14 @@ def recenv_build(env_file: Path, env: dict[str, str]) -> tuple[float, dict[str, 
 def venv_pip(
     python: str, requirements: Path, folder: Path, env: dict[str, str], cwd: Path
 ) -> float:
-    start, cpu = time.perf_counter(), _children_cpu()
-    subprocess.run([python, "-m", "venv", str(folder)], check=True, env=env)
-    timed(
-        [str(folder / "bin" / "python"), "-m", "pip", "install", "-q", "-r", str(requirements)],
-        env,
-        cwd=cwd,
-    )
-    CPU["seconds"] = _children_cpu() - cpu
-    return time.perf_counter() - start
+    with Measured() as step:
+        subprocess.run([python, "-m", "venv", str(folder)], check=True, env=env)
+        run(
+            [str(folder / "bin" / "python"), "-m", "pip", "install", "-q", "-r", str(requirements)],
+            env,
+            cwd=cwd,
+        )
+    return step.seconds
 
 
 ROUND_BYTES = 8 * 1024**3  # one round's envs and caches take ~5 GiB here; keep a margin
@@ -208,10 +232,12 @@ def main(argv: list[str] | None = None) -> int:
             seconds, timings = recenv_build(env_file, env)
             note("recenv_cold", seconds)
             note("recenv_cold_cpu", CPU["seconds"], " CPU-s")
+            note("recenv_cold_other_load", CPU["others"], " cores used by other processes")
             note("recenv_cold_install_only", timings.get("venv", 0) + timings.get("install", 0))
             note("recenv_cold_verify", timings.get("verify", 0))
             note("pip_cold", venv_pip(python, requirements, fresh / "venv-1", env, cwd))
             note("pip_cold_cpu", CPU["seconds"], " CPU-s")
+            note("pip_cold_other_load", CPU["others"], " cores used by other processes")
             env["RECENV_CACHE_DIR"] = str(fresh / "envs-2")
             seconds, timings = recenv_build(env_file, env)
             note("recenv_warm_cache", seconds)
@@ -252,8 +278,12 @@ def main(argv: list[str] | None = None) -> int:
     ]
     n = args.repeats
     print(
-        f"medians of {n} repeat(s); cold ratios per repeat: "
-        + ", ".join(f"{r:.1f}x" for r in runs["cold_ratio"])
+        f"medians of {n} repeat(s); cold ratios per repeat (cores other processes used during "
+        "recenv's cold build): "
+        + ", ".join(
+            f"{r:.1f}x ({o:.1f})"
+            for r, o in zip(runs["cold_ratio"], runs["recenv_cold_other_load"], strict=True)
+        )
     )
     print(f"{'case':22} {'recenv':>9} {'(install)':>10} {'venv+pip':>9} {'ratio':>7}")
     for name, ours, install, pip, ratio in rows:
