@@ -43,7 +43,7 @@ class ItemTower(nn.Module):
     """ID embedding + one embedding per categorical feature -> MLP (+ id skip) -> unit vector."""
 
     def __init__(
-        self, n_items: int, cardinalities: list[int], dim: int = 64, hidden: int = 64, feature_dim: int = 16
+        self, n_items: int, cardinalities: list[int], dim: int = 64, hidden: int = 128, feature_dim: int = 16
     ) -> None:
         super().__init__()
         if n_items < 1 or dim < 1:
@@ -72,7 +72,7 @@ class UserTower(nn.Module):
         cardinalities: list[int],
         n_items: int,
         dim: int = 64,
-        hidden: int = 64,
+        hidden: int = 128,
         feature_dim: int = 16,
     ) -> None:
         super().__init__()

@@ -30,7 +30,7 @@ class TrainConfig:
     deterministic: bool = False  # torch.use_deterministic_algorithms + fixed cuBLAS workspace
 
     dim: int = 64
-    hidden: int = 64  # tower MLP width; 128 trained 15% slower on CPU for the same recall (within +-0.005)
+    hidden: int = 128  # tower MLP width; 64 trains ~10% faster on CPU but loses ~0.005 Recall@10 on ML-100K
     history_len: int = 100  # training items per user fed to the user tower (most recent kept)
     temperature: float = 0.2  # softmax temperature on cosine scores; 0.05 overfits small data
     negatives: str = "in_batch"  # or "full" (softmax over the whole catalog)
