@@ -8,6 +8,7 @@ training, which isolates what batching itself costs. On a CUDA machine the vecto
 also timed with AMP.
 
     python benchmarks/bench_training.py [--epochs 2] [--json out.json]
+    python benchmarks/bench_training.py --phases --batch-sizes 16 256   # where a step's time goes
 """
 
 from __future__ import annotations
@@ -109,6 +110,46 @@ def run(
     return samples / (time.perf_counter() - start)
 
 
+def phases(device: torch.device, batch_size: int) -> dict[str, float]:
+    """Microseconds per sample in each phase of the vectorised loop (CPU: no syncs needed).
+
+    Times the parts of ``train_step`` separately - batching, forward, backward, optimizer -
+    over one epoch after a warm-up epoch, so a reader can see what bounds the loop.
+    """
+    cfg = TrainConfig(device=str(device), amp="off", progress=False, batch_size=batch_size)
+    split = prepare_split(cfg)
+    torch.manual_seed(0)
+    model = model_for(cfg, split).to(device).train()
+    opt = make_optimizer(model, cfg, device)
+    tensors = TrainingTensors.from_split(split, cfg.history_len, cfg.logq, device)
+    totals = dict.fromkeys(("batching", "forward", "backward", "optimizer"), 0.0)
+    samples = 0
+    for epoch in range(2):
+        samples, clock = 0, time.perf_counter
+        totals = dict.fromkeys(totals, 0.0)
+        batches = tensors.epoch(cfg.batch_size, cfg.seed, epoch)
+        while True:
+            t0 = clock()
+            batch = next(batches, None)
+            if batch is None:
+                break
+            t1 = clock()
+            loss = model(
+                batch.users, batch.user_features, batch.history, batch.items, batch.item_features,
+                tensors.item_features, tensors.log_q,
+            )
+            t2 = clock()
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            t3 = clock()
+            opt.step()
+            t4 = clock()
+            for name, dt in zip(totals, (t1 - t0, t2 - t1, t3 - t2, t4 - t3), strict=True):
+                totals[name] += dt
+            samples += len(batch)
+    return {name: 1e6 * total / samples for name, total in totals.items()}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=2)
@@ -116,10 +157,15 @@ def main() -> None:
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[TrainConfig.batch_size, 1024])
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--json", help="also write the results here")
+    parser.add_argument(
+        "--phases", action="store_true", help="only time the vectorised loop's phases (us/sample) per batch size"
+    )
     args = parser.parse_args()
     device = choose_device(args.device)
     result: dict[str, object] = {"device": str(device), "torch": torch.__version__, "threads": torch.get_num_threads()}
-    for bs in args.batch_sizes:
+    for bs in args.batch_sizes if args.phases else ():
+        result[f"batch_{bs}_us_per_sample"] = phases(device, bs)
+    for bs in () if args.phases else args.batch_sizes:
         # Interleaved repeats, median of each: on a shared machine both loops then see the same
         # mix of quiet and busy moments, and one lucky or unlucky run does not decide the ratio.
         fasts, naives = [], []
