@@ -163,15 +163,25 @@ def main() -> None:
     args = parser.parse_args()
     device = choose_device(args.device)
     result: dict[str, object] = {"device": str(device), "torch": torch.__version__, "threads": torch.get_num_threads()}
+    if device.type == "cuda":
+        result["gpu"] = torch.cuda.get_device_name(device)
     for bs in args.batch_sizes if args.phases else ():
         result[f"batch_{bs}_us_per_sample"] = phases(device, bs)
     for bs in () if args.phases else args.batch_sizes:
         # Interleaved repeats, median of each: on a shared machine both loops then see the same
         # mix of quiet and busy moments, and one lucky or unlucky run does not decide the ratio.
-        fasts, naives = [], []
+        # On CUDA the fast loop is also timed under each AMP mode, interleaved with the rest,
+        # after one warm-up run (CUDA context, cuBLAS handles, the caching allocator).
+        amps = ["off", "bf16", "fp16"] if device.type == "cuda" else ["off"]
+        if device.type == "cuda":
+            run("vectorised", 1, device, batch_size=bs)
+        by_amp: dict[str, list[float]] = {amp: [] for amp in amps}
+        naives = []
         for _ in range(args.repeats):
-            fasts.append(run("vectorised", args.epochs, device, batch_size=bs))
+            for amp in amps:
+                by_amp[amp].append(run("vectorised", args.epochs, device, amp=amp, batch_size=bs))
             naives.append(run("naive", args.epochs, device, batch_size=bs))
+        fasts = by_amp["off"]
         fast, naive = statistics.median(fasts), statistics.median(naives)
         row: dict[str, object] = {
             "vectorised_samples_per_s": fast, "naive_dataloader_samples_per_s": naive, "speedup": fast / naive,
@@ -184,7 +194,10 @@ def main() -> None:
             "speedup": only_fast / only_naive,
         }
         if device.type == "cuda":
-            row["vectorised_amp_bf16_samples_per_s"] = run("vectorised", args.epochs, device, amp="bf16", batch_size=bs)
+            row["amp"] = {
+                amp: {"samples_per_s": statistics.median(v), "vs_amp_off": statistics.median(v) / fast}
+                for amp, v in by_amp.items()
+            }
         result[f"batch_{bs}"] = row
     print(json.dumps(result, indent=2))
     if args.json:
