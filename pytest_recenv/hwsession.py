@@ -104,13 +104,11 @@ def _configure_worker(config: pytest.Config, workerinput: dict[str, Any]) -> Sta
     if pin is not None:
         torch = sys.modules.get("torch")
         if torch is not None and torch.cuda.is_initialized():
-            config.issue_config_time_warning(
-                RecenvPinningWarning(
-                    f"CUDA was initialised before pytest-recenv could pin worker "
-                    f"{workerinput['workerid']} to {pin}; a conftest or plugin touches CUDA at "
-                    "import time, so this worker sees the parent's devices"
-                ),
-                stacklevel=2,
+            _warn(
+                config,
+                f"CUDA was initialised before pytest-recenv could pin worker "
+                f"{workerinput['workerid']} to {pin}; a conftest or plugin touches CUDA at "
+                "import time, so this worker sees the parent's devices",
             )
         os.environ["CUDA_VISIBLE_DEVICES"] = pin
         report = dataclasses.replace(parent.with_visibility(pin), worker=workerinput["workerid"])
@@ -120,6 +118,18 @@ def _configure_worker(config: pytest.Config, workerinput: dict[str, Any]) -> Sta
         parent_report=parent,
         tier1_dir=workerinput.get("recenv_tier1_dir"),
     )
+
+
+def _warn(config: pytest.Config, message: str) -> None:
+    """A pinning warning; where the warning filters make it an error (as the generated project's
+    ``error::pytest_recenv.RecenvWarning`` does), a usage error with the same text, not a crash."""
+    try:
+        config.issue_config_time_warning(RecenvPinningWarning(message), stacklevel=3)
+    except RecenvPinningWarning:
+        raise pytest.UsageError(
+            f"{message} (RecenvPinningWarning is turned into an error by this run's warning "
+            "filters; to let it pass, add 'default::pytest_recenv.RecenvPinningWarning')"
+        ) from None
 
 
 def configure_node(config: pytest.Config, node: Any) -> None:
@@ -138,13 +148,11 @@ def configure_node(config: pytest.Config, node: Any) -> None:
     slots = config.getoption("recenv_slots_per_gpu")
     first = (index // slots) % len(tokens)
     if index == slots * len(tokens):
-        config.issue_config_time_warning(
-            RecenvPinningWarning(
-                f"xdist worker {worker} is beyond {len(tokens)} GPU(s) x "
-                f"--recenv-slots-per-gpu={slots}: GPUs get more workers than that; lower -n "
-                "or raise --recenv-slots-per-gpu"
-            ),
-            stacklevel=2,
+        _warn(
+            config,
+            f"xdist worker {worker} is beyond {len(tokens)} GPU(s) x "
+            f"--recenv-slots-per-gpu={slots}: GPUs get more workers than that; lower -n "
+            "or raise --recenv-slots-per-gpu",
         )
     # The worker's own GPU first, the rest after it: cuda:0 is its device, and a multi_gpu test
     # (grouped, so one at a time) can still reach the others.

@@ -334,3 +334,18 @@ def test_a_worker_warns_when_cuda_was_up_before_it_could_be_pinned(
             "to 0; a conftest or plugin touches CUDA at import time*"
         ]
     )
+
+
+def test_a_pinning_warning_made_an_error_by_filters_is_a_usage_error_not_a_crash(
+    pytester: pytest.Pytester, run: Run, report_arg: ReportArg
+) -> None:
+    # Seen on a 1-GPU machine: `pytest -n 4` in a project whose filterwarnings has
+    # error::pytest_recenv.RecenvWarning ended in an INTERNALERROR traceback.
+    pytester.makeini("[pytest]\nfilterwarnings =\n    error::pytest_recenv.RecenvWarning\n")
+    pytester.makepyfile("def test_plain():\n    pass\n")
+    result = run("-p", "xdist.plugin", "-n", "2", report_arg("t4_x1.json"))
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(
+        ["ERROR: xdist worker gw1 is beyond 1 GPU(s) x --recenv-slots-per-gpu=1*lower -n*"]
+    )
+    assert "INTERNALERROR" not in result.stdout.str() + result.stderr.str()
