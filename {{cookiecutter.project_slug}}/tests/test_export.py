@@ -37,6 +37,8 @@ def test_torchscript_and_onnx_towers_match_pytorch_at_any_batch_size(tmp_path: P
         assert out.shape == (n, 8) and np.abs(out - want).max() < 1e-5
 
 
+# torch 2.13 deprecates TorchScript loading in favour of torch.export; the service still loads it.
+@pytest.mark.filterwarnings("ignore:`torch.jit.load` is deprecated:DeprecationWarning")
 def test_the_torchscript_user_tower_runs_without_project_code(tmp_path: Path) -> None:
     model, user_feats, history, item_feats = model_and_inputs()
     export_towers(model, user_feats, history, item_feats, tmp_path, onnx=False)
