@@ -87,6 +87,29 @@ def test_resuming_continues_where_the_checkpoint_stopped(tmp_path: Path) -> None
     assert resumed.test["recall@10"] == pytest.approx(straight.test["recall@10"], abs=1e-6)
 
 
+def test_one_torchrun_process_still_trains_inside_a_process_group(tmp_path: Path) -> None:
+    # What a one-GPU runner relies on to exercise the DDP path: gloo here, nccl on CUDA.
+    src = str(Path({{ cookiecutter.package_name }}.__file__).resolve().parents[1])
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([src, os.environ.get("PYTHONPATH", "")]), "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "1",
+           "-m", "{{ cookiecutter.package_name }}", "train", "--n-users", "100", "--n-items", "40", "--epochs", "1",
+           "--device", "cpu", "--no-progress", "--runs-dir", str(tmp_path / "runs"), "--run-id", "one"]  # fmt: skip
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300, check=False)
+    assert done.returncode == 0, done.stderr[-3000:]
+    metrics = json.loads((tmp_path / "runs" / "one" / "metrics.json").read_text())
+    assert metrics["world_size"] == 1 and metrics["dist_backend"] == "gloo"
+
+
+def test_a_world_size_without_torchrun_variables_says_how_to_launch(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.delenv("RANK", raising=False)
+    with pytest.raises(RuntimeError, match=r"WORLD_SIZE=2 but RANK/MASTER_ADDR are not set; .*torchrun"):
+        train(config(tmp_path))
+    assert not (tmp_path / "runs").exists()
+
+
 def test_a_checkpoint_from_another_config_is_refused_and_left_untouched(tmp_path: Path) -> None:
     first = train(config(tmp_path, run_id="r"))
     ckpt = Path(first.run_dir) / "checkpoint.pt"
@@ -128,7 +151,7 @@ def test_two_gloo_processes_train_the_same_model_as_one(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr[-3000:]
     ddp = json.loads((tmp_path / "runs" / "ddp" / "metrics.json").read_text())
     single = train(config(tmp_path, run_id="one", negatives="full", deterministic=True))
-    assert ddp["world_size"] == 2
+    assert ddp["world_size"] == 2 and ddp["dist_backend"] == "gloo" and single.dist_backend == "none"
     # Not bit-identical: an odd tail batch splits unevenly, and float sums run in another order.
     for got, want in zip(ddp["history"], single.history, strict=True):
         assert got["loss"] == pytest.approx(want["loss"], rel=1e-3)

@@ -107,6 +107,7 @@ class Metrics:
     amp: str
     world_size: int
     stopped_early: bool
+    dist_backend: str = "none"  # nccl or gloo when launched by torchrun
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -237,7 +237,7 @@ def _train(cfg: TrainConfig, ctx: DistContext) -> Metrics:
         run_dir=str(run_dir), best_epoch=best_epoch, epochs_run=epoch, val={}, test={}, history=history,
         samples_per_second=samples / train_seconds if train_seconds else 0.0, train_seconds=train_seconds,
         device=str(device), amp=str(dtype).replace("torch.", "") if dtype else "off",
-        world_size=ctx.world_size, stopped_early=stopped_early,
+        world_size=ctx.world_size, stopped_early=stopped_early, dist_backend=ctx.backend or "none",
     )
     if ctx.is_main:
         model.cpu()

@@ -76,6 +76,7 @@ class DistContext:
     rank: int = 0
     world_size: int = 1
     local_rank: int = 0
+    backend: str | None = None  # "nccl" or "gloo" inside a process group, else None
 
     @property
     def is_main(self) -> bool:
@@ -83,16 +84,23 @@ class DistContext:
 
     @property
     def enabled(self) -> bool:
-        return self.world_size > 1
+        return self.backend is not None
 
 
 def init_distributed(device_request: str) -> DistContext:
     """Join the process group torchrun set up (env:// rendezvous); single process otherwise.
 
-    The backend follows the hardware: nccl when training on CUDA, gloo on CPU.
+    The backend follows the hardware: nccl when training on CUDA, gloo on CPU. A torchrun
+    launch joins a group even with one process, so a one-GPU machine exercises the same
+    nccl + DistributedDataParallel path as a multi-GPU one.
     """
     world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world <= 1:
+    if "RANK" not in os.environ or "MASTER_ADDR" not in os.environ:
+        if world > 1:
+            raise RuntimeError(
+                f"WORLD_SIZE={world} but RANK/MASTER_ADDR are not set; start distributed training "
+                "with torchrun --nproc-per-node N -m {{ cookiecutter.package_name }} train ..."
+            )
         return DistContext()
     rank, local_rank = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
     if not dist.is_initialized():
@@ -100,7 +108,8 @@ def init_distributed(device_request: str) -> DistContext:
         if use_nccl:
             torch.cuda.set_device(local_rank % torch.cuda.device_count())
         dist.init_process_group(backend="nccl" if use_nccl else "gloo")
-    return DistContext(rank=rank, world_size=world, local_rank=local_rank)
+    backend = str(dist.get_backend())
+    return DistContext(rank=rank, world_size=world, local_rank=local_rank, backend=backend)
 
 
 def broadcast_floats(values: list[float], ctx: DistContext, device: torch.device) -> list[float]:
