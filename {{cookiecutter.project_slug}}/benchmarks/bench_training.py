@@ -8,6 +8,7 @@ training, which isolates what batching itself costs. On a CUDA machine the vecto
 also timed with AMP.
 
     python benchmarks/bench_training.py [--epochs 2] [--json out.json]
+    python benchmarks/bench_training.py --device cuda --amp-only --dim 256 --hidden 1024  # AMP at a model size
     python benchmarks/bench_training.py --phases --batch-sizes 16 256   # where a step's time goes
 """
 
@@ -66,11 +67,15 @@ class PerSample(Dataset):
         }
 
 
+# The model size every run uses (--dim/--hidden; TrainConfig's defaults unless given).
+MODEL = {"dim": TrainConfig.dim, "hidden": TrainConfig.hidden}
+
+
 def run(
     mode: str, epochs: int, device: torch.device, amp: str = "off", batch_size: int | None = None, train: bool = True
 ) -> float:
     """Samples/s of ``epochs`` epochs; ``train=False`` only produces the batches."""
-    cfg = TrainConfig(device=str(device), amp=amp, progress=False)
+    cfg = TrainConfig(device=str(device), amp=amp, progress=False, **MODEL)
     if batch_size is not None:
         cfg.batch_size = batch_size
     split = prepare_split(cfg)
@@ -116,7 +121,7 @@ def phases(device: torch.device, batch_size: int) -> dict[str, float]:
     Times the parts of ``train_step`` separately - batching, forward, backward, optimizer -
     over one epoch after a warm-up epoch, so a reader can see what bounds the loop.
     """
-    cfg = TrainConfig(device=str(device), amp="off", progress=False, batch_size=batch_size)
+    cfg = TrainConfig(device=str(device), amp="off", progress=False, batch_size=batch_size, **MODEL)
     split = prepare_split(cfg)
     torch.manual_seed(0)
     model = model_for(cfg, split).to(device).train()
@@ -157,12 +162,24 @@ def main() -> None:
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[TrainConfig.batch_size, 1024])
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--json", help="also write the results here")
+    parser.add_argument("--dim", type=int, default=TrainConfig.dim, help="embedding size (default: TrainConfig's)")
+    parser.add_argument("--hidden", type=int, default=TrainConfig.hidden, help="tower MLP width (default: TrainConfig's)")
+    parser.add_argument(
+        "--amp-only", action="store_true", help="CUDA: only time the training loop under AMP off/bf16/fp16 (no naive loop)"
+    )
     parser.add_argument(
         "--phases", action="store_true", help="only time the vectorised loop's phases (us/sample) per batch size"
     )
     args = parser.parse_args()
+    if args.amp_only and args.phases:
+        parser.error("--amp-only and --phases time different things; pass one of them")
+    MODEL.update(dim=args.dim, hidden=args.hidden)
     device = choose_device(args.device)
-    result: dict[str, object] = {"device": str(device), "torch": torch.__version__, "threads": torch.get_num_threads()}
+    if args.amp_only and device.type != "cuda":
+        parser.error(f"--amp-only compares AMP modes, which run on CUDA only; the device is {device}")
+    result: dict[str, object] = {
+        "device": str(device), "torch": torch.__version__, "threads": torch.get_num_threads(), "model": dict(MODEL),
+    }
     if device.type == "cuda":
         result["gpu"] = torch.cuda.get_device_name(device)
     for bs in args.batch_sizes if args.phases else ():
@@ -180,19 +197,23 @@ def main() -> None:
         for _ in range(args.repeats):
             for amp in amps:
                 by_amp[amp].append(run("vectorised", args.epochs, device, amp=amp, batch_size=bs))
-            naives.append(run("naive", args.epochs, device, batch_size=bs))
+            if not args.amp_only:
+                naives.append(run("naive", args.epochs, device, batch_size=bs))
         fasts = by_amp["off"]
-        fast, naive = statistics.median(fasts), statistics.median(naives)
-        row: dict[str, object] = {
-            "vectorised_samples_per_s": fast, "naive_dataloader_samples_per_s": naive, "speedup": fast / naive,
-            "speedup_per_repeat": [f / n for f, n in zip(fasts, naives, strict=True)],
-        }
-        only_fast = statistics.median(run("vectorised", 1, device, batch_size=bs, train=False) for _ in range(args.repeats))
-        only_naive = statistics.median(run("naive", 1, device, batch_size=bs, train=False) for _ in range(args.repeats))
-        row["pipeline_only"] = {
-            "vectorised_samples_per_s": only_fast, "naive_dataloader_samples_per_s": only_naive,
-            "speedup": only_fast / only_naive,
-        }
+        fast = statistics.median(fasts)
+        row: dict[str, object] = {"vectorised_samples_per_s": fast}
+        if naives:
+            naive = statistics.median(naives)
+            row.update(
+                naive_dataloader_samples_per_s=naive, speedup=fast / naive,
+                speedup_per_repeat=[f / n for f, n in zip(fasts, naives, strict=True)],
+            )
+            only_fast = statistics.median(run("vectorised", 1, device, batch_size=bs, train=False) for _ in range(args.repeats))
+            only_naive = statistics.median(run("naive", 1, device, batch_size=bs, train=False) for _ in range(args.repeats))
+            row["pipeline_only"] = {
+                "vectorised_samples_per_s": only_fast, "naive_dataloader_samples_per_s": only_naive,
+                "speedup": only_fast / only_naive,
+            }
         if device.type == "cuda":
             row["amp"] = {
                 amp: {"samples_per_s": statistics.median(v), "vs_amp_off": statistics.median(v) / fast}
