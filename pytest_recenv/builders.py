@@ -222,6 +222,8 @@ def make_plan(
     backends: Sequence[str] | None = None,
     python_policy: str = "strict",
 ) -> Plan:
+    """What building ``path`` means here (backend, interpreter, requirements) and its cache
+    ``.key``, without building anything."""
     spec = load_spec(path)
     spec.path = Path(path).resolve()
     root = cache_root(cache_dir)
@@ -268,16 +270,6 @@ def make_plan(
         smoke=smoke,
         pip=pip,
     )
-
-
-def env_key(
-    path: Path | str,
-    cache_dir: Path | str | None = None,
-    backends: Sequence[str] | None = None,
-    python_policy: str = "strict",
-) -> Plan:
-    """The plan (``.key``) for ``path`` without building anything."""
-    return make_plan(path, cache_dir, backends, python_policy)
 
 
 def _stamped(prefix: Path, key: str) -> dict[str, Any] | None:

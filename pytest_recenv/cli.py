@@ -65,10 +65,10 @@ def _cmd_build(args: argparse.Namespace) -> int:
 
 
 def _cmd_key(args: argparse.Namespace) -> int:
-    from pytest_recenv.builders import env_key
+    from pytest_recenv.builders import make_plan
 
     backends = backend_chain_arg(args)
-    print(env_key(Path(args.file), backends=backends, python_policy=args.python_policy).key)
+    print(make_plan(Path(args.file), backends=backends, python_policy=args.python_policy).key)
     return 0
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from recenv_helpers import make_wheel, write_env
 
-from pytest_recenv.builders import STAMP, BuildError, ensure_env, env_key
+from pytest_recenv.builders import STAMP, BuildError, ensure_env, make_plan
 from pytest_recenv.interpreters import discover
 
 pytestmark = pytest.mark.slow
@@ -69,7 +69,7 @@ def test_cosmetic_change_keeps_the_key_and_a_real_change_builds_anew(
     spec.write_text(
         "# a comment\n" + spec.read_text().replace("recenv-tiny>=1.0", "recenv-tiny >=1.0")
     )
-    assert env_key(spec).key == env.key
+    assert make_plan(spec).key == env.key
     spec.write_text(spec.read_text().replace("recenv-tiny >=1.0", "recenv-tiny<1.1"))
     changed = ensure_env(spec, progress=False)
     assert changed.created and changed.key != env.key
@@ -89,7 +89,7 @@ def test_same_spec_in_two_projects_with_editables_never_shares_an_env(
         project = tmp_path / name
         project.mkdir()
         (project / "pyproject.toml").write_text(f'[project]\nname = "proj-{name}"\n')
-        keys.append(env_key(write_env(project, "  - recenv-tiny\n", "      - -e .\n")).key)
+        keys.append(make_plan(write_env(project, "  - recenv-tiny\n", "      - -e .\n")).key)
     assert keys[0] != keys[1]
 
 
@@ -132,7 +132,7 @@ def test_a_build_killed_halfway_is_never_reused(
     flag = tmp_path / "slow"
     flag.write_text("120")
     spec = write_env(tmp_path / "proj", "  - recenv-slow\n")
-    key = env_key(spec).key
+    key = make_plan(spec).key
     proc = subprocess.Popen(
         [sys.executable, "-m", "pytest_recenv.cli", "build", "-q", str(spec)],
         env={**os.environ, "RECENV_TEST_SLOW": str(flag)},
@@ -165,7 +165,7 @@ def test_an_env_whose_package_fails_to_import_is_reported_and_not_cached(
         "import smoke test failed for 1 of 2 declared packages:\n  recenv-broken: import "
         "recenv_broken: RuntimeError: boom at import"
     ) in str(err.value)
-    assert not any(p.name == env_key(spec).key for p in cache_dir.iterdir())
+    assert not any(p.name == make_plan(spec).key for p in cache_dir.iterdir())
 
 
 def test_a_conflicting_spec_fails_with_the_resolver_message(
