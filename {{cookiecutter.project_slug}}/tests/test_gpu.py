@@ -8,29 +8,16 @@ child process, so a CUDA context never leaks into the rest of the suite.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-import {{ cookiecutter.package_name }}
+from test_training import child_env, run_cli
 
-SRC = str(Path({{ cookiecutter.package_name }}.__file__).resolve().parents[1])
 SMALL = ["--n-users", "300", "--n-items", "120", "--events-per-user", "12", "--batch-size", "256",
          "--no-progress"]  # fmt: skip
-
-
-def run_cli(args: list[str], cwd: Path, torchrun_procs: int = 0) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([SRC, os.environ.get("PYTHONPATH", "")])}
-    launcher = [sys.executable, "-m", "{{ cookiecutter.package_name }}"]
-    if torchrun_procs:
-        launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone",
-                    "--nproc-per-node", str(torchrun_procs), "-m", "{{ cookiecutter.package_name }}"]  # fmt: skip
-    done = subprocess.run([*launcher, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=600, check=False)
-    assert done.returncode == 0, f"{' '.join(args)} failed:\n{done.stdout[-2000:]}\n{done.stderr[-3000:]}"
-    return done
 
 
 @pytest.mark.cuda
@@ -46,8 +33,7 @@ def test_the_demo_trains_on_cuda_and_its_artifacts_serve_from_cpu(tmp_path: Path
     # What a GPU run leaves behind must load where the service runs: a process that sees no GPU.
     probe = ("from {{ cookiecutter.package_name }}.artifacts import load_artifacts; import sys; "
              "a = load_artifacts(sys.argv[1]); print(a.n_items, a.item_embeddings.shape[1])")  # fmt: skip
-    env = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "PYTHONPATH": os.pathsep.join([SRC, os.environ.get("PYTHONPATH", "")])}
-    loaded = subprocess.run([sys.executable, "-c", probe, str(tmp_path / "artifacts")], env=env,
+    loaded = subprocess.run([sys.executable, "-c", probe, str(tmp_path / "artifacts")], env=child_env(CUDA_VISIBLE_DEVICES=""),
                             capture_output=True, text=True, timeout=120, check=False)  # fmt: skip
     assert loaded.returncode == 0, loaded.stderr[-3000:]
     n_items, dim = map(int, loaded.stdout.split())

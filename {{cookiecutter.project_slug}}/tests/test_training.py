@@ -24,6 +24,26 @@ from {{ cookiecutter.package_name }}.training.batches import TrainingTensors
 SMALL = dict(n_users=150, n_items=60, events_per_user=12, batch_size=256, progress=False, patience=50)
 
 
+SRC = str(Path({{ cookiecutter.package_name }}.__file__).resolve().parents[1])
+
+
+def child_env(**extra: str) -> dict[str, str]:
+    """This environment for a child process: the package importable, one OpenMP thread each."""
+    path = os.pathsep.join([SRC, os.environ.get("PYTHONPATH", "")])
+    return {**os.environ, "PYTHONPATH": path, "OMP_NUM_THREADS": "1", **extra}
+
+
+def run_cli(args: list[str], cwd: Path, torchrun_procs: int = 0) -> subprocess.CompletedProcess[str]:
+    """``python -m {{ cookiecutter.package_name }} ARGS`` in a child process, or under torchrun with N processes."""
+    launcher = [sys.executable, "-m", "{{ cookiecutter.package_name }}"]
+    if torchrun_procs:
+        launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone",
+                    "--nproc-per-node", str(torchrun_procs), "-m", "{{ cookiecutter.package_name }}"]  # fmt: skip
+    done = subprocess.run([*launcher, *args], cwd=cwd, env=child_env(), capture_output=True, text=True, timeout=600, check=False)
+    assert done.returncode == 0, f"{' '.join(args)} failed:\n{done.stdout[-2000:]}\n{done.stderr[-3000:]}"
+    return done
+
+
 def config(tmp_path: Path, **overrides: object) -> TrainConfig:
     values: dict[str, object] = {**SMALL, "epochs": 2, "device": "cpu", "runs_dir": str(tmp_path / "runs")}
     values.update(overrides)
@@ -89,13 +109,8 @@ def test_resuming_continues_where_the_checkpoint_stopped(tmp_path: Path) -> None
 
 def test_one_torchrun_process_still_trains_inside_a_process_group(tmp_path: Path) -> None:
     # What a one-GPU runner relies on to exercise the DDP path: gloo here, nccl on CUDA.
-    src = str(Path({{ cookiecutter.package_name }}.__file__).resolve().parents[1])
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([src, os.environ.get("PYTHONPATH", "")]), "OMP_NUM_THREADS": "1"}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "1",
-           "-m", "{{ cookiecutter.package_name }}", "train", "--n-users", "100", "--n-items", "40", "--epochs", "1",
-           "--device", "cpu", "--no-progress", "--runs-dir", str(tmp_path / "runs"), "--run-id", "one"]  # fmt: skip
-    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300, check=False)
-    assert done.returncode == 0, done.stderr[-3000:]
+    run_cli(["train", "--n-users", "100", "--n-items", "40", "--epochs", "1", "--device", "cpu", "--no-progress",
+             "--runs-dir", str(tmp_path / "runs"), "--run-id", "one"], cwd=tmp_path, torchrun_procs=1)  # fmt: skip
     metrics = json.loads((tmp_path / "runs" / "one" / "metrics.json").read_text())
     assert metrics["world_size"] == 1 and metrics["dist_backend"] == "gloo"
 
@@ -143,12 +158,7 @@ def test_two_gloo_processes_train_the_same_model_as_one(tmp_path: Path) -> None:
     common = ["--n-users", "150", "--n-items", "60", "--events-per-user", "12", "--epochs", "2", "--batch-size", "256",
               "--negatives", "full", "--device", "cpu", "--no-progress", "--deterministic",
               "--runs-dir", str(tmp_path / "runs")]
-    src = str(Path({{ cookiecutter.package_name }}.__file__).resolve().parents[1])
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([src, os.environ.get("PYTHONPATH", "")]), "OMP_NUM_THREADS": "1"}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
-           "-m", "{{ cookiecutter.package_name }}", "train", *common, "--run-id", "ddp"]
-    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300, check=False)
-    assert done.returncode == 0, done.stderr[-3000:]
+    run_cli(["train", *common, "--run-id", "ddp"], cwd=tmp_path, torchrun_procs=2)
     ddp = json.loads((tmp_path / "runs" / "ddp" / "metrics.json").read_text())
     single = train(config(tmp_path, run_id="one", negatives="full", deterministic=True))
     assert ddp["world_size"] == 2 and ddp["dist_backend"] == "gloo" and single.dist_backend == "none"
