@@ -102,9 +102,8 @@ def run(
                 samples += len(batch)
         else:
             by_user = [list(map(int, row)) for row in split.by_user("train")]
-            data = PerSample(
-                cpu.users, cpu.items, cpu.user_features, cpu.item_features, by_user, cpu.histories.shape[1], cpu.pad
-            )
+            width = cpu.histories.shape[1] - 1  # the table's L (its last column is spare padding)
+            data = PerSample(cpu.users, cpu.items, cpu.user_features, cpu.item_features, by_user, width, cpu.pad)
             loader = DataLoader(data, batch_size=cfg.batch_size, shuffle=True)
             for raw in loader:
                 b = {k: v.to(device) for k, v in raw.items()}

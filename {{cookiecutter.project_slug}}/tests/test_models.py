@@ -13,6 +13,7 @@ from {{ cookiecutter.package_name }}.models import (
     ItemTower,
     UserTower,
     build_two_tower,
+    history_columns,
     history_table,
 )
 from {{ cookiecutter.package_name }}.models.towers import unit_rows
@@ -77,6 +78,9 @@ def test_each_categorical_feature_reads_its_own_rows_of_the_shared_table() -> No
 def test_history_table_keeps_the_most_recent_items_and_pads_with_n_items() -> None:
     table = history_table([0, 0, 1, 0], [5, 6, 7, 8], n_users=3, n_items=10, max_len=2)
     assert table.tolist() == [[8, 6], [7, 10], [10, 10]]
+    # Where each pair went: item 5 is user 0's oldest of three, so it is out of the row (column 2).
+    columns, width = history_columns([0, 0, 1, 0], n_users=3, max_len=2)
+    assert (columns.tolist(), width) == ([2, 1, 0, 0], 2)
 
 
 def _explicit_loss(u: torch.Tensor, v: torch.Tensor, item_ids: list[int], tau: float, log_q: list[float]) -> float:
@@ -93,17 +97,21 @@ def _explicit_loss(u: torch.Tensor, v: torch.Tensor, item_ids: list[int], tau: f
     return total / len(item_ids)
 
 
-def test_in_batch_loss_matches_an_explicit_softmax_with_logq_and_duplicate_masking() -> None:
+@pytest.mark.parametrize("logq", [True, False], ids=["logq", "no-logq"])
+def test_in_batch_loss_matches_an_explicit_softmax_with_logq_and_duplicate_masking(logq: bool) -> None:
+    # The model gives each distinct item one column weighted by its count; the reference below
+    # keeps one column per copy. Item 1 is in the batch three times, item 2 twice.
     torch.manual_seed(0)
-    model = build_two_tower(5, 4, [], [], dim=6, hidden=8, temperature=0.5).eval()
-    users, items = torch.tensor([0, 1, 2, 3]), torch.tensor([1, 2, 1, 3])  # item 1 twice
-    none_u, none_i = torch.zeros(4, 0, dtype=torch.long), torch.zeros(4, 0, dtype=torch.long)
-    history = torch.full((4, 1), 4)
+    model = build_two_tower(6, 4, [], [], dim=6, hidden=8, temperature=0.5).eval()
+    users, items = torch.tensor([0, 1, 2, 3, 4, 5]), torch.tensor([1, 2, 1, 3, 1, 2])
+    none_u, none_i = torch.zeros(6, 0, dtype=torch.long), torch.zeros(6, 0, dtype=torch.long)
+    history = torch.full((6, 1), 4)
     log_q = torch.log(torch.tensor([0.1, 0.5, 0.3, 0.1]))
-    loss = model(users, none_u, history, items, none_i, None, log_q).detach()
+    loss = model(users, none_u, history, items, none_i, None, log_q if logq else None).detach()
     u = model.user_tower(users, none_u, history).detach()
     v = model.item_tower(items, none_i).detach()
-    assert float(loss) == pytest.approx(_explicit_loss(u, v, items.tolist(), 0.5, log_q.tolist()), rel=1e-5)
+    reference = _explicit_loss(u, v, items.tolist(), 0.5, log_q.tolist() if logq else [0.0] * 4)
+    assert float(loss) == pytest.approx(reference, rel=1e-5)
 
 
 def test_full_catalog_loss_is_cross_entropy_over_every_item() -> None:

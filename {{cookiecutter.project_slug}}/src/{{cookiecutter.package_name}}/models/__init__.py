@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .towers import CategoricalFeatures, ItemTower, UserTower, history_table
+from .towers import CategoricalFeatures, ItemTower, UserTower, history_columns, history_table
 from .two_tower import NEGATIVES, TwoTower, build_two_tower, embed_all
 
 __all__ = [
@@ -13,5 +13,6 @@ __all__ = [
     "UserTower",
     "build_two_tower",
     "embed_all",
+    "history_columns",
     "history_table",
 ]

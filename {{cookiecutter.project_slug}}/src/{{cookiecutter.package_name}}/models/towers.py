@@ -170,23 +170,36 @@ class _UnitRows(torch.autograd.Function):
         return (grad - y * (grad * y).sum(dim=-1, keepdim=True)) / norm
 
 
+def history_columns(users: torch.Tensor | list[int], n_users: int, max_len: int = 100) -> tuple[torch.Tensor, int]:
+    """Where ``history_table`` puts each pair: its column in the user's row, and the width L.
+
+    Returns ``(columns (n_pairs,), L)`` with L = min(longest history, max_len). A pair older
+    than its user's last L gets column L (one past the row: it is not in the table).
+    """
+    users = torch.as_tensor(users, dtype=torch.long)
+    counts = torch.bincount(users, minlength=n_users)
+    length = int(min(max(int(counts.max()) if len(counts) else 0, 1), max_len))
+    order = torch.sort(users, stable=True).indices
+    ends = torch.cumsum(counts, 0)  # one past each user's last pair, in sorted order
+    pos_from_end = torch.repeat_interleave(ends, counts) - torch.arange(len(users)) - 1  # 0 = most recent
+    columns = torch.empty_like(users)
+    columns[order] = pos_from_end.clamp(max=length)
+    return columns, length
+
+
 def history_table(
     users: torch.Tensor | list[int], items: torch.Tensor | list[int], n_users: int, n_items: int, max_len: int = 100
 ) -> torch.Tensor:
     """(n_users, L) int64 item indices per user padded with ``n_items``; L = min(longest, max_len).
 
-    Users with more than ``max_len`` items keep the last ``max_len`` in the given order
-    (pass pairs in time order to keep the most recent).
+    Each row starts with the user's most recent item. Users with more than ``max_len`` items
+    keep the last ``max_len`` in the given order (pass pairs in time order to keep the most
+    recent).
     """
     users = torch.as_tensor(users, dtype=torch.long)
     items = torch.as_tensor(items, dtype=torch.long)
-    order = torch.sort(users, stable=True).indices
-    users, items = users[order], items[order]
-    counts = torch.bincount(users, minlength=n_users)
-    length = int(min(max(int(counts.max()) if len(counts) else 0, 1), max_len))
-    starts = torch.cumsum(counts, 0) - counts
-    pos_from_end = torch.repeat_interleave(starts + counts, counts) - torch.arange(len(users)) - 1
-    keep = pos_from_end < length
+    columns, length = history_columns(users, n_users, max_len)
+    keep = columns < length
     table = torch.full((n_users, length), n_items, dtype=torch.long)
-    table[users[keep], pos_from_end[keep]] = items[keep]
+    table[users[keep], columns[keep]] = items[keep]
     return table

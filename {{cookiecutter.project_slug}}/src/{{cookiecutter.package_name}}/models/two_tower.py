@@ -70,17 +70,19 @@ class TwoTower(nn.Module):
             if log_q is not None:
                 logits = logits - log_q[None, :]
             return F.cross_entropy(logits.float(), item_ids)
-        items = self.item_tower(item_ids, item_features)  # (batch, dim)
-        # A batch can hold the same item twice; the copy is not a negative for that row (-inf).
-        # The correction and the mask are one float32 (batch, batch) bias, added once, and the
-        # temperature scales the (batch, dim) users rather than the (batch, batch) logits.
-        correction = -log_q[item_ids] if log_q is not None else users.new_zeros(len(item_ids))  # (batch,)
-        same = item_ids[:, None] == item_ids[None, :]  # (batch, batch)
-        same.fill_diagonal_(False)
-        bias = correction.float()[None, :].masked_fill(same, float("-inf"))  # (batch, batch)
-        logits = (users / self.temperature) @ items.T  # (batch, dim) @ (dim, batch) -> (batch, batch)
-        labels = torch.arange(len(user_ids), device=user_ids.device)
-        return F.cross_entropy(logits.float() + bias, labels)
+        # A batch can hold an item several times. Each distinct item gets one column (the item
+        # tower runs once per item) whose logit carries + log(count): the same softmax as one
+        # column per copy. A row's own positive counts once, so its column takes the log back.
+        distinct, column, counts = torch.unique(item_ids, return_inverse=True, return_counts=True)  # (u,), (batch,), (u,)
+        features = item_features.new_empty(len(distinct), item_features.shape[1]).index_copy_(0, column, item_features)
+        items = self.item_tower(distinct, features)  # (u, dim)
+        log_count = counts.float().log()  # (u,)
+        bias = log_count - log_q.index_select(0, distinct) if log_q is not None else log_count  # (u,)
+        # The temperature scales the (batch, dim) users rather than the (batch, u) logits.
+        logits = ((users / self.temperature) @ items.T).float() + bias  # (batch, u)
+        rows = torch.arange(len(item_ids), device=item_ids.device)
+        logits = logits.index_put((rows, column), -log_count.index_select(0, column), accumulate=True)
+        return F.cross_entropy(logits, column)
 
 
 def build_two_tower(
