@@ -67,15 +67,18 @@ class PerSample(Dataset):
         }
 
 
-# The model size every run uses (--dim/--hidden; TrainConfig's defaults unless given).
-MODEL = {"dim": TrainConfig.dim, "hidden": TrainConfig.hidden}
-
-
 def run(
-    mode: str, epochs: int, device: torch.device, amp: str = "off", batch_size: int | None = None, train: bool = True
+    mode: str,
+    epochs: int,
+    device: torch.device,
+    size: dict[str, int],
+    amp: str = "off",
+    batch_size: int | None = None,
+    train: bool = True,
 ) -> float:
-    """Samples/s of ``epochs`` epochs; ``train=False`` only produces the batches."""
-    cfg = TrainConfig(device=str(device), amp=amp, progress=False, **MODEL)
+    """Samples/s of ``epochs`` epochs of a model of ``size`` (dim, hidden); ``train=False`` only
+    produces the batches."""
+    cfg = TrainConfig(device=str(device), amp=amp, progress=False, **size)
     if batch_size is not None:
         cfg.batch_size = batch_size
     split = prepare_split(cfg)
@@ -114,13 +117,13 @@ def run(
     return samples / (time.perf_counter() - start)
 
 
-def phases(device: torch.device, batch_size: int) -> dict[str, float]:
+def phases(device: torch.device, size: dict[str, int], batch_size: int) -> dict[str, float]:
     """Microseconds per sample in each phase of the vectorised loop (CPU: no syncs needed).
 
     Times the parts of ``train_step`` separately - batching, forward, backward, optimizer -
     over one epoch after a warm-up epoch, so a reader can see what bounds the loop.
     """
-    cfg = TrainConfig(device=str(device), amp="off", progress=False, batch_size=batch_size, **MODEL)
+    cfg = TrainConfig(device=str(device), amp="off", progress=False, batch_size=batch_size, **size)
     split = prepare_split(cfg)
     torch.manual_seed(0)
     model = model_for(cfg, split).to(device).train()
@@ -172,17 +175,17 @@ def main() -> None:
     args = parser.parse_args()
     if args.amp_only and args.phases:
         parser.error("--amp-only and --phases time different things; pass one of them")
-    MODEL.update(dim=args.dim, hidden=args.hidden)
+    size = {"dim": args.dim, "hidden": args.hidden}
     device = choose_device(args.device)
     if args.amp_only and device.type != "cuda":
         parser.error(f"--amp-only compares AMP modes, which run on CUDA only; the device is {device}")
     result: dict[str, object] = {
-        "device": str(device), "torch": torch.__version__, "threads": torch.get_num_threads(), "model": dict(MODEL),
+        "device": str(device), "torch": torch.__version__, "threads": torch.get_num_threads(), "model": size,
     }
     if device.type == "cuda":
         result["gpu"] = torch.cuda.get_device_name(device)
     for bs in args.batch_sizes if args.phases else ():
-        result[f"batch_{bs}_us_per_sample"] = phases(device, bs)
+        result[f"batch_{bs}_us_per_sample"] = phases(device, size, bs)
     for bs in () if args.phases else args.batch_sizes:
         # Interleaved repeats, median of each: on a shared machine both loops then see the same
         # mix of quiet and busy moments, and one lucky or unlucky run does not decide the ratio.
@@ -190,14 +193,14 @@ def main() -> None:
         # after one warm-up run (CUDA context, cuBLAS handles, the caching allocator).
         amps = ["off", "bf16", "fp16"] if device.type == "cuda" else ["off"]
         if device.type == "cuda":
-            run("vectorised", 1, device, batch_size=bs)
+            run("vectorised", 1, device, size, batch_size=bs)
         by_amp: dict[str, list[float]] = {amp: [] for amp in amps}
         naives = []
         for _ in range(args.repeats):
             for amp in amps:
-                by_amp[amp].append(run("vectorised", args.epochs, device, amp=amp, batch_size=bs))
+                by_amp[amp].append(run("vectorised", args.epochs, device, size, amp=amp, batch_size=bs))
             if not args.amp_only:
-                naives.append(run("naive", args.epochs, device, batch_size=bs))
+                naives.append(run("naive", args.epochs, device, size, batch_size=bs))
         fasts = by_amp["off"]
         fast = statistics.median(fasts)
         row: dict[str, object] = {"vectorised_samples_per_s": fast}
@@ -207,8 +210,8 @@ def main() -> None:
                 naive_dataloader_samples_per_s=naive, speedup=fast / naive,
                 speedup_per_repeat=[f / n for f, n in zip(fasts, naives, strict=True)],
             )
-            only_fast = statistics.median(run("vectorised", 1, device, batch_size=bs, train=False) for _ in range(args.repeats))
-            only_naive = statistics.median(run("naive", 1, device, batch_size=bs, train=False) for _ in range(args.repeats))
+            only_fast = statistics.median(run("vectorised", 1, device, size, batch_size=bs, train=False) for _ in range(args.repeats))
+            only_naive = statistics.median(run("naive", 1, device, size, batch_size=bs, train=False) for _ in range(args.repeats))
             row["pipeline_only"] = {
                 "vectorised_samples_per_s": only_fast, "naive_dataloader_samples_per_s": only_naive,
                 "speedup": only_fast / only_naive,
