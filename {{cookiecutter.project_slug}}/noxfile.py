@@ -99,7 +99,13 @@ def bench(session: nox.Session) -> None:
     results = Path("benchmarks/results")
     results.mkdir(parents=True, exist_ok=True)
     for script in ("bench_training", "bench_retrieval", "bench_ml100k"):
-        in_env(session, "python", f"benchmarks/{script}.py", "--json", str(results / f"{script[6:]}.json"))
+        in_env(
+            session,
+            "python",
+            f"benchmarks/{script}.py",
+            "--json",
+            str(results / f"{script[6:]}.json"),
+        )
     in_env(session, "python", "benchmarks/bench_router.py")
 {%- if cookiecutter.include_serving %}
     if not Path("artifacts/manifest.json").is_file():

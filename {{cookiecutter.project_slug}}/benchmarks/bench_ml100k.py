@@ -37,14 +37,25 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as runs:
         start = time.perf_counter()
-        metrics = train(TrainConfig(data="ml-100k", epochs=args.epochs, seed=args.seed, progress=False, runs_dir=runs))
+        metrics = train(
+            TrainConfig(
+                data="ml-100k", epochs=args.epochs, seed=args.seed, progress=False, runs_dir=runs
+            )
+        )
         results = run_evaluate(metrics.run_dir, ks=[10, 20, 50])
         elapsed = time.perf_counter() - start
     Console(width=120).print(format_table(results, title="MovieLens-100K, test split"))
-    out = {"results": results, "best_epoch": metrics.best_epoch, "epochs_run": metrics.epochs_run,
-           "train_seconds": metrics.train_seconds,
-           "total_seconds": elapsed, "samples_per_second": metrics.samples_per_second}
-    out["two_tower_over_popularity"] = results["two_tower"]["recall@10"] / results["popularity"]["recall@10"]
+    out = {
+        "results": results,
+        "best_epoch": metrics.best_epoch,
+        "epochs_run": metrics.epochs_run,
+        "train_seconds": metrics.train_seconds,
+        "total_seconds": elapsed,
+        "samples_per_second": metrics.samples_per_second,
+    }
+    out["two_tower_over_popularity"] = (
+        results["two_tower"]["recall@10"] / results["popularity"]["recall@10"]
+    )
     print(json.dumps(out, indent=2))
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)

@@ -66,10 +66,19 @@ def main() -> None:
     build_s = time.perf_counter() - start
     ann_qps, ann_ids = qps(ivf, queries, args.k, args.batch)
     result = {
-        "n_items": args.n, "dim": args.dim, "noise": args.noise, "queries": args.queries, "batch": args.batch, "k": args.k,
-        "threads": faiss.omp_get_max_threads(), "faiss": faiss.__version__,
-        "index": f"IVF{default_nlist(args.n)},Flat nprobe={ivf.nprobe}", "build_seconds": build_s,
-        "exact_qps": exact_qps, "ann_qps": ann_qps, "speedup": ann_qps / exact_qps,
+        "n_items": args.n,
+        "dim": args.dim,
+        "noise": args.noise,
+        "queries": args.queries,
+        "batch": args.batch,
+        "k": args.k,
+        "threads": faiss.omp_get_max_threads(),
+        "faiss": faiss.__version__,
+        "index": f"IVF{default_nlist(args.n)},Flat nprobe={ivf.nprobe}",
+        "build_seconds": build_s,
+        "exact_qps": exact_qps,
+        "ann_qps": ann_qps,
+        "speedup": ann_qps / exact_qps,
         f"recall@{args.k}": recall_against(ann_ids, exact_ids),
     }
     print(json.dumps(result, indent=2))

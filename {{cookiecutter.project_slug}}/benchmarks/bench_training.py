@@ -46,7 +46,9 @@ class PerSample(Dataset):
     ``history_len``, padded), which is what a first implementation of this model does.
     """
 
-    def __init__(self, users, items, user_feats, item_feats, by_user, history_len: int, pad: int) -> None:  # type: ignore[no-untyped-def]
+    def __init__(
+        self, users, items, user_feats, item_feats, by_user, history_len: int, pad: int
+    ) -> None:  # type: ignore[no-untyped-def]
         self.users, self.items = users.tolist(), items.tolist()
         self.user_feats, self.item_feats = user_feats.tolist(), item_feats.tolist()
         self.by_user, self.history_len, self.pad = by_user, history_len, pad
@@ -106,11 +108,17 @@ def run(
         else:
             by_user = [list(map(int, row)) for row in split.by_user("train")]
             width = cpu.histories.shape[1] - 1  # the table's L (its last column is spare padding)
-            data = PerSample(cpu.users, cpu.items, cpu.user_features, cpu.item_features, by_user, width, cpu.pad)
+            data = PerSample(
+                cpu.users, cpu.items, cpu.user_features, cpu.item_features, by_user, width, cpu.pad
+            )
             loader = DataLoader(data, batch_size=cfg.batch_size, shuffle=True)
             for raw in loader:
                 b = {k: v.to(device) for k, v in raw.items()}
-                step(Batch(b["user"], b["user_features"], b["history"], b["item"], b["item_features"]))
+                step(
+                    Batch(
+                        b["user"], b["user_features"], b["history"], b["item"], b["item_features"]
+                    )
+                )
                 samples += len(b["user"])
     if device.type == "cuda":
         torch.cuda.synchronize()
@@ -142,8 +150,13 @@ def phases(device: torch.device, size: dict[str, int], batch_size: int) -> dict[
                 break
             t1 = clock()
             loss = model(
-                batch.users, batch.user_features, batch.history, batch.items, batch.item_features,
-                tensors.item_features, tensors.log_q,
+                batch.users,
+                batch.user_features,
+                batch.history,
+                batch.items,
+                batch.item_features,
+                tensors.item_features,
+                tensors.log_q,
             )
             t2 = clock()
             opt.zero_grad(set_to_none=True)
@@ -161,16 +174,29 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--device", default="auto")
-    parser.add_argument("--batch-sizes", type=int, nargs="+", default=[TrainConfig.batch_size, 1024])
+    parser.add_argument(
+        "--batch-sizes", type=int, nargs="+", default=[TrainConfig.batch_size, 1024]
+    )
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--json", help="also write the results here")
-    parser.add_argument("--dim", type=int, default=TrainConfig.dim, help="embedding size (default: TrainConfig's)")
-    parser.add_argument("--hidden", type=int, default=TrainConfig.hidden, help="tower MLP width (default: TrainConfig's)")
     parser.add_argument(
-        "--amp-only", action="store_true", help="CUDA: only time the training loop under AMP off/bf16/fp16 (no naive loop)"
+        "--dim", type=int, default=TrainConfig.dim, help="embedding size (default: TrainConfig's)"
     )
     parser.add_argument(
-        "--phases", action="store_true", help="only time the vectorised loop's phases (us/sample) per batch size"
+        "--hidden",
+        type=int,
+        default=TrainConfig.hidden,
+        help="tower MLP width (default: TrainConfig's)",
+    )
+    parser.add_argument(
+        "--amp-only",
+        action="store_true",
+        help="CUDA: only time the training loop under AMP off/bf16/fp16 (no naive loop)",
+    )
+    parser.add_argument(
+        "--phases",
+        action="store_true",
+        help="only time the vectorised loop's phases (us/sample) per batch size",
     )
     args = parser.parse_args()
     if args.amp_only and args.phases:
@@ -178,9 +204,14 @@ def main() -> None:
     size = {"dim": args.dim, "hidden": args.hidden}
     device = choose_device(args.device)
     if args.amp_only and device.type != "cuda":
-        parser.error(f"--amp-only compares AMP modes, which run on CUDA only; the device is {device}")
+        parser.error(
+            f"--amp-only compares AMP modes, which run on CUDA only; the device is {device}"
+        )
     result: dict[str, object] = {
-        "device": str(device), "torch": torch.__version__, "threads": torch.get_num_threads(), "model": size,
+        "device": str(device),
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "model": size,
     }
     if device.type == "cuda":
         result["gpu"] = torch.cuda.get_device_name(device)
@@ -198,7 +229,9 @@ def main() -> None:
         naives = []
         for _ in range(args.repeats):
             for amp in amps:
-                by_amp[amp].append(run("vectorised", args.epochs, device, size, amp=amp, batch_size=bs))
+                by_amp[amp].append(
+                    run("vectorised", args.epochs, device, size, amp=amp, batch_size=bs)
+                )
             if not args.amp_only:
                 naives.append(run("naive", args.epochs, device, size, batch_size=bs))
         fasts = by_amp["off"]
@@ -207,18 +240,29 @@ def main() -> None:
         if naives:
             naive = statistics.median(naives)
             row.update(
-                naive_dataloader_samples_per_s=naive, speedup=fast / naive,
+                naive_dataloader_samples_per_s=naive,
+                speedup=fast / naive,
                 speedup_per_repeat=[f / n for f, n in zip(fasts, naives, strict=True)],
             )
-            only_fast = statistics.median(run("vectorised", 1, device, size, batch_size=bs, train=False) for _ in range(args.repeats))
-            only_naive = statistics.median(run("naive", 1, device, size, batch_size=bs, train=False) for _ in range(args.repeats))
+            only_fast = statistics.median(
+                run("vectorised", 1, device, size, batch_size=bs, train=False)
+                for _ in range(args.repeats)
+            )
+            only_naive = statistics.median(
+                run("naive", 1, device, size, batch_size=bs, train=False)
+                for _ in range(args.repeats)
+            )
             row["pipeline_only"] = {
-                "vectorised_samples_per_s": only_fast, "naive_dataloader_samples_per_s": only_naive,
+                "vectorised_samples_per_s": only_fast,
+                "naive_dataloader_samples_per_s": only_naive,
                 "speedup": only_fast / only_naive,
             }
         if device.type == "cuda":
             row["amp"] = {
-                amp: {"samples_per_s": statistics.median(v), "vs_amp_off": statistics.median(v) / fast}
+                amp: {
+                    "samples_per_s": statistics.median(v),
+                    "vs_amp_off": statistics.median(v) / fast,
+                }
                 for amp, v in by_amp.items()
             }
         result[f"batch_{bs}"] = row

@@ -20,10 +20,16 @@ def write(out: Path, n_items: int = 5, **overrides: object) -> Path:
     rng = np.random.default_rng(0)
     items = rng.normal(size=(n_items, 4)).astype(np.float32)
     args: dict[str, object] = dict(
-        user_ids=["a", "b"], item_ids=[f"i{k}" for k in range(n_items)],
-        user_embeddings=rng.normal(size=(2, 4)), item_embeddings=items, index=build_index(items),
-        popularity_scores=np.arange(n_items), neighbours=np.zeros((n_items, 2)),
-        neighbour_weights=np.ones((n_items, 2)), seen=[[1, 2], [3]], config={"dim": 4},
+        user_ids=["a", "b"],
+        item_ids=[f"i{k}" for k in range(n_items)],
+        user_embeddings=rng.normal(size=(2, 4)),
+        item_embeddings=items,
+        index=build_index(items),
+        popularity_scores=np.arange(n_items),
+        neighbours=np.zeros((n_items, 2)),
+        neighbour_weights=np.ones((n_items, 2)),
+        seen=[[1, 2], [3]],
+        config={"dim": 4},
         user_history=np.array([[1, 2], [3, n_items]]),
     )
     args.update(overrides)
@@ -44,7 +50,9 @@ def test_saved_artifacts_load_back_with_maps_and_seen_items(tmp_path: Path) -> N
 def test_a_missing_file_is_named(tmp_path: Path) -> None:
     out = write(tmp_path / "a")
     (out / "neighbours.npy").unlink()
-    with pytest.raises(ArtifactError, match=r"neighbours\.npy: missing, but listed in manifest\.json"):
+    with pytest.raises(
+        ArtifactError, match=r"neighbours\.npy: missing, but listed in manifest\.json"
+    ):
         load_artifacts(out)
 
 
@@ -63,7 +71,9 @@ def test_a_folder_without_manifest_says_how_to_build_one(tmp_path: Path) -> None
 def test_inconsistent_arrays_are_refused_and_the_previous_artifacts_survive(tmp_path: Path) -> None:
     out = write(tmp_path / "a")
     before = (out / "manifest.json").read_bytes()
-    with pytest.raises(ArtifactError, match=r"user_embeddings\.npy: expected 2 rows, found shape \(3, 4\)"):
+    with pytest.raises(
+        ArtifactError, match=r"user_embeddings\.npy: expected 2 rows, found shape \(3, 4\)"
+    ):
         write(tmp_path / "a", user_embeddings=np.zeros((3, 4)))
     assert (out / "manifest.json").read_bytes() == before
     assert load_artifacts(out).n_items == 5

@@ -38,7 +38,12 @@ def test_popularity_ranks_by_training_count_and_skips_excluded_items() -> None:
 def test_item_graph_weights_are_cosine_co_occurrence() -> None:
     # co(0,1)=2, co(0,2)=1, co(1,2)=1, co(2,3)=1; deg = 2, 2, 2, 1
     channel = ItemGraphChannel(USERS, ITEMS, n_users=3, n_items=4)
-    w = {(i, int(j)): float(x) for i in range(4) for j, x in zip(channel.neighbours[i], channel.weights[i], strict=True) if j >= 0}
+    w = {
+        (i, int(j)): float(x)
+        for i in range(4)
+        for j, x in zip(channel.neighbours[i], channel.weights[i], strict=True)
+        if j >= 0
+    }
     assert w[(0, 1)] == pytest.approx(1.0) and w[(0, 2)] == pytest.approx(0.5)
     assert w[(2, 3)] == pytest.approx(1 / math.sqrt(2)) and (0, 3) not in w and (0, 0) not in w
 

@@ -13,7 +13,9 @@ from {{ cookiecutter.package_name }}.artifacts import load_artifacts
 TINY = ["--n-users", "150", "--n-items", "60", "--epochs", "2", "--device", "cpu"]
 
 
-def test_demo_runs_every_step_and_prints_the_metrics_table(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_demo_runs_every_step_and_prints_the_metrics_table(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     assert main(["demo", "--workdir", str(tmp_path), *TINY]) == 0
     out = capsys.readouterr().out
     for channel in ("popularity", "item_graph", "two_tower"):
@@ -30,29 +32,72 @@ def test_demo_runs_every_step_and_prints_the_metrics_table(tmp_path: Path, capsy
     assert all(0.0 < row["recall@10"] <= 1.0 for row in evaluation.values()), evaluation
 
 
-def test_steps_chain_through_the_latest_run(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_steps_chain_through_the_latest_run(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     runs, data = tmp_path / "runs", tmp_path / "events.csv"
     assert main(["data", "--out", str(data), "--n-users", "120", "--n-items", "50"]) == 0
-    assert main(["train", "--data", str(data), "--epochs", "1", "--runs-dir", str(runs), "--no-progress", "--device", "cpu"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--data",
+                str(data),
+                "--epochs",
+                "1",
+                "--runs-dir",
+                str(runs),
+                "--no-progress",
+                "--device",
+                "cpu",
+            ]
+        )
+        == 0
+    )
     assert main(["index", "--runs-dir", str(runs), "--out", str(tmp_path / "art")]) == 0
     assert main(["evaluate", "--runs-dir", str(runs), "--k", "5", "10"]) == 0
     assert "Recall@5" in capsys.readouterr().out
     assert load_artifacts(tmp_path / "art").n_items == 50
 
 
-def test_user_errors_exit_2_with_the_fix_and_without_a_traceback(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_user_errors_exit_2_with_the_fix_and_without_a_traceback(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     assert main(["evaluate", "--runs-dir", str(tmp_path / "none")]) == 2
     assert "no finished run" in capsys.readouterr().out
     bad = tmp_path / "bad.csv"
     bad.write_text("", encoding="utf-8")
-    assert main(["train", "--data", str(bad), "--runs-dir", str(tmp_path / "runs"), "--no-progress"]) == 2
+    assert (
+        main(["train", "--data", str(bad), "--runs-dir", str(tmp_path / "runs"), "--no-progress"])
+        == 2
+    )
     out = capsys.readouterr().out
     assert "empty file" in out and "Traceback" not in out
     assert not (tmp_path / "runs").exists()  # nothing written for bad input
 
 
-def test_k_larger_than_the_catalog_is_refused_by_evaluate(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_k_larger_than_the_catalog_is_refused_by_evaluate(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     runs = tmp_path / "runs"
-    assert main(["train", "--n-users", "100", "--n-items", "40", "--epochs", "1", "--runs-dir", str(runs), "--no-progress", "--device", "cpu"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--n-users",
+                "100",
+                "--n-items",
+                "40",
+                "--epochs",
+                "1",
+                "--runs-dir",
+                str(runs),
+                "--no-progress",
+                "--device",
+                "cpu",
+            ]
+        )
+        == 0
+    )
     assert main(["evaluate", "--runs-dir", str(runs), "--k", "41"]) == 2
     assert "K=41 is larger than the catalog (40 items)" in capsys.readouterr().out

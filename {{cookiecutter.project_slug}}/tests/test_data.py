@@ -23,7 +23,11 @@ def small() -> Interactions:
 
 
 def test_the_same_seed_gives_the_same_log_and_another_seed_a_different_one() -> None:
-    a, b, c = small(), small(), generate_synthetic(n_users=120, n_items=60, n_categories=6, events_per_user=12, seed=4)
+    a, b, c = (
+        small(),
+        small(),
+        generate_synthetic(n_users=120, n_items=60, n_categories=6, events_per_user=12, seed=4),
+    )
     assert np.array_equal(a.items, b.items) and np.array_equal(a.timestamps, b.timestamps)
     assert not np.array_equal(a.items[: len(c.items)], c.items[: len(a.items)])
 
@@ -52,7 +56,11 @@ def test_random_split_is_per_user_80_10_10_and_disjoint() -> None:
     split = random_split(data, seed=1)
     users, items, _ = data.unique_pairs()
     parts = [set(zip(*p, strict=True)) for p in (split.train, split.val, split.test)]
-    assert parts[0].isdisjoint(parts[1]) and parts[0].isdisjoint(parts[2]) and parts[1].isdisjoint(parts[2])
+    assert (
+        parts[0].isdisjoint(parts[1])
+        and parts[0].isdisjoint(parts[2])
+        and parts[1].isdisjoint(parts[2])
+    )
     assert set().union(*parts) == set(zip(users, items, strict=True))
     for u in range(data.n_users):
         n = int((users == u).sum())
@@ -64,8 +72,13 @@ def test_random_split_is_per_user_80_10_10_and_disjoint() -> None:
 
 def test_random_split_gives_a_small_user_one_test_item_but_keeps_one_for_training() -> None:
     data = Interactions(
-        name="tiny", users=np.array([0, 0, 0, 1]), items=np.array([0, 1, 2, 0]),
-        events=np.zeros(4, np.int64), timestamps=np.arange(4), user_ids=["a", "b"], item_ids=["x", "y", "z"],
+        name="tiny",
+        users=np.array([0, 0, 0, 1]),
+        items=np.array([0, 1, 2, 0]),
+        events=np.zeros(4, np.int64),
+        timestamps=np.arange(4),
+        user_ids=["a", "b"],
+        item_ids=["x", "y", "z"],
     )
     split = random_split(data)
     assert sorted(split.train[0].tolist()) == [0, 1]  # user a keeps one, user b keeps its only one
@@ -74,9 +87,13 @@ def test_random_split_gives_a_small_user_one_test_item_but_keeps_one_for_trainin
 
 def test_temporal_split_holds_out_each_users_last_and_second_last_item() -> None:
     data = Interactions(
-        name="t", users=np.array([0, 0, 0, 0, 1, 1]), items=np.array([3, 1, 2, 0, 0, 1]),
-        events=np.zeros(6, np.int64), timestamps=np.array([40, 10, 30, 20, 5, 6]),
-        user_ids=["a", "b"], item_ids=["i0", "i1", "i2", "i3"],
+        name="t",
+        users=np.array([0, 0, 0, 0, 1, 1]),
+        items=np.array([3, 1, 2, 0, 0, 1]),
+        events=np.zeros(6, np.int64),
+        timestamps=np.array([40, 10, 30, 20, 5, 6]),
+        user_ids=["a", "b"],
+        item_ids=["i0", "i1", "i2", "i3"],
     )
     split = temporal_split(data)
     assert split.test[1].tolist() == [3] and split.val[1].tolist() == [2]
@@ -94,8 +111,14 @@ def test_a_written_file_loads_back_to_the_same_interactions(tmp_path: Path, suff
         pytest.importorskip("pyarrow", reason="Parquet round trip needs pyarrow; not installed")
     data = small()
     loaded = load_interactions(write_interactions(data, tmp_path / f"events{suffix}"))
-    assert loaded.n_users == data.n_users and loaded.n_items == data.n_items and len(loaded) == len(data)
-    assert np.array_equal(loaded.items, data.items) and np.array_equal(loaded.timestamps, data.timestamps)
+    assert (
+        loaded.n_users == data.n_users
+        and loaded.n_items == data.n_items
+        and len(loaded) == len(data)
+    )
+    assert np.array_equal(loaded.items, data.items) and np.array_equal(
+        loaded.timestamps, data.timestamps
+    )
     assert loaded.event_names[:4] == data.event_names
     assert loaded.item_feature_names == ("category", "price_bucket")
     assert np.array_equal(loaded.item_features, data.item_features)
@@ -103,7 +126,9 @@ def test_a_written_file_loads_back_to_the_same_interactions(tmp_path: Path, suff
 
 def test_iso_timestamps_and_missing_optional_columns_are_accepted(tmp_path: Path) -> None:
     path = tmp_path / "e.csv"
-    path.write_text("user,item,timestamp\nu1,a,2024-05-01T12:00:00\nu2,b,1700000000\n", encoding="utf-8")
+    path.write_text(
+        "user,item,timestamp\nu1,a,2024-05-01T12:00:00\nu2,b,1700000000\n", encoding="utf-8"
+    )
     data = load_interactions(path)
     assert data.user_ids == ["u1", "u2"] and data.event_names == ("interaction",)
     assert data.timestamps[1] == 1_700_000_000
@@ -120,7 +145,9 @@ def test_iso_timestamps_and_missing_optional_columns_are_accepted(tmp_path: Path
         ("user,item\nu1,\n", r"e\.csv:2: empty user or item id"),
     ],
 )
-def test_bad_interaction_files_fail_with_file_line_and_fix(tmp_path: Path, content: str, message: str) -> None:
+def test_bad_interaction_files_fail_with_file_line_and_fix(
+    tmp_path: Path, content: str, message: str
+) -> None:
     path = tmp_path / "e.csv"
     path.write_text(content, encoding="utf-8")
     with pytest.raises(ValueError, match=message):

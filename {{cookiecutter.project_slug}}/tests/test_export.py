@@ -26,10 +26,22 @@ def test_torchscript_and_onnx_towers_match_pytorch_at_any_batch_size(tmp_path: P
     ort = pytest.importorskip("onnxruntime", reason="ONNX parity needs onnxruntime; not installed")
     model, user_feats, history, item_feats = model_and_inputs()
     report = export_towers(model, user_feats, history, item_feats, tmp_path)
-    assert set(report.max_abs_diff) == {"user.torchscript", "user.onnx", "item.torchscript", "item.onnx"}
+    assert set(report.max_abs_diff) == {
+        "user.torchscript",
+        "user.onnx",
+        "item.torchscript",
+        "item.onnx",
+    }
     assert report.worst() < 1e-5
-    assert {p.name for p in tmp_path.iterdir()} == {"user_tower.pt", "user_tower.onnx", "item_tower.pt", "item_tower.onnx"}
-    session = ort.InferenceSession(str(tmp_path / "item_tower.onnx"), providers=["CPUExecutionProvider"])
+    assert {p.name for p in tmp_path.iterdir()} == {
+        "user_tower.pt",
+        "user_tower.onnx",
+        "item_tower.pt",
+        "item_tower.onnx",
+    }
+    session = ort.InferenceSession(
+        str(tmp_path / "item_tower.onnx"), providers=["CPUExecutionProvider"]
+    )
     for n in (1, 13):  # the batch dimension is dynamic
         (out,) = session.run(None, {"item_ids": np.arange(n), "item_features": item_feats[:n]})
         with torch.no_grad():

@@ -21,13 +21,17 @@ SMALL = ["--n-users", "300", "--n-items", "120", "--events-per-user", "12", "--b
 
 
 @pytest.mark.cuda
-def test_the_demo_trains_on_cuda_and_its_artifacts_serve_from_cpu(tmp_path: Path, torch_device: str) -> None:
+def test_the_demo_trains_on_cuda_and_its_artifacts_serve_from_cpu(
+    tmp_path: Path, torch_device: str
+) -> None:
     done = run_cli(["demo", "--device", torch_device, "--epochs", "3", "--n-users", "400", "--n-items", "150",
                     "--workdir", str(tmp_path)], cwd=tmp_path)  # fmt: skip
     assert "samples/s on cuda" in done.stdout
     run = next((tmp_path / "runs").iterdir())
     metrics = json.loads((run / "metrics.json").read_text())
-    assert metrics["device"].startswith("cuda") and metrics["amp"] == "off"  # the measured-faster default
+    assert (
+        metrics["device"].startswith("cuda") and metrics["amp"] == "off"
+    )  # the measured-faster default
     assert metrics["history"][-1]["loss"] < metrics["history"][0]["loss"]
     assert 0.0 < metrics["test"]["recall@10"] <= 1.0
     # What a GPU run leaves behind must load where the service runs: a process that sees no GPU.
@@ -50,7 +54,11 @@ def test_torchrun_starts_the_same_training_entry_point_on_cuda(tmp_path: Path) -
     assert metrics["device"].startswith("cuda") and metrics["amp"] == "bfloat16"
     # One process still joins an nccl group and trains through DistributedDataParallel, so a
     # one-GPU runner exercises the multi-GPU code path.
-    assert metrics["world_size"] == 1 and metrics["dist_backend"] == "nccl" and metrics["samples_per_second"] > 0
+    assert (
+        metrics["world_size"] == 1
+        and metrics["dist_backend"] == "nccl"
+        and metrics["samples_per_second"] > 0
+    )
 
 
 @pytest.mark.multi_gpu(2)
@@ -61,7 +69,9 @@ def test_two_nccl_processes_train_the_same_model_as_one(tmp_path: Path) -> None:
               "--runs-dir", str(tmp_path / "runs")]  # fmt: skip
     run_cli(["train", *common, "--run-id", "ddp"], cwd=tmp_path, torchrun_procs=2)
     run_cli(["train", *common, "--run-id", "one"], cwd=tmp_path)
-    ddp, one = (json.loads((tmp_path / "runs" / r / "metrics.json").read_text()) for r in ("ddp", "one"))
+    ddp, one = (
+        json.loads((tmp_path / "runs" / r / "metrics.json").read_text()) for r in ("ddp", "one")
+    )
     assert ddp["world_size"] == 2 and ddp["dist_backend"] == "nccl" and one["world_size"] == 1
     for got, want in zip(ddp["history"], one["history"], strict=True):
         assert got["loss"] == pytest.approx(want["loss"], rel=1e-2)

@@ -42,12 +42,21 @@ def test_two_tower_beats_popularity_by_half_and_the_item_graph_on_ml100k(tmp_pat
     # Three large-batch epochs (a few seconds) already clear both bars (about 0.25 vs 0.21 and
     # 0.13); benchmarks/bench_ml100k.py trains the default config to convergence (0.27).
     metrics = train(
-        TrainConfig(data="ml-100k", epochs=3, batch_size=1024, progress=False, device="cpu", runs_dir=str(tmp_path))
+        TrainConfig(
+            data="ml-100k",
+            epochs=3,
+            batch_size=1024,
+            progress=False,
+            device="cpu",
+            runs_dir=str(tmp_path),
+        )
     )
     _, model, split = load_trained(metrics.run_dir)
     users, items = two_tower_embeddings(model, split)
     channels = build_channels(split, users, items)
-    r = evaluate_channels(channels, split.by_user("test"), split.by_user("train+val"), split.n_items, [10])
+    r = evaluate_channels(
+        channels, split.by_user("test"), split.by_user("train+val"), split.n_items, [10]
+    )
     recall = {name: row["recall@10"] for name, row in r.items()}
     assert 0.10 < recall["popularity"] < 0.15  # the protocol's known popularity figure (~0.12)
     assert recall["two_tower"] >= 1.5 * recall["popularity"], recall

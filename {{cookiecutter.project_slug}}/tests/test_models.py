@@ -25,7 +25,9 @@ def test_towers_return_unit_vectors_of_the_configured_dim() -> None:
     u = users(torch.arange(4), torch.zeros(4, 1, dtype=torch.long), torch.full((4, 5), 7))
     v = items(torch.arange(3), torch.ones(3, 2, dtype=torch.long))
     assert u.shape == (4, 8) and v.shape == (3, 8)
-    assert torch.allclose(u.norm(dim=1), torch.ones(4)) and torch.allclose(v.norm(dim=1), torch.ones(3))
+    assert torch.allclose(u.norm(dim=1), torch.ones(4)) and torch.allclose(
+        v.norm(dim=1), torch.ones(3)
+    )
 
 
 def test_history_padding_does_not_change_a_users_vector() -> None:
@@ -41,7 +43,9 @@ def test_training_pooling_gives_the_same_vectors_and_gradients_as_the_embedding_
     torch.manual_seed(0)
     tower = UserTower(4, [3], n_items=6, dim=4, hidden=8)
     ids, feats = torch.tensor([0, 1, 2, 3]), torch.tensor([[0], [1], [2], [0]])
-    history = torch.tensor([[2, 4, 6, 6], [6, 6, 6, 6], [5, 5, 1, 0], [3, 6, 1, 6]])  # pads, empty, repeats
+    history = torch.tensor(
+        [[2, 4, 6, 6], [6, 6, 6, 6], [5, 5, 1, 0], [3, 6, 1, 6]]
+    )  # pads, empty, repeats
     grads = []
     for training in (True, False):
         tower.zero_grad()
@@ -72,7 +76,10 @@ def test_each_categorical_feature_reads_its_own_rows_of_the_shared_table() -> No
     assert out.shape == (2, 15)
     assert torch.equal(out[0], torch.cat([rows[0], rows[2], rows[5]]))
     assert torch.equal(out[1], torch.cat([rows[1], rows[4], rows[8]]))
-    assert CategoricalFeatures([], feature_dim=5)(torch.zeros(3, 0, dtype=torch.long)).shape == (3, 0)
+    assert CategoricalFeatures([], feature_dim=5)(torch.zeros(3, 0, dtype=torch.long)).shape == (
+        3,
+        0,
+    )
 
 
 def test_history_table_keeps_the_most_recent_items_and_pads_with_n_items() -> None:
@@ -83,7 +90,9 @@ def test_history_table_keeps_the_most_recent_items_and_pads_with_n_items() -> No
     assert (columns.tolist(), width) == ([2, 1, 0, 0], 2)
 
 
-def _explicit_loss(u: torch.Tensor, v: torch.Tensor, item_ids: list[int], tau: float, log_q: list[float]) -> float:
+def _explicit_loss(
+    u: torch.Tensor, v: torch.Tensor, item_ids: list[int], tau: float, log_q: list[float]
+) -> float:
     """Row by row: softmax over the batch's items, minus log Q, duplicates of the positive removed."""
     total = 0.0
     for r in range(len(item_ids)):
@@ -98,7 +107,9 @@ def _explicit_loss(u: torch.Tensor, v: torch.Tensor, item_ids: list[int], tau: f
 
 
 @pytest.mark.parametrize("logq", [True, False], ids=["logq", "no-logq"])
-def test_in_batch_loss_matches_an_explicit_softmax_with_logq_and_duplicate_masking(logq: bool) -> None:
+def test_in_batch_loss_matches_an_explicit_softmax_with_logq_and_duplicate_masking(
+    logq: bool,
+) -> None:
     # The model gives each distinct item one column weighted by its count; the reference below
     # keeps one column per copy. Item 1 is in the batch three times, item 2 twice.
     torch.manual_seed(0)
@@ -116,14 +127,18 @@ def test_in_batch_loss_matches_an_explicit_softmax_with_logq_and_duplicate_maski
 
 def test_full_catalog_loss_is_cross_entropy_over_every_item() -> None:
     torch.manual_seed(0)
-    model = build_two_tower(3, 5, [], [2], dim=4, hidden=8, temperature=0.2, negatives="full").eval()
+    model = build_two_tower(
+        3, 5, [], [2], dim=4, hidden=8, temperature=0.2, negatives="full"
+    ).eval()
     catalog = torch.tensor([[0], [1], [0], [1], [0]])
     users, items = torch.tensor([0, 2]), torch.tensor([4, 1])
     none_u, history = torch.zeros(2, 0, dtype=torch.long), torch.full((2, 1), 5)
     loss = model(users, none_u, history, items, catalog[items], catalog).detach()
     u = model.user_tower(users, none_u, history)
     v = model.item_tower(torch.arange(5), catalog)
-    assert float(loss) == pytest.approx(float(F.cross_entropy(u @ v.T / 0.2, items).detach()), rel=1e-6)
+    assert float(loss) == pytest.approx(
+        float(F.cross_entropy(u @ v.T / 0.2, items).detach()), rel=1e-6
+    )
     with pytest.raises(ValueError, match="catalog_features"):
         model(users, none_u, history, items, catalog[items], None)
 

@@ -41,7 +41,9 @@ def test_a_flat_index_returns_exactly_the_exact_top_k() -> None:
 
 def test_ivf_with_calibrated_nprobe_reaches_the_target_recall() -> None:
     items, queries = clustered(20_000), clustered(300, seed=1)
-    index = build_index(items, kind="ivf", nlist=128, calibration_queries=queries[:150], target_recall=0.95)
+    index = build_index(
+        items, kind="ivf", nlist=128, calibration_queries=queries[:150], target_recall=0.95
+    )
     assert 1 <= index.nprobe <= 128
     assert ann_recall(index, items, queries[150:], k=10) >= 0.9  # held-out queries
 

@@ -21,7 +21,9 @@ from {{ cookiecutter.package_name }}.training import (
 )
 from {{ cookiecutter.package_name }}.training.batches import TrainingTensors
 
-SMALL = dict(n_users=150, n_items=60, events_per_user=12, batch_size=256, progress=False, patience=50)
+SMALL = dict(
+    n_users=150, n_items=60, events_per_user=12, batch_size=256, progress=False, patience=50
+)
 
 
 SRC = str(Path({{ cookiecutter.package_name }}.__file__).resolve().parents[1])
@@ -33,26 +35,45 @@ def child_env(**extra: str) -> dict[str, str]:
     return {**os.environ, "PYTHONPATH": path, "OMP_NUM_THREADS": "1", **extra}
 
 
-def run_cli(args: list[str], cwd: Path, torchrun_procs: int = 0) -> subprocess.CompletedProcess[str]:
+def run_cli(
+    args: list[str], cwd: Path, torchrun_procs: int = 0
+) -> subprocess.CompletedProcess[str]:
     """``python -m {{ cookiecutter.package_name }} ARGS`` in a child process, or under torchrun with N processes."""
     launcher = [sys.executable, "-m", "{{ cookiecutter.package_name }}"]
     if torchrun_procs:
         launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone",
                     "--nproc-per-node", str(torchrun_procs), "-m", "{{ cookiecutter.package_name }}"]  # fmt: skip
-    done = subprocess.run([*launcher, *args], cwd=cwd, env=child_env(), capture_output=True, text=True, timeout=600, check=False)
-    assert done.returncode == 0, f"{' '.join(args)} failed:\n{done.stdout[-2000:]}\n{done.stderr[-3000:]}"
+    done = subprocess.run(
+        [*launcher, *args],
+        cwd=cwd,
+        env=child_env(),
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert done.returncode == 0, (
+        f"{' '.join(args)} failed:\n{done.stdout[-2000:]}\n{done.stderr[-3000:]}"
+    )
     return done
 
 
 def config(tmp_path: Path, **overrides: object) -> TrainConfig:
-    values: dict[str, object] = {**SMALL, "epochs": 2, "device": "cpu", "runs_dir": str(tmp_path / "runs")}
+    values: dict[str, object] = {
+        **SMALL,
+        "epochs": 2,
+        "device": "cpu",
+        "runs_dir": str(tmp_path / "runs"),
+    }
     values.update(overrides)
     return TrainConfig(**values)  # type: ignore[arg-type]
 
 
 def small_tensors(**overrides: object) -> TrainingTensors:
     cfg = TrainConfig(**{**SMALL, **overrides})  # type: ignore[arg-type]
-    return TrainingTensors.from_split(prepare_split(cfg), cfg.history_len, True, torch.device("cpu"))
+    return TrainingTensors.from_split(
+        prepare_split(cfg), cfg.history_len, True, torch.device("cpu")
+    )
 
 
 def test_an_epoch_visits_every_pair_once_and_hides_each_positive_from_its_own_history() -> None:
@@ -75,23 +96,39 @@ def test_epochs_are_reproducible_and_ranks_split_each_global_batch_between_them(
     whole = [b.users.tolist() for b in tensors.epoch(100, seed=3, epoch=2)]
     assert whole == [b.users.tolist() for b in tensors.epoch(100, seed=3, epoch=2)]
     assert whole != [b.users.tolist() for b in tensors.epoch(100, seed=3, epoch=3)]
-    shares = [[b.users.tolist() for b in tensors.epoch(100, seed=3, epoch=2, rank=r, world_size=2)] for r in (0, 1)]
+    shares = [
+        [b.users.tolist() for b in tensors.epoch(100, seed=3, epoch=2, rank=r, world_size=2)]
+        for r in (0, 1)
+    ]
     for k, batch in enumerate(whole):
         assert shares[0][k] == batch[0::2] and shares[1][k] == batch[1::2]
 
 
-def test_a_run_folder_holds_config_metrics_checkpoint_environment_hardware_git_and_curves(tmp_path: Path) -> None:
+def test_a_run_folder_holds_config_metrics_checkpoint_environment_hardware_git_and_curves(
+    tmp_path: Path,
+) -> None:
     metrics = train(config(tmp_path, run_id="r1"))
     run = Path(metrics.run_dir)
     names = {p.name for p in run.iterdir()}
-    assert {"config.json", "metrics.json", "checkpoint.pt", "model.pt", "hardware.json", "git.txt", "curves.png"} <= names
+    assert {
+        "config.json",
+        "metrics.json",
+        "checkpoint.pt",
+        "model.pt",
+        "hardware.json",
+        "git.txt",
+        "curves.png",
+    } <= names
     assert names & {"environment.yml", "environment.txt"}
     if "environment.txt" in names:
         # The installed distribution's version (torch.__version__ may differ: a vendor build
         # reported 2.11.0+cu130 from a distribution recorded as 2.11.0).
         assert f"torch=={metadata.version('torch')}" in (run / "environment.txt").read_text()
     assert json.loads((run / "config.json").read_text())["n_items"] == 60
-    assert json.loads((run / "metrics.json").read_text())["test"]["recall@10"] == metrics.test["recall@10"]
+    assert (
+        json.loads((run / "metrics.json").read_text())["test"]["recall@10"]
+        == metrics.test["recall@10"]
+    )
     assert len(metrics.history) == 2 and metrics.samples_per_second > 0
     assert 0.0 <= metrics.test["recall@10"] <= 1.0
 
@@ -120,7 +157,9 @@ def test_a_world_size_without_torchrun_variables_says_how_to_launch(
 ) -> None:
     monkeypatch.setenv("WORLD_SIZE", "2")
     monkeypatch.delenv("RANK", raising=False)
-    with pytest.raises(RuntimeError, match=r"WORLD_SIZE=2 but RANK/MASTER_ADDR are not set; .*torchrun"):
+    with pytest.raises(
+        RuntimeError, match=r"WORLD_SIZE=2 but RANK/MASTER_ADDR are not set; .*torchrun"
+    ):
         train(config(tmp_path))
     assert not (tmp_path / "runs").exists()
 
@@ -146,7 +185,9 @@ def test_invalid_settings_are_listed_together(tmp_path: Path) -> None:
         train(config(tmp_path, split="weekly", amp="fp8", epochs=0))
 
 
-@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error without CUDA; this machine has CUDA")
+@pytest.mark.skipif(
+    torch.cuda.is_available(), reason="checks the error without CUDA; this machine has CUDA"
+)
 def test_forcing_cuda_without_a_gpu_says_what_torch_found(tmp_path: Path) -> None:
     with pytest.raises(RuntimeError, match=r"sees no CUDA device .* use --device cpu"):
         train(config(tmp_path, device="cuda"))
@@ -155,13 +196,32 @@ def test_forcing_cuda_without_a_gpu_says_what_torch_found(tmp_path: Path) -> Non
 def test_two_gloo_processes_train_the_same_model_as_one(tmp_path: Path) -> None:
     # Full-catalog softmax makes each sample's loss independent of its batch-mates, so
     # averaging the gradients of two half-batches equals the full-batch gradient.
-    common = ["--n-users", "150", "--n-items", "60", "--events-per-user", "12", "--epochs", "2", "--batch-size", "256",
-              "--negatives", "full", "--device", "cpu", "--no-progress", "--deterministic",
-              "--runs-dir", str(tmp_path / "runs")]
+    common = [
+        "--n-users",
+        "150",
+        "--n-items",
+        "60",
+        "--events-per-user",
+        "12",
+        "--epochs",
+        "2",
+        "--batch-size",
+        "256",
+        "--negatives",
+        "full",
+        "--device",
+        "cpu",
+        "--no-progress",
+        "--deterministic",
+        "--runs-dir",
+        str(tmp_path / "runs"),
+    ]
     run_cli(["train", *common, "--run-id", "ddp"], cwd=tmp_path, torchrun_procs=2)
     ddp = json.loads((tmp_path / "runs" / "ddp" / "metrics.json").read_text())
     single = train(config(tmp_path, run_id="one", negatives="full", deterministic=True))
-    assert ddp["world_size"] == 2 and ddp["dist_backend"] == "gloo" and single.dist_backend == "none"
+    assert (
+        ddp["world_size"] == 2 and ddp["dist_backend"] == "gloo" and single.dist_backend == "none"
+    )
     # Not bit-identical: an odd tail batch splits unevenly, and float sums run in another order.
     for got, want in zip(ddp["history"], single.history, strict=True):
         assert got["loss"] == pytest.approx(want["loss"], rel=1e-3)
@@ -173,6 +233,9 @@ def test_two_gloo_processes_train_the_same_model_as_one(tmp_path: Path) -> None:
 def test_training_on_cuda_with_mixed_precision_learns(tmp_path: Path, amp: str) -> None:
     metrics = train(config(tmp_path, device="cuda", amp=amp, epochs=3))
     auto = "bfloat16" if torch.cuda.is_bf16_supported() else "float16"
-    assert metrics.device.startswith("cuda") and metrics.amp == {"bf16": "bfloat16", "fp16": "float16", "auto": auto}[amp]
+    assert (
+        metrics.device.startswith("cuda")
+        and metrics.amp == {"bf16": "bfloat16", "fp16": "float16", "auto": auto}[amp]
+    )
     assert all(h["loss"] == h["loss"] for h in metrics.history)  # no NaN
     assert metrics.history[-1]["loss"] < metrics.history[0]["loss"]

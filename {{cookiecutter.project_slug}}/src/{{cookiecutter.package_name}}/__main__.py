@@ -19,11 +19,16 @@ console = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 120)
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m {{ cookiecutter.package_name }}", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="python -m {{ cookiecutter.package_name }}",
+        description=__doc__,
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     data = sub.add_parser("data", help="write the synthetic sample as an interactions file")
-    data.add_argument("--out", default="data/generated/interactions.csv", help="CSV or .parquet path")
+    data.add_argument(
+        "--out", default="data/generated/interactions.csv", help="CSV or .parquet path"
+    )
     data.add_argument("--n-users", type=int, default=2000)
     data.add_argument("--n-items", type=int, default=1000)
     data.add_argument("--seed", type=int, default=0)
@@ -38,7 +43,9 @@ def _parser() -> argparse.ArgumentParser:
     index.add_argument("--kind", default="auto", choices=["auto", "flat", "ivf", "hnsw"])
     index.add_argument("--device", default="cpu", help="cpu or cuda[:N] (GPU faiss when available)")
 
-    evaluate = sub.add_parser("evaluate", help="full-ranking metrics of every channel on the test split")
+    evaluate = sub.add_parser(
+        "evaluate", help="full-ranking metrics of every channel on the test split"
+    )
     evaluate.add_argument("--run", help="run folder (default: latest under --runs-dir)")
     evaluate.add_argument("--runs-dir", default="runs")
     evaluate.add_argument("--k", type=int, nargs="+", default=[5, 10, 20, 50])
@@ -50,7 +57,9 @@ def _parser() -> argparse.ArgumentParser:
     export.add_argument("--out", default="artifacts/export")
     export.add_argument("--no-onnx", action="store_true", help="TorchScript only")
 
-    demo = sub.add_parser("demo", help="data -> train -> index -> evaluate -> export on the synthetic sample")
+    demo = sub.add_parser(
+        "demo", help="data -> train -> index -> evaluate -> export on the synthetic sample"
+    )
     demo.add_argument("--workdir", default=".", help="runs/ and artifacts/ are created here")
     demo.add_argument("--n-users", type=int, default=2000)
     demo.add_argument("--n-items", type=int, default=1000)
@@ -83,10 +92,22 @@ def _train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", help="JSON file of TrainConfig fields; flags given here override it")
     p.add_argument("--data", help=f"synthetic, ml-100k or a CSV/Parquet path (default {d.data})")
     p.add_argument("--split", choices=["random", "temporal"])
-    for name, typ in (("n_users", int), ("n_items", int), ("events_per_user", float), ("epochs", int), ("batch_size", int),
-                      ("lr", float), ("dim", int), ("hidden", int), ("temperature", float),
-                      ("weight_decay", float), ("eval_k", int), ("patience", int), ("seed", int),
-                      ("history_len", int)):
+    for name, typ in (
+        ("n_users", int),
+        ("n_items", int),
+        ("events_per_user", float),
+        ("epochs", int),
+        ("batch_size", int),
+        ("lr", float),
+        ("dim", int),
+        ("hidden", int),
+        ("temperature", float),
+        ("weight_decay", float),
+        ("eval_k", int),
+        ("patience", int),
+        ("seed", int),
+        ("history_len", int),
+    ):
         p.add_argument(f"--{name.replace('_', '-')}", type=typ, help=f"default {getattr(d, name)}")
     p.add_argument("--negatives", choices=["in_batch", "full"])
     p.add_argument("--no-logq", dest="logq", action="store_const", const=False)
@@ -130,9 +151,15 @@ def demo(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     data = generate_synthetic(n_users=args.n_users, n_items=args.n_items, seed=args.seed)
     csv = write_interactions(data, work / "data" / "generated" / "interactions.csv")
-    console.print(f"[bold]data[/]    {len(data)} events, {data.n_users} users, {data.n_items} items -> {csv}")
+    console.print(
+        f"[bold]data[/]    {len(data)} events, {data.n_users} users, {data.n_items} items -> {csv}"
+    )
     cfg = TrainConfig(
-        data=str(csv), epochs=args.epochs, seed=args.seed, device=args.device, runs_dir=str(work / "runs")
+        data=str(csv),
+        epochs=args.epochs,
+        seed=args.seed,
+        device=args.device,
+        runs_dir=str(work / "runs"),
     )
     metrics = train(cfg)
     console.print(
@@ -140,8 +167,12 @@ def demo(args: argparse.Namespace) -> int:
         f"{metrics.samples_per_second:,.0f} samples/s on {metrics.device} -> {metrics.run_dir}"
     )
     run_dir = Path(metrics.run_dir)
-    info = run_index(run_dir, work / "artifacts", device=args.device if args.device.startswith("cuda") else "cpu")
-    console.print(f"[bold]index[/]   {info['index_type']} over {info['n_items']} items -> {info['artifacts']}")
+    info = run_index(
+        run_dir, work / "artifacts", device=args.device if args.device.startswith("cuda") else "cpu"
+    )
+    console.print(
+        f"[bold]index[/]   {info['index_type']} over {info['n_items']} items -> {info['artifacts']}"
+    )
     results = run_evaluate(run_dir)
     exported = run_export(run_dir, work / "artifacts" / "export", onnx=not args.no_onnx)
     worst = max(exported["max_abs_diff"].values())
@@ -168,13 +199,17 @@ def _route(args: argparse.Namespace) -> int:
 
             data = generate_synthetic(n_users=args.n_users, n_items=args.n_items, seed=args.seed)
             path = write_interactions(data, args.out)
-            console.print(f"wrote {len(data)} events ({data.n_users} users, {data.n_items} items) to {path}")
+            console.print(
+                f"wrote {len(data)} events ({data.n_users} users, {data.n_items} items) to {path}"
+            )
         case "train":
             from .training import train
 
             metrics = train(_train_config(args))
             if metrics.test:
-                _print_metrics({"two_tower (val)": metrics.val, "two_tower (test)": metrics.test}, "Two-tower")
+                _print_metrics(
+                    {"two_tower (val)": metrics.val, "two_tower (test)": metrics.test}, "Two-tower"
+                )
                 console.print(f"run folder: {metrics.run_dir}")
         case "index":
             from .pipeline import run_index
@@ -190,7 +225,9 @@ def _route(args: argparse.Namespace) -> int:
         case "export":
             from .pipeline import run_export
 
-            console.print_json(data=run_export(_run_dir(args), Path(args.out), onnx=not args.no_onnx))
+            console.print_json(
+                data=run_export(_run_dir(args), Path(args.out), onnx=not args.no_onnx)
+            )
         case "demo":
             return demo(args)
 {%- if cookiecutter.include_serving %}

@@ -124,7 +124,9 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def seen_to_csr(seen: Sequence[np.ndarray] | Sequence[Sequence[int]]) -> tuple[np.ndarray, np.ndarray]:
+def seen_to_csr(
+    seen: Sequence[np.ndarray] | Sequence[Sequence[int]],
+) -> tuple[np.ndarray, np.ndarray]:
     """Per-user lists of item indices -> (indptr, indices) CSR arrays."""
     lengths = np.fromiter((len(s) for s in seen), dtype=np.int64, count=len(seen))
     indptr = np.zeros(len(seen) + 1, dtype=np.int64)
@@ -209,7 +211,12 @@ def save_artifacts(
     order = np.argsort(-scores, kind="stable")
     arrays["popularity.npy"] = order.astype(np.int64)
     arrays["popularity_scores.npy"] = scores[order]
-    if isinstance(seen, tuple) and len(seen) == 2 and np.ndim(seen[0]) == 1 and len(seen[0]) == len(user_ids) + 1:
+    if (
+        isinstance(seen, tuple)
+        and len(seen) == 2
+        and np.ndim(seen[0]) == 1
+        and len(seen[0]) == len(user_ids) + 1
+    ):
         indptr, indices = (np.asarray(a, dtype=np.int64) for a in seen)
     else:
         indptr, indices = seen_to_csr(seen)  # type: ignore[arg-type]
@@ -275,7 +282,11 @@ def _manifest(
     return {
         "format_version": FORMAT_VERSION,
         "package_version": __version__,
-        "versions": {"numpy": np.__version__, "torch": torch.__version__, "faiss": faiss.__version__},
+        "versions": {
+            "numpy": np.__version__,
+            "torch": torch.__version__,
+            "faiss": faiss.__version__,
+        },
         "n_users": n_users,
         "n_items": n_items,
         "dim": int(emb.shape[1]),
@@ -283,7 +294,9 @@ def _manifest(
     }
 
 
-def load_artifacts(directory: str | os.PathLike[str], *, verify_checksums: bool = True) -> Artifacts:
+def load_artifacts(
+    directory: str | os.PathLike[str], *, verify_checksums: bool = True
+) -> Artifacts:
     """Read an artifacts folder written by ``save_artifacts``; raise ArtifactError on any problem."""
     import faiss
 
@@ -311,7 +324,9 @@ def load_artifacts(directory: str | os.PathLike[str], *, verify_checksums: bool 
     for name, meta in files.items():
         path = folder / name
         if not path.is_file():
-            raise ArtifactError(f"{path}: missing, but listed in {MANIFEST}. Rebuild the artifacts.")
+            raise ArtifactError(
+                f"{path}: missing, but listed in {MANIFEST}. Rebuild the artifacts."
+            )
         if verify_checksums and _sha256(path) != meta["sha256"]:
             raise ArtifactError(
                 f"{path}: sha256 does not match {MANIFEST} (file changed after it was written). "

@@ -74,7 +74,9 @@ def rank_metrics(
         batch = users[start : start + batch_size]
         scores = torch.as_tensor(np.asarray(score_fn(batch), dtype=np.float32))
         if scores.shape != (len(batch), n_items):
-            raise ValueError(f"score_fn returned shape {tuple(scores.shape)}, expected ({len(batch)}, {n_items})")
+            raise ValueError(
+                f"score_fn returned shape {tuple(scores.shape)}, expected ({len(batch)}, {n_items})"
+            )
         excluded = _csr_mask([seen[u] for u in batch], n_items)
         scores = scores.masked_fill(excluded, float("-inf"))
         top = torch.topk(scores, k_max, dim=1).indices  # (batch, k_max)
@@ -126,14 +128,19 @@ def format_table(  # type: ignore[no-untyped-def]
     table = Table(title=title)
     table.add_column("channel")
     for col in columns:
-        table.add_column(col.replace("recall", "Recall").replace("ndcg", "NDCG").replace("hit", "HitRate"), justify="right")
+        table.add_column(
+            col.replace("recall", "Recall").replace("ndcg", "NDCG").replace("hit", "HitRate"),
+            justify="right",
+        )
     for name, row in results.items():
         table.add_row(name, *(f"{row[c]:.4f}" for c in columns))
     return table
 
 
 def save_results(
-    results: Mapping[str, Mapping[str, float]], out_dir: str | os.PathLike[str], stem: str = "evaluation"
+    results: Mapping[str, Mapping[str, float]],
+    out_dir: str | os.PathLike[str],
+    stem: str = "evaluation",
 ) -> tuple[Path, Path]:
     """Write ``<stem>.json`` and ``<stem>.png`` (Recall@K curve per channel) into ``out_dir``."""
     import matplotlib

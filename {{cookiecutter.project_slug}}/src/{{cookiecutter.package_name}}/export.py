@@ -43,7 +43,9 @@ class ExportReport:
 @contextlib.contextmanager
 def _quiet():  # type: ignore[no-untyped-def]
     """The ONNX exporter prints progress and deprecation chatter; keep the CLI output readable."""
-    loggers = [logging.getLogger(name) for name in ("torch.onnx", "torch.export", "onnxscript", "onnx_ir")]
+    loggers = [
+        logging.getLogger(name) for name in ("torch.onnx", "torch.export", "onnxscript", "onnx_ir")
+    ]
     levels = [lg.level for lg in loggers]
     for lg in loggers:
         lg.setLevel(logging.ERROR)
@@ -99,8 +101,14 @@ def export_tower(
         example = (ids[:m], *(x[:m] for x in inputs))
         with _quiet():
             torch.onnx.export(
-                tower, example, str(onnx_path), input_names=names, output_names=[f"{side}_embedding"],
-                dynamic_shapes=tuple({0: batch} for _ in example), dynamo=True, verbose=False,
+                tower,
+                example,
+                str(onnx_path),
+                input_names=names,
+                output_names=[f"{side}_embedding"],
+                dynamic_shapes=tuple({0: batch} for _ in example),
+                dynamo=True,
+                verbose=False,
                 external_data=False,
             )
         session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])

@@ -29,11 +29,15 @@ def latest_run(runs_dir: str | os.PathLike[str]) -> Path:
     root = Path(runs_dir)
     runs = sorted(p.parent for p in root.glob(f"*/{MODEL}")) if root.is_dir() else []
     if not runs:
-        raise FileNotFoundError(f"{root}: no finished run (no */{MODEL}); run `train` first or pass --run")
+        raise FileNotFoundError(
+            f"{root}: no finished run (no */{MODEL}); run `train` first or pass --run"
+        )
     return max(runs, key=lambda p: (p / MODEL).stat().st_mtime)
 
 
-def build_channels(split: Split, user_emb: np.ndarray, item_emb: np.ndarray, index: Any = None) -> dict[str, Any]:
+def build_channels(
+    split: Split, user_emb: np.ndarray, item_emb: np.ndarray, index: Any = None
+) -> dict[str, Any]:
     """The three recall channels, fitted on the training part of ``split``."""
     users, items = split.train
     return {
@@ -43,7 +47,9 @@ def build_channels(split: Split, user_emb: np.ndarray, item_emb: np.ndarray, ind
     }
 
 
-def run_index(run_dir: Path, out_dir: Path, kind: str = "auto", device: str = "cpu") -> dict[str, Any]:
+def run_index(
+    run_dir: Path, out_dir: Path, kind: str = "auto", device: str = "cpu"
+) -> dict[str, Any]:
     """Embed everything, build the faiss index, fit the other channels, write artifacts."""
     import torch
 
@@ -88,7 +94,9 @@ def run_index(run_dir: Path, out_dir: Path, kind: str = "auto", device: str = "c
     return info
 
 
-def run_evaluate(run_dir: Path, out_dir: Path | None = None, ks: list[int] | None = None) -> dict[str, dict[str, float]]:
+def run_evaluate(
+    run_dir: Path, out_dir: Path | None = None, ks: list[int] | None = None
+) -> dict[str, dict[str, float]]:
     """Test-set metrics of every channel (full ranking, train+val items excluded)."""
     _, model, split = load_trained(run_dir)
     ks = check_k(ks or [5, 10, 20, 50], split.n_items)
@@ -110,7 +118,9 @@ def run_export(run_dir: Path, out_dir: Path, onnx: bool = True) -> dict[str, Any
 
     _, model, split = load_trained(run_dir)
     history = user_histories(split, model.history_len).numpy()
-    report = export_towers(model, split.data.user_features, history, split.data.item_features, out_dir, onnx=onnx)
+    report = export_towers(
+        model, split.data.user_features, history, split.data.item_features, out_dir, onnx=onnx
+    )
     info = {"files": report.files, "max_abs_diff": report.max_abs_diff}
     (Path(out_dir) / "export_report.json").write_text(json.dumps(info, indent=2), encoding="utf-8")
     return info

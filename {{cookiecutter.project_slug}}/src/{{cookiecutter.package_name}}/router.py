@@ -339,4 +339,3 @@ def load_router(path: str | Path | None) -> Router:
         line = f":{mark.line + 1}" if mark is not None else ""
         raise RouteConfigError(f"{file}{line}: not valid YAML ({exc}).") from exc
     return _from_config(config, str(file), lines)
-

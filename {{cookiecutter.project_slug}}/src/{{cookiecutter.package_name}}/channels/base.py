@@ -40,12 +40,16 @@ class ScoringChannel:
         users = np.asarray(users, dtype=np.int64).reshape(-1)
         bad = users[(users < 0) | (users >= n_users)]
         if len(bad):
-            raise KeyError(f"{self.name}: unknown user index {int(bad[0])}; expected 0..{n_users - 1}")
+            raise KeyError(
+                f"{self.name}: unknown user index {int(bad[0])}; expected 0..{n_users - 1}"
+            )
         return users
 
     def _check_k(self, k: int) -> None:
         if not 1 <= k <= self.n_items:
-            raise ValueError(f"{self.name}: k={k} must be between 1 and the catalog size {self.n_items}")
+            raise ValueError(
+                f"{self.name}: k={k} must be between 1 and the catalog size {self.n_items}"
+            )
 
     def recommend(
         self, users: np.ndarray, k: int, exclude: Sequence[np.ndarray] | None = None

@@ -23,7 +23,9 @@ class _CSR:
     def __init__(self, rows: np.ndarray, cols: np.ndarray, n_rows: int, n_cols: int) -> None:
         order = np.lexsort((cols, rows))
         self.cols = np.asarray(cols, dtype=np.int64)[order]
-        self.indptr = np.searchsorted(np.asarray(rows)[order], np.arange(n_rows + 1)).astype(np.int64)
+        self.indptr = np.searchsorted(np.asarray(rows)[order], np.arange(n_rows + 1)).astype(
+            np.int64
+        )
         self.n_cols = n_cols
 
     def dense_rows(self, rows: np.ndarray) -> torch.Tensor:
@@ -40,10 +42,15 @@ class _CSR:
         return out
 
 
-def _sparse(rows: np.ndarray, cols: np.ndarray, values: torch.Tensor, shape: tuple[int, int]) -> torch.Tensor:
+def _sparse(
+    rows: np.ndarray, cols: np.ndarray, values: torch.Tensor, shape: tuple[int, int]
+) -> torch.Tensor:
     """Coalesced sparse COO matrix with ``values`` at (rows, cols)."""
     return torch.sparse_coo_tensor(
-        torch.as_tensor(np.stack([rows, cols]), dtype=torch.long), values, shape, check_invariants=False
+        torch.as_tensor(np.stack([rows, cols]), dtype=torch.long),
+        values,
+        shape,
+        check_invariants=False,
     ).coalesce()
 
 
@@ -60,7 +67,9 @@ def co_occurrence_neighbours(
     if n_neighbours < 1:
         raise ValueError(f"n_neighbours must be >= 1, got {n_neighbours}")
     n_nb = min(n_neighbours, max(n_items - 1, 1))
-    pairs = np.unique(np.stack([users, items], 1), axis=0) if len(users) else np.zeros((0, 2), np.int64)
+    pairs = (
+        np.unique(np.stack([users, items], 1), axis=0) if len(users) else np.zeros((0, 2), np.int64)
+    )
     by_item = _CSR(pairs[:, 1], pairs[:, 0], n_items, n_users)  # item -> users who took it
     xt = _sparse(pairs[:, 1], pairs[:, 0], torch.ones(len(pairs)), (n_items, n_users))  # 0/1
     degree = torch.as_tensor(np.diff(by_item.indptr), dtype=torch.float64)
@@ -105,7 +114,9 @@ class ItemGraphChannel(ScoringChannel):
         valid = self.neighbours >= 0
         src = np.repeat(np.arange(n_items), valid.sum(1))
         # graph[i, j] = w(i, j) for the kept edges; (n_items, n_items) sparse
-        self.graph = _sparse(src, self.neighbours[valid], torch.as_tensor(self.weights[valid]), (n_items, n_items))
+        self.graph = _sparse(
+            src, self.neighbours[valid], torch.as_tensor(self.weights[valid]), (n_items, n_items)
+        )
 
     def score(self, users: np.ndarray) -> np.ndarray:
         users = self._check_users(users, self.n_users)

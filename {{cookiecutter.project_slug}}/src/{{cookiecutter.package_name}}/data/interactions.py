@@ -34,9 +34,13 @@ class Interactions:
         n = len(self.users)
         for col in ("items", "events", "timestamps"):
             if len(getattr(self, col)) != n:
-                raise ValueError(f"{self.name}: column {col} has {len(getattr(self, col))} rows, users has {n}")
+                raise ValueError(
+                    f"{self.name}: column {col} has {len(getattr(self, col))} rows, users has {n}"
+                )
         if n == 0:
-            raise ValueError(f"{self.name}: no interactions; expected at least one (user, item) row")
+            raise ValueError(
+                f"{self.name}: no interactions; expected at least one (user, item) row"
+            )
         # Features default to "no columns"; give them the right number of rows.
         if self.user_features.size == 0:
             object.__setattr__(self, "user_features", np.zeros((self.n_users, 0), np.int64))
@@ -98,8 +102,12 @@ class Split:
 
     def by_user(self, part: str) -> list[np.ndarray]:
         """Item indices per user for ``part`` in {"train", "val", "test", "train+val"}."""
-        parts = {"train": [self.train], "val": [self.val], "test": [self.test],
-                 "train+val": [self.train, self.val]}
+        parts = {
+            "train": [self.train],
+            "val": [self.val],
+            "test": [self.test],
+            "train+val": [self.train, self.val],
+        }
         if part not in parts:
             raise ValueError(f"unknown split part {part!r}; expected one of {sorted(parts)}")
         users = np.concatenate([p[0] for p in parts[part]])
@@ -125,7 +133,9 @@ def random_split(
     one validation and one test pair.
     """
     if len(ratios) != 3 or abs(sum(ratios) - 1.0) > 1e-6 or min(ratios) < 0:
-        raise ValueError(f"split ratios must be three non-negative numbers summing to 1, got {ratios}")
+        raise ValueError(
+            f"split ratios must be three non-negative numbers summing to 1, got {ratios}"
+        )
     rng = np.random.default_rng(seed)
     users, items, stamps = data.unique_pairs()
     order = np.lexsort((rng.random(len(users)), users))  # shuffle within each user
@@ -140,8 +150,11 @@ def random_split(
         n_part[give] = 1
     n_train = counts - n_val - n_test
     pos = np.arange(len(users)) - np.repeat(starts[:-1], counts)
-    part = np.where(pos < np.repeat(n_train, counts), 0,
-                    np.where(pos < np.repeat(n_train + n_val, counts), 1, 2))
+    part = np.where(
+        pos < np.repeat(n_train, counts),
+        0,
+        np.where(pos < np.repeat(n_train + n_val, counts), 1, 2),
+    )
     # Each part back in (user, time) order, so "most recent history" means what it says.
     by_time = np.lexsort((stamps, users))
     users, items, part = users[by_time], items[by_time], part[by_time]

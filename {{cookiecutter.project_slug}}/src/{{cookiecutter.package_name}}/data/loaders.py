@@ -55,14 +55,20 @@ def _read_rows(path: Path) -> tuple[list[str], Iterable[tuple[int, list[str]]]]:
         except Exception as exc:  # pyarrow raises several types for a bad file
             raise ValueError(f"{path}: not a readable Parquet file ({exc})") from exc
         header = list(table.column_names)
-        columns = [[("" if v is None else str(v)) for v in col.to_pylist()] for col in table.columns]
+        columns = [
+            [("" if v is None else str(v)) for v in col.to_pylist()] for col in table.columns
+        ]
         rows = ((n + 1, list(cells)) for n, cells in enumerate(zip(*columns, strict=True)))
         return header, rows
     if suffix not in {".csv", ".tsv", ".txt"}:
-        raise ValueError(f"{path}: unsupported file type {suffix!r}; expected .csv, .tsv or .parquet")
+        raise ValueError(
+            f"{path}: unsupported file type {suffix!r}; expected .csv, .tsv or .parquet"
+        )
     text = path.read_text(encoding="utf-8-sig")
     if not text.strip():
-        raise ValueError(f"{path}: empty file; expected a header line `user,item,event,timestamp` and rows")
+        raise ValueError(
+            f"{path}: empty file; expected a header line `user,item,event,timestamp` and rows"
+        )
     delimiter = "\t" if suffix == ".tsv" else ","
     reader = csv.reader(text.splitlines(), delimiter=delimiter)
     header = [h.strip() for h in next(reader)]
@@ -95,14 +101,20 @@ def load_interactions(path: str | os.PathLike[str], name: str | None = None) -> 
             continue
         where = f"{path}:{line}"
         if len(row) != len(header):
-            raise ValueError(f"{where}: {len(row)} fields, header has {len(header)} ({','.join(header)})")
+            raise ValueError(
+                f"{where}: {len(row)} fields, header has {len(header)} ({','.join(header)})"
+            )
         user, item = row[col["user"]].strip(), row[col["item"]].strip()
         if not user or not item:
             raise ValueError(f"{where}: empty user or item id; every row needs both")
         users.append(user)
         items.append(item)
-        events.append(row[col["event"]].strip() or "interaction" if "event" in col else "interaction")
-        stamps.append(_parse_timestamp(row[col["timestamp"]].strip(), where) if "timestamp" in col else line)
+        events.append(
+            row[col["event"]].strip() or "interaction" if "event" in col else "interaction"
+        )
+        stamps.append(
+            _parse_timestamp(row[col["timestamp"]].strip(), where) if "timestamp" in col else line
+        )
         ufeat.setdefault(user, [row[col[h]] for h in user_feats])
         ifeat.setdefault(item, [row[col[h]] for h in item_feats])
     if not users:
@@ -134,7 +146,11 @@ def _encode(values: Sequence[Sequence[str]], n_cols: int) -> np.ndarray:
     for c in range(n_cols):
         column = [v[c] for v in values]
         # Integer-looking codes keep their numeric order (so "10" sorts after "2").
-        keys = np.asarray([int(x) for x in column]) if all(_is_int(x) for x in column) else np.asarray(column)
+        keys = (
+            np.asarray([int(x) for x in column])
+            if all(_is_int(x) for x in column)
+            else np.asarray(column)
+        )
         _, out[:, c] = np.unique(keys, return_inverse=True)
     return out
 
@@ -188,7 +204,9 @@ def ml100k_location() -> Path:
         ) from None
     folder = Path(str(root))
     if not (folder / "ml-100k.inter").is_file():
-        raise ImportError(f"recbole is installed but {folder / 'ml-100k.inter'} is missing; reinstall recbole==1.2.1")
+        raise ImportError(
+            f"recbole is installed but {folder / 'ml-100k.inter'} is missing; reinstall recbole==1.2.1"
+        )
     return folder
 
 

@@ -88,7 +88,9 @@ def generate_synthetic(
     # Each funnel step is its own event a few minutes after the previous one.
     rows = np.repeat(np.arange(len(user)), depth + 1)
     step_of_row = np.arange(len(rows)) - np.repeat(np.cumsum(depth + 1) - (depth + 1), depth + 1)
-    price_bucket = np.clip(np.digitize(log_price, np.quantile(log_price, [0.2, 0.4, 0.6, 0.8])), 0, 4)
+    price_bucket = np.clip(
+        np.digitize(log_price, np.quantile(log_price, [0.2, 0.4, 0.6, 0.8])), 0, 4
+    )
     return Interactions(
         name=f"synthetic(seed={seed})",
         users=user[rows].astype(np.int64),

@@ -36,18 +36,27 @@ class CategoricalFeatures(nn.Module):
         self.out_dim = feature_dim * len(cardinalities)
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
-        return self.table(features + self.offsets).flatten(1)  # (b, f, feature_dim) -> (b, f * feature_dim)
+        return self.table(features + self.offsets).flatten(
+            1
+        )  # (b, f, feature_dim) -> (b, f * feature_dim)
 
 
 class ItemTower(nn.Module):
     """ID embedding + one embedding per categorical feature -> MLP (+ id skip) -> unit vector."""
 
     def __init__(
-        self, n_items: int, cardinalities: list[int], dim: int = 64, hidden: int = 128, feature_dim: int = 16
+        self,
+        n_items: int,
+        cardinalities: list[int],
+        dim: int = 64,
+        hidden: int = 128,
+        feature_dim: int = 16,
     ) -> None:
         super().__init__()
         if n_items < 1 or dim < 1:
-            raise ValueError(f"a tower needs n_ids >= 1 and dim >= 1, got n_ids={n_items}, dim={dim}")
+            raise ValueError(
+                f"a tower needs n_ids >= 1 and dim >= 1, got n_ids={n_items}, dim={dim}"
+            )
         self.n_ids = n_items
         self.id_embedding = nn.Embedding(n_items, dim)
         self.features = CategoricalFeatures(cardinalities, feature_dim)
@@ -77,7 +86,9 @@ class UserTower(nn.Module):
     ) -> None:
         super().__init__()
         if n_users < 1 or n_items < 1 or dim < 1:
-            raise ValueError(f"a tower needs n_users, n_items, dim >= 1, got {n_users}, {n_items}, {dim}")
+            raise ValueError(
+                f"a tower needs n_users, n_items, dim >= 1, got {n_users}, {n_items}, {dim}"
+            )
         self.n_ids = n_users
         self.n_items = n_items  # also the history padding value
         self.id_embedding = nn.Embedding(n_users, dim)
@@ -93,7 +104,9 @@ class UserTower(nn.Module):
         with torch.no_grad():
             self.history_embedding.weight[n_items].zero_()
 
-    def forward(self, ids: torch.Tensor, features: torch.Tensor, history: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self, ids: torch.Tensor, features: torch.Tensor, history: torch.Tensor
+    ) -> torch.Tensor:
         real = history != self.n_items  # (b, L)
         lengths = real.sum(dim=1, keepdim=True)  # (b, 1) history lengths
         if self.training and not torch.jit.is_scripting():  # exports script the EmbeddingBag path
@@ -102,10 +115,14 @@ class UserTower(nn.Module):
             summed = self.history_embedding(history)  # (b, L) -> (b, dim), pads skipped
             pooled = summed / lengths.clamp(min=1)  # (b, dim) mean over real history items
         own = self.id_embedding(ids)  # (b, dim)
-        x = torch.cat([own, pooled, self.features(features)], dim=-1)  # (b, 2 * dim + f * feature_dim)
+        x = torch.cat(
+            [own, pooled, self.features(features)], dim=-1
+        )  # (b, 2 * dim + f * feature_dim)
         return unit_rows(pooled + own + self.mlp(x), self.training)
 
-    def _pool_real_items(self, history: torch.Tensor, real: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    def _pool_real_items(
+        self, history: torch.Tensor, real: torch.Tensor, lengths: torch.Tensor
+    ) -> torch.Tensor:
         """The same mean as the EmbeddingBag path, computed on the real items only.
 
         A padded row is mostly padding (L is the longest history), and EmbeddingBag's dense
@@ -130,7 +147,11 @@ class _MeanOfRealItems(torch.autograd.Function):
 
     @staticmethod
     def forward(  # type: ignore[override]
-        ctx: Any, weight: torch.Tensor, flat: torch.Tensor, counts: torch.Tensor, divisor: torch.Tensor
+        ctx: Any,
+        weight: torch.Tensor,
+        flat: torch.Tensor,
+        counts: torch.Tensor,
+        divisor: torch.Tensor,
     ) -> torch.Tensor:
         offsets = torch.cumsum(counts, 0) - counts  # (b,) where each row's items start in flat
         row = torch.repeat_interleave(counts)  # (n_real,) the row each item belongs to
@@ -170,7 +191,9 @@ class _UnitRows(torch.autograd.Function):
         return (grad - y * (grad * y).sum(dim=-1, keepdim=True)) / norm
 
 
-def history_columns(users: torch.Tensor | list[int], n_users: int, max_len: int = 100) -> tuple[torch.Tensor, int]:
+def history_columns(
+    users: torch.Tensor | list[int], n_users: int, max_len: int = 100
+) -> tuple[torch.Tensor, int]:
     """Where ``history_table`` puts each pair: its column in the user's row, and the width L.
 
     Returns ``(columns (n_pairs,), L)`` with L = min(longest history, max_len). A pair older
@@ -181,14 +204,20 @@ def history_columns(users: torch.Tensor | list[int], n_users: int, max_len: int 
     length = int(min(max(int(counts.max()) if len(counts) else 0, 1), max_len))
     order = torch.sort(users, stable=True).indices
     ends = torch.cumsum(counts, 0)  # one past each user's last pair, in sorted order
-    pos_from_end = torch.repeat_interleave(ends, counts) - torch.arange(len(users)) - 1  # 0 = most recent
+    pos_from_end = (
+        torch.repeat_interleave(ends, counts) - torch.arange(len(users)) - 1
+    )  # 0 = most recent
     columns = torch.empty_like(users)
     columns[order] = pos_from_end.clamp(max=length)
     return columns, length
 
 
 def history_table(
-    users: torch.Tensor | list[int], items: torch.Tensor | list[int], n_users: int, n_items: int, max_len: int = 100
+    users: torch.Tensor | list[int],
+    items: torch.Tensor | list[int],
+    n_users: int,
+    n_items: int,
+    max_len: int = 100,
 ) -> torch.Tensor:
     """(n_users, L) int64 item indices per user padded with ``n_items``; L = min(longest, max_len).
 

@@ -63,7 +63,9 @@ class TwoTower(nn.Module):
         users = self.user_tower(user_ids, user_features, user_history)  # (batch, dim)
         if self.negatives == "full":
             if catalog_features is None:
-                raise ValueError("full-catalog negatives need catalog_features (n_items, n_item_features)")
+                raise ValueError(
+                    "full-catalog negatives need catalog_features (n_items, n_item_features)"
+                )
             all_ids = torch.arange(catalog_features.shape[0], device=user_ids.device)
             items = self.item_tower(all_ids, catalog_features)  # (n_items, dim)
             logits = users @ items.T / self.temperature  # (batch, n_items)
@@ -73,15 +75,23 @@ class TwoTower(nn.Module):
         # A batch can hold an item several times. Each distinct item gets one column (the item
         # tower runs once per item) whose logit carries + log(count): the same softmax as one
         # column per copy. A row's own positive counts once, so its column takes the log back.
-        distinct, column, counts = torch.unique(item_ids, return_inverse=True, return_counts=True)  # (u,), (batch,), (u,)
-        features = item_features.new_empty(len(distinct), item_features.shape[1]).index_copy_(0, column, item_features)
+        distinct, column, counts = torch.unique(
+            item_ids, return_inverse=True, return_counts=True
+        )  # (u,), (batch,), (u,)
+        features = item_features.new_empty(len(distinct), item_features.shape[1]).index_copy_(
+            0, column, item_features
+        )
         items = self.item_tower(distinct, features)  # (u, dim)
         log_count = counts.float().log()  # (u,)
-        bias = log_count - log_q.index_select(0, distinct) if log_q is not None else log_count  # (u,)
+        bias = (
+            log_count - log_q.index_select(0, distinct) if log_q is not None else log_count
+        )  # (u,)
         # The temperature scales the (batch, dim) users rather than the (batch, u) logits.
         logits = ((users / self.temperature) @ items.T).float() + bias  # (batch, u)
         rows = torch.arange(len(item_ids), device=item_ids.device)
-        logits = logits.index_put((rows, column), -log_count.index_select(0, column), accumulate=True)
+        logits = logits.index_put(
+            (rows, column), -log_count.index_select(0, column), accumulate=True
+        )
         return F.cross_entropy(logits, column)
 
 
@@ -117,6 +127,8 @@ def embed_all(tower: nn.Module, *tables: torch.Tensor, batch_size: int = 8192) -
     out = []
     for start in range(0, n, batch_size):
         ids = torch.arange(start, min(start + batch_size, n), device=device)
-        out.append(tower(ids, *(t[start : start + len(ids)].to(device) for t in tables)).float().cpu())
+        out.append(
+            tower(ids, *(t[start : start + len(ids)].to(device) for t in tables)).float().cpu()
+        )
     tower.train(was_training)
     return torch.cat(out)

@@ -33,13 +33,17 @@ class ExactIndex:
     def __init__(self, vectors: np.ndarray, device: str = "cpu") -> None:
         import torch  # here, not at module level: serving imports this module and needs only faiss
 
-        self.vectors = torch.as_tensor(np.ascontiguousarray(vectors, dtype=np.float32), device=device)
+        self.vectors = torch.as_tensor(
+            np.ascontiguousarray(vectors, dtype=np.float32), device=device
+        )
         self.ntotal, self.d = self.vectors.shape
 
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         import torch
 
-        q = torch.as_tensor(np.ascontiguousarray(queries, dtype=np.float32), device=self.vectors.device)
+        q = torch.as_tensor(
+            np.ascontiguousarray(queries, dtype=np.float32), device=self.vectors.device
+        )
         scores, ids = torch.topk(q @ self.vectors.T, min(k, self.ntotal), dim=1)  # (b, n) -> (b, k)
         return scores.cpu().numpy(), ids.cpu().numpy().astype(np.int64)
 

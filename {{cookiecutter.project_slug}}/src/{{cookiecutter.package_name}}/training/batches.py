@@ -44,13 +44,19 @@ class TrainingTensors:
     items: torch.Tensor  # (n_pairs,)
     user_features: torch.Tensor  # (n_users, f_u)
     item_features: torch.Tensor  # (n_items, f_i): also the catalog for full-softmax negatives
-    histories: torch.Tensor  # (n_users, L + 1) padded with n_items; the last column is always padding
+    histories: (
+        torch.Tensor
+    )  # (n_users, L + 1) padded with n_items; the last column is always padding
     positions: torch.Tensor  # (n_pairs,) column of each pair's item in its user's row (L: not kept;
     # training pairs are distinct (user, item) pairs, as both splits make them)
-    log_q: torch.Tensor | None  # (n_items,) log share of training pairs, for the in-batch correction
+    log_q: (
+        torch.Tensor | None
+    )  # (n_items,) log share of training pairs, for the in-batch correction
 
     @classmethod
-    def from_split(cls, split: Split, history_len: int, logq: bool, device: torch.device) -> TrainingTensors:
+    def from_split(
+        cls, split: Split, history_len: int, logq: bool, device: torch.device
+    ) -> TrainingTensors:
         items = torch.as_tensor(split.train[1])
         log_q = None
         if logq:
@@ -87,9 +93,17 @@ class TrainingTensors:
         history = self.histories.index_select(0, u)  # (b, L + 1), a fresh copy
         # The positive must not be visible in its own input: pad its (precomputed) column.
         history.scatter_(1, self.positions.index_select(0, index)[:, None], self.pad)
-        return Batch(u, self.user_features.index_select(0, u), history, i, self.item_features.index_select(0, i))
+        return Batch(
+            u,
+            self.user_features.index_select(0, u),
+            history,
+            i,
+            self.item_features.index_select(0, i),
+        )
 
-    def epoch(self, batch_size: int, seed: int, epoch: int, rank: int = 0, world_size: int = 1) -> Iterator[Batch]:
+    def epoch(
+        self, batch_size: int, seed: int, epoch: int, rank: int = 0, world_size: int = 1
+    ) -> Iterator[Batch]:
         """One shuffled pass over the pairs, in global batches of ``batch_size``.
 
         The order depends only on (seed, epoch): resumed and DDP runs see the same batches.

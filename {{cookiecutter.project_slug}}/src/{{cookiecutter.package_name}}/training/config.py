@@ -12,8 +12,18 @@ from typing import Any
 # Fields that decide the shape/meaning of the weights: a checkpoint may only be resumed by a
 # config that agrees on all of them.
 MODEL_FIELDS = (
-    "data", "n_users", "n_items", "events_per_user", "split", "seed", "dim", "hidden",
-    "temperature", "negatives", "logq", "history_len",
+    "data",
+    "n_users",
+    "n_items",
+    "events_per_user",
+    "split",
+    "seed",
+    "dim",
+    "hidden",
+    "temperature",
+    "negatives",
+    "logq",
+    "history_len",
 )
 
 
@@ -30,7 +40,9 @@ class TrainConfig:
     deterministic: bool = False  # torch.use_deterministic_algorithms + fixed cuBLAS workspace
 
     dim: int = 64
-    hidden: int = 128  # tower MLP width; 64 trains ~10% faster on CPU but loses ~0.005 Recall@10 on ML-100K
+    hidden: int = (
+        128  # tower MLP width; 64 trains ~10% faster on CPU but loses ~0.005 Recall@10 on ML-100K
+    )
     history_len: int = 100  # training items per user fed to the user tower (most recent kept)
     temperature: float = 0.2  # softmax temperature on cosine scores; 0.05 overfits small data
     negatives: str = "in_batch"  # or "full" (softmax over the whole catalog)

@@ -50,29 +50,47 @@ class CheckpointMismatch(ValueError):
 
 def prepare_split(cfg: TrainConfig) -> Split:
     """The dataset and split a config describes (deterministic: same config, same split)."""
-    data = load_dataset(
-        cfg.data, seed=cfg.seed, n_users=cfg.n_users, n_items=cfg.n_items,
-        events_per_user=cfg.events_per_user,  # type: ignore[arg-type]
-    ) if cfg.data == "synthetic" else load_dataset(cfg.data, seed=cfg.seed)
+    data = (
+        load_dataset(
+            cfg.data,
+            seed=cfg.seed,
+            n_users=cfg.n_users,
+            n_items=cfg.n_items,
+            events_per_user=cfg.events_per_user,  # type: ignore[arg-type]
+        )
+        if cfg.data == "synthetic"
+        else load_dataset(cfg.data, seed=cfg.seed)
+    )
     return make_split(data, cfg.split, seed=cfg.seed)
 
 
 def model_for(cfg: TrainConfig, split: Split) -> TwoTower:
     data = split.data
     return build_two_tower(
-        data.n_users, data.n_items, data.user_cardinalities, data.item_cardinalities, dim=cfg.dim,
-        hidden=cfg.hidden, temperature=cfg.temperature, negatives=cfg.negatives, history_len=cfg.history_len,
+        data.n_users,
+        data.n_items,
+        data.user_cardinalities,
+        data.item_cardinalities,
+        dim=cfg.dim,
+        hidden=cfg.hidden,
+        temperature=cfg.temperature,
+        negatives=cfg.negatives,
+        history_len=cfg.history_len,
     )
 
 
-def make_optimizer(model: torch.nn.Module, cfg: TrainConfig, device: torch.device) -> torch.optim.Optimizer:
+def make_optimizer(
+    model: torch.nn.Module, cfg: TrainConfig, device: torch.device
+) -> torch.optim.Optimizer:
     """Adam over every parameter; the fused kernel where torch has one for the device.
 
     The unfused CPU Adam runs about ten small ops per parameter tensor per step, which for a
     model this size costs more than the gradients; fused does one pass per tensor.
     """
     fused = device.type in ("cpu", "cuda")
-    return torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, fused=fused or None)
+    return torch.optim.Adam(
+        model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, fused=fused or None
+    )
 
 
 def train_step(
@@ -86,8 +104,13 @@ def train_step(
     """Forward, backward and optimizer step on one batch; returns the (detached) loss."""
     with autocast(batch.users.device, dtype):
         loss = net(
-            batch.users, batch.user_features, batch.history, batch.items, batch.item_features,
-            tensors.item_features, tensors.log_q,
+            batch.users,
+            batch.user_features,
+            batch.history,
+            batch.items,
+            batch.item_features,
+            tensors.item_features,
+            tensors.log_q,
         )
     optimizer.zero_grad(set_to_none=True)
     scaler.scale(loss).backward()
@@ -107,16 +130,16 @@ def two_tower_embeddings(model: TwoTower, split: Split) -> tuple[np.ndarray, np.
 def _validation(model: TwoTower, split: Split, part: str, ks: list[int]) -> dict[str, float]:
     users, items = two_tower_embeddings(model, split)
     seen = split.by_user("train" if part == "val" else "train+val")
-    return rank_metrics(
-        lambda u: users[u] @ items.T, split.by_user(part), seen, split.n_items, ks
-    )
+    return rank_metrics(lambda u: users[u] @ items.T, split.by_user(part), seen, split.n_items, ks)
 
 
 def _resolve_resume(path: str) -> Path:
     p = Path(path)
     ckpt = p / CHECKPOINT if p.is_dir() else p
     if not ckpt.is_file():
-        raise FileNotFoundError(f"--resume {path}: no {CHECKPOINT} there; expected a run folder or checkpoint file")
+        raise FileNotFoundError(
+            f"--resume {path}: no {CHECKPOINT} there; expected a run folder or checkpoint file"
+        )
     return ckpt
 
 
@@ -126,7 +149,9 @@ def load_checkpoint(ckpt: Path, cfg: TrainConfig) -> dict[str, Any]:
     theirs, ours = state.get("fingerprint", {}), cfg.model_fingerprint()
     diff = {k: (theirs.get(k), ours[k]) for k in ours if theirs.get(k) != ours[k]}
     if diff:
-        lines = "\n  ".join(f"{k}: checkpoint has {a!r}, this config has {b!r}" for k, (a, b) in diff.items())
+        lines = "\n  ".join(
+            f"{k}: checkpoint has {a!r}, this config has {b!r}" for k, (a, b) in diff.items()
+        )
         raise CheckpointMismatch(
             f"{ckpt}: written by a different config; resuming would mix models:\n  {lines}\n"
             "Start a new run (drop --resume) or use the checkpoint's settings (its config.json)."
@@ -158,13 +183,17 @@ def _train(cfg: TrainConfig, ctx: DistContext) -> Metrics:
     # Everything that can fail on bad input happens before anything is written.
     resume_state = load_checkpoint(_resolve_resume(cfg.resume), cfg) if cfg.resume else None
     split = prepare_split(cfg)
-    ks = check_k(sorted({5, 10, 20, 50, cfg.eval_k} & set(range(1, split.n_items + 1))), split.n_items)
+    ks = check_k(
+        sorted({5, 10, 20, 50, cfg.eval_k} & set(range(1, split.n_items + 1))), split.n_items
+    )
     if cfg.resume:
         run_dir = _resolve_resume(cfg.resume).parent
     else:
         run_dir = Path(cfg.runs_dir) / (cfg.run_id or new_run_id(cfg.fingerprint_hash()))
         if ctx.is_main and run_dir.exists() and any(run_dir.iterdir()):
-            raise FileExistsError(f"{run_dir}: run folder exists and is not empty; pick another --run-id or --resume it")
+            raise FileExistsError(
+                f"{run_dir}: run folder exists and is not empty; pick another --run-id or --resume it"
+            )
     if ctx.is_main:
         write_snapshot(run_dir, cfg.to_dict())
 
@@ -182,7 +211,9 @@ def _train(cfg: TrainConfig, ctx: DistContext) -> Metrics:
     net: torch.nn.Module = DistributedDataParallel(model) if ctx.enabled else model
     scaler = torch.amp.GradScaler("cuda", enabled=dtype == torch.float16)
 
-    tensors = TrainingTensors.from_split(split, cfg.history_len, cfg.logq and cfg.negatives == "in_batch", device)
+    tensors = TrainingTensors.from_split(
+        split, cfg.history_len, cfg.logq and cfg.negatives == "in_batch", device
+    )
     n_pairs = len(tensors)
     if n_pairs < ctx.world_size:
         raise ValueError(f"{n_pairs} training pairs cannot be shared by {ctx.world_size} processes")
@@ -190,8 +221,12 @@ def _train(cfg: TrainConfig, ctx: DistContext) -> Metrics:
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
     progress = Progress(
-        TextColumn("[bold]epoch {task.fields[epoch]}"), BarColumn(), TextColumn("loss {task.fields[loss]:.4f}"),
-        TimeElapsedColumn(), disable=not (cfg.progress and ctx.is_main), transient=True,
+        TextColumn("[bold]epoch {task.fields[epoch]}"),
+        BarColumn(),
+        TextColumn("loss {task.fields[loss]:.4f}"),
+        TimeElapsedColumn(),
+        disable=not (cfg.progress and ctx.is_main),
+        transient=True,
     )
     train_seconds, samples, stopped_early, epoch = 0.0, 0, False, start_epoch
     with progress:
@@ -222,10 +257,18 @@ def _train(cfg: TrainConfig, ctx: DistContext) -> Metrics:
                 bad_epochs += 1
             if ctx.is_main:
                 _save_atomic(
-                    {"fingerprint": cfg.model_fingerprint(), "config": cfg.to_dict(), "epoch": epoch,
-                     "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                     "best_metric": best_metric, "best_epoch": best_epoch, "bad_epochs": bad_epochs,
-                     "best_state": best_state, "history": history},
+                    {
+                        "fingerprint": cfg.model_fingerprint(),
+                        "config": cfg.to_dict(),
+                        "epoch": epoch,
+                        "model": model.state_dict(),
+                        "optimizer": optimizer.state_dict(),
+                        "best_metric": best_metric,
+                        "best_epoch": best_epoch,
+                        "bad_epochs": bad_epochs,
+                        "best_state": best_state,
+                        "history": history,
+                    },
                     run_dir / CHECKPOINT,
                 )
             if bad_epochs >= cfg.patience:
@@ -234,10 +277,19 @@ def _train(cfg: TrainConfig, ctx: DistContext) -> Metrics:
 
     model.load_state_dict(best_state)
     result = Metrics(
-        run_dir=str(run_dir), best_epoch=best_epoch, epochs_run=epoch, val={}, test={}, history=history,
-        samples_per_second=samples / train_seconds if train_seconds else 0.0, train_seconds=train_seconds,
-        device=str(device), amp=str(dtype).replace("torch.", "") if dtype else "off",
-        world_size=ctx.world_size, stopped_early=stopped_early, dist_backend=ctx.backend or "none",
+        run_dir=str(run_dir),
+        best_epoch=best_epoch,
+        epochs_run=epoch,
+        val={},
+        test={},
+        history=history,
+        samples_per_second=samples / train_seconds if train_seconds else 0.0,
+        train_seconds=train_seconds,
+        device=str(device),
+        amp=str(dtype).replace("torch.", "") if dtype else "off",
+        world_size=ctx.world_size,
+        stopped_early=stopped_early,
+        dist_backend=ctx.backend or "none",
     )
     if ctx.is_main:
         model.cpu()
@@ -245,12 +297,20 @@ def _train(cfg: TrainConfig, ctx: DistContext) -> Metrics:
         result.test = _validation(model, split, "test", ks)
         data = split.data
         _save_atomic(
-            {"fingerprint": cfg.model_fingerprint(), "config": cfg.to_dict(), "state_dict": best_state,
-             "n_users": data.n_users, "n_items": data.n_items,
-             "user_cardinalities": data.user_cardinalities, "item_cardinalities": data.item_cardinalities},
+            {
+                "fingerprint": cfg.model_fingerprint(),
+                "config": cfg.to_dict(),
+                "state_dict": best_state,
+                "n_users": data.n_users,
+                "n_items": data.n_items,
+                "user_cardinalities": data.user_cardinalities,
+                "item_cardinalities": data.item_cardinalities,
+            },
             run_dir / MODEL,
         )
-        (run_dir / "metrics.json").write_text(json.dumps(result.to_dict(), indent=2), encoding="utf-8")
+        (run_dir / "metrics.json").write_text(
+            json.dumps(result.to_dict(), indent=2), encoding="utf-8"
+        )
         if history:
             plot_curves(history, run_dir / "curves.png", cfg.eval_k)
     return result
@@ -260,7 +320,9 @@ def load_trained(run_dir: str | Path) -> tuple[TrainConfig, TwoTower, Split]:
     """The config, best model (CPU, eval mode) and split of a finished run."""
     path = Path(run_dir) / MODEL
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: no trained model; run `train` first (or point --run at a finished run)")
+        raise FileNotFoundError(
+            f"{path}: no trained model; run `train` first (or point --run at a finished run)"
+        )
     saved = torch.load(path, map_location="cpu", weights_only=False)
     cfg = TrainConfig.from_dict(saved["config"])
     split = prepare_split(cfg)

@@ -13,7 +13,7 @@ import torch.distributed as dist
 
 
 def choose_device(requested: str = "auto", local_rank: int = 0) -> torch.device:
-    """"auto" picks cuda, then mps, then cpu; a forced device that is absent is an error."""
+    """ "auto" picks cuda, then mps, then cpu; a forced device that is absent is an error."""
     cuda_ok = torch.cuda.is_available()
     mps_ok = getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()
     match requested:
@@ -25,7 +25,9 @@ def choose_device(requested: str = "auto", local_rank: int = 0) -> torch.device:
             return torch.device("cpu")
         case "mps":
             if not mps_ok:
-                raise RuntimeError("device='mps' requested but this torch has no usable MPS backend; use --device cpu")
+                raise RuntimeError(
+                    "device='mps' requested but this torch has no usable MPS backend; use --device cpu"
+                )
             return torch.device("mps")
         case _ if requested.startswith("cuda"):
             if not cuda_ok:
@@ -44,7 +46,9 @@ def amp_dtype(requested: str, device: torch.device) -> torch.dtype | None:
     """The autocast dtype, or None for full precision. AMP is a CUDA-only feature here."""
     if requested == "off" or device.type != "cuda":
         if requested in ("bf16", "fp16") and device.type != "cuda":
-            raise RuntimeError(f"amp={requested!r} needs a CUDA device, training runs on {device}; use --amp off")
+            raise RuntimeError(
+                f"amp={requested!r} needs a CUDA device, training runs on {device}; use --amp off"
+            )
         return None
     if requested == "fp16":
         return torch.float16
@@ -104,7 +108,9 @@ def init_distributed(device_request: str) -> DistContext:
         return DistContext()
     rank, local_rank = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
     if not dist.is_initialized():
-        use_nccl = torch.cuda.is_available() and device_request != "cpu" and dist.is_nccl_available()
+        use_nccl = (
+            torch.cuda.is_available() and device_request != "cpu" and dist.is_nccl_available()
+        )
         if use_nccl:
             torch.cuda.set_device(local_rank % torch.cuda.device_count())
         dist.init_process_group(backend="nccl" if use_nccl else "gloo")

@@ -27,7 +27,9 @@ def new_run_id(fingerprint: str) -> str:
 
 def _run(cmd: list[str], cwd: Path | None = None, timeout: float = 60) -> str | None:
     try:
-        done = subprocess.run(cmd, capture_output=True, text=True, cwd=cwd, timeout=timeout, check=False)
+        done = subprocess.run(
+            cmd, capture_output=True, text=True, cwd=cwd, timeout=timeout, check=False
+        )
     except (OSError, subprocess.TimeoutExpired):
         return None
     return done.stdout if done.returncode == 0 else None
@@ -45,7 +47,9 @@ def installed_packages() -> list[str]:
 
 def write_environment(run_dir: Path) -> Path:
     """``conda env export`` inside a conda env (it records channels and builds), else pip list."""
-    if os.environ.get("CONDA_PREFIX") and (conda := shutil.which("conda") or os.environ.get("CONDA_EXE")):
+    if os.environ.get("CONDA_PREFIX") and (
+        conda := shutil.which("conda") or os.environ.get("CONDA_EXE")
+    ):
         exported = _run([conda, "env", "export", "--prefix", os.environ["CONDA_PREFIX"]])
         if exported:
             path = run_dir / "environment.yml"
@@ -86,7 +90,11 @@ def hardware_report() -> dict[str, Any]:
         for i in range(torch.cuda.device_count()):
             p = torch.cuda.get_device_properties(i)
             report["devices"].append(
-                {"name": p.name, "capability": f"{p.major}.{p.minor}", "memory_bytes": p.total_memory}
+                {
+                    "name": p.name,
+                    "capability": f"{p.major}.{p.minor}",
+                    "memory_bytes": p.total_memory,
+                }
             )
     try:
         import faiss
@@ -112,9 +120,13 @@ def git_revision(where: Path) -> str:
 def write_snapshot(run_dir: Path, config: dict[str, Any]) -> None:
     """Config, environment, hardware and git revision; called once per run by rank 0."""
     run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "config.json").write_text(json.dumps(config, indent=2, default=str), encoding="utf-8")
+    (run_dir / "config.json").write_text(
+        json.dumps(config, indent=2, default=str), encoding="utf-8"
+    )
     write_environment(run_dir)
-    (run_dir / "hardware.json").write_text(json.dumps(hardware_report(), indent=2, default=str), "utf-8")
+    (run_dir / "hardware.json").write_text(
+        json.dumps(hardware_report(), indent=2, default=str), "utf-8"
+    )
     (run_dir / "git.txt").write_text(git_revision(Path.cwd()) + "\n", encoding="utf-8")
 
 
