@@ -67,13 +67,24 @@ def test_generated_python_compiles(baked: tuple[Path, dict], tmp_path: Path) -> 
         py_compile.compile(str(source), cfile=str(tmp_path / "x.pyc"), doraise=True)
 
 
-def test_generated_python_is_ruff_clean(baked: tuple[Path, dict]) -> None:
+def test_generated_python_is_ruff_clean_and_formatted(baked: tuple[Path, dict]) -> None:
+    # The generated pre-commit runs ruff-check and ruff-format on --all-files in CI: a fresh
+    # project must pass both untouched, whatever the package name's length.
     project, _ = baked
     ruff = shutil.which("ruff") or pytest.fail("expected ruff on PATH (the test extra), found none")
-    result = subprocess.run(
-        [ruff, "check", "--no-cache", "."], cwd=project, capture_output=True, text=True
+    hooks = yaml.safe_load((project / ".pre-commit-config.yaml").read_text(encoding="utf-8"))
+    ruff_hooks = [r for r in hooks["repos"] if r["repo"].endswith("/ruff-pre-commit")]
+    pinned = ruff_hooks[0]["rev"].lstrip("v")
+    found = subprocess.run([ruff, "--version"], capture_output=True, text=True).stdout.split()[-1]
+    assert found == pinned, (
+        f"expected ruff {pinned} (the generated pre-commit's ruff-pre-commit rev), found {found}: "
+        f"install ruff=={pinned} or move both pins together"
     )
-    assert result.returncode == 0, result.stdout + result.stderr
+    for args in (["check"], ["format", "--check"]):
+        result = subprocess.run(
+            [ruff, *args, "--no-cache", "."], cwd=project, capture_output=True, text=True
+        )
+        assert result.returncode == 0, f"ruff {' '.join(args)}:\n{result.stdout}{result.stderr}"
 
 
 def test_yaml_toml_and_json_parse(baked: tuple[Path, dict]) -> None:

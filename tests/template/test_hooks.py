@@ -42,3 +42,33 @@ def test_the_rendered_context_survives_quotes_and_unicode() -> None:
     answers = {"project_name": 'Alice\'s "Recs" \\ 😀', "include_docker": True}
     literal = py_str(json.dumps(answers, indent=4, sort_keys=True))
     assert json.loads(eval(literal)) == answers
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "plain",
+        "Alice's",
+        'say "hi"',
+        'Café l\'Été "Best" \\ Recs 😀',
+        "tab\tnew\nline\x01",
+        '"\'"',
+        "",
+    ],
+)
+def test_python_literals_round_trip_and_are_what_ruff_format_keeps(
+    text: str, tmp_path: Path
+) -> None:
+    from local_extensions import py_str
+
+    literal = py_str(text)
+    assert eval(literal) == text
+    source = tmp_path / "m.py"
+    source.write_text(f"X = {literal}\n", encoding="utf-8")
+    ruff = shutil.which("ruff") or pytest.fail("expected ruff on PATH (the test extra), found none")
+    result = subprocess.run(
+        [ruff, "format", "--check", "--no-cache", "--isolated", str(source)],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, f"{literal}: {result.stdout}"
