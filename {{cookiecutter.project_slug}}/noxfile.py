@@ -19,6 +19,9 @@ nox.options.sessions = ["lint", "tests"]
 ENV_FILE = "environment.yml"
 PACKAGE = "{{ cookiecutter.package_name }}"
 RECENV_REQUIREMENT = {{ cookiecutter.recenv_requirement|py_str }}
+# The ruff of .pre-commit-config.yaml's ruff-pre-commit rev: formatting changes between releases.
+RUFF = "ruff==0.17.6"
+PYTHON_PATHS = ("src", "tests", "benchmarks", "noxfile.py")
 
 
 def recenv(session: nox.Session, *args: str) -> None:
@@ -61,9 +64,10 @@ def gpu_tests(session: nox.Session) -> None:
 
 @nox.session(venv_backend="uv|virtualenv")
 def lint(session: nox.Session) -> None:
-    """Lint the code with ruff and environment.yml with recenv check."""
-    session.install("ruff")
-    session.run("ruff", "check", "src", "tests", *session.posargs)
+    """Lint and format-check the code with ruff, and environment.yml with recenv check."""
+    session.install(RUFF)
+    session.run("ruff", "check", *PYTHON_PATHS, *session.posargs)
+    session.run("ruff", "format", "--check", *PYTHON_PATHS)
     recenv(session, "check", ENV_FILE)
 
 

@@ -80,6 +80,7 @@ def test_generated_python_is_ruff_clean_and_formatted(baked: tuple[Path, dict]) 
         f"expected ruff {pinned} (the generated pre-commit's ruff-pre-commit rev), found {found}: "
         f"install ruff=={pinned} or move both pins together"
     )
+    assert f'RUFF = "ruff=={pinned}"' in (project / "noxfile.py").read_text(encoding="utf-8")
     for args in (["check"], ["format", "--check"]):
         result = subprocess.run(
             [ruff, *args, "--no-cache", "."], cwd=project, capture_output=True, text=True
