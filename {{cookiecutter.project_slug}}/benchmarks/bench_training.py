@@ -10,6 +10,7 @@ also timed with AMP.
     python benchmarks/bench_training.py [--epochs 2] [--json out.json]
     python benchmarks/bench_training.py --device cuda --amp-only --dim 256 --hidden 1024  # AMP at a model size
     python benchmarks/bench_training.py --phases --batch-sizes 16 256   # where a step's time goes
+    python benchmarks/bench_training.py --compare-hidden 128 64 --batch-sizes 256  # width A/B
 """
 
 from __future__ import annotations
@@ -170,6 +171,28 @@ def phases(device: torch.device, size: dict[str, int], batch_size: int) -> dict[
     return {name: 1e6 * total / samples for name, total in totals.items()}
 
 
+def compare_widths(
+    device: torch.device, dim: int, widths: list[int], batch_size: int, epochs: int, repeats: int
+) -> dict[str, object]:
+    """The training loop at several tower widths, interleaved: samples/s and each width's speed
+    relative to the first, per repeat and as medians (side by side, so a noisy machine slows
+    every width alike)."""
+    runs: dict[int, list[float]] = {w: [] for w in widths}
+    for _ in range(repeats):
+        for w in widths:
+            size = {"dim": dim, "hidden": w}
+            runs[w].append(run("vectorised", epochs, device, size, batch_size=batch_size))
+    first = runs[widths[0]]
+    return {
+        f"hidden_{w}": {
+            "samples_per_s": statistics.median(v),
+            f"vs_hidden_{widths[0]}": statistics.median(v) / statistics.median(first),
+            "per_repeat": [a / b for a, b in zip(v, first, strict=True)],
+        }
+        for w, v in runs.items()
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=2)
@@ -198,9 +221,19 @@ def main() -> None:
         action="store_true",
         help="only time the vectorised loop's phases (us/sample) per batch size",
     )
+    parser.add_argument(
+        "--compare-hidden",
+        type=int,
+        nargs="+",
+        metavar="WIDTH",
+        help="only time the vectorised loop at these tower widths, interleaved (no naive loop)",
+    )
     args = parser.parse_args()
-    if args.amp_only and args.phases:
-        parser.error("--amp-only and --phases time different things; pass one of them")
+    modes = [m for m in ("amp_only", "phases", "compare_hidden") if getattr(args, m)]
+    if len(modes) > 1:
+        parser.error(
+            f"--{' and --'.join(m.replace('_', '-') for m in modes)} time different things; pass one of them"
+        )
     size = {"dim": args.dim, "hidden": args.hidden}
     device = choose_device(args.device)
     if args.amp_only and device.type != "cuda":
@@ -217,7 +250,11 @@ def main() -> None:
         result["gpu"] = torch.cuda.get_device_name(device)
     for bs in args.batch_sizes if args.phases else ():
         result[f"batch_{bs}_us_per_sample"] = phases(device, size, bs)
-    for bs in () if args.phases else args.batch_sizes:
+    for bs in args.batch_sizes if args.compare_hidden else ():
+        result[f"batch_{bs}_widths"] = compare_widths(
+            device, args.dim, args.compare_hidden, bs, args.epochs, args.repeats
+        )
+    for bs in () if args.phases or args.compare_hidden else args.batch_sizes:
         # Interleaved repeats, median of each: on a shared machine both loops then see the same
         # mix of quiet and busy moments, and one lucky or unlucky run does not decide the ratio.
         # On CUDA the fast loop is also timed under each AMP mode, interleaved with the rest,

@@ -49,7 +49,7 @@ class ItemTower(nn.Module):
         n_items: int,
         cardinalities: list[int],
         dim: int = 64,
-        hidden: int = 128,
+        hidden: int = 64,
         feature_dim: int = 16,
     ) -> None:
         super().__init__()
@@ -81,7 +81,7 @@ class UserTower(nn.Module):
         cardinalities: list[int],
         n_items: int,
         dim: int = 64,
-        hidden: int = 128,
+        hidden: int = 64,
         feature_dim: int = 16,
     ) -> None:
         super().__init__()

@@ -101,7 +101,7 @@ def build_two_tower(
     user_cardinalities: list[int],
     item_cardinalities: list[int],
     dim: int = 64,
-    hidden: int = 128,
+    hidden: int = 64,
     temperature: float = 0.2,
     negatives: str = "in_batch",
     history_len: int = 100,
