@@ -30,6 +30,7 @@ from {{ cookiecutter.package_name }}.training import (
 )
 from {{ cookiecutter.package_name }}.training.batches import Batch, TrainingTensors
 from {{ cookiecutter.package_name }}.training.loop import (
+    batch_loss,
     make_optimizer,
     model_for,
     train_step,
@@ -150,15 +151,7 @@ def phases(device: torch.device, size: dict[str, int], batch_size: int) -> dict[
             if batch is None:
                 break
             t1 = clock()
-            loss = model(
-                batch.users,
-                batch.user_features,
-                batch.history,
-                batch.items,
-                batch.item_features,
-                tensors.item_features,
-                tensors.log_q,
-            )
+            loss = batch_loss(model, batch, tensors)
             t2 = clock()
             opt.zero_grad(set_to_none=True)
             loss.backward()

@@ -13,6 +13,23 @@ from {{ cookiecutter.package_name }}.artifacts import load_artifacts
 TINY = ["--n-users", "150", "--n-items", "60", "--epochs", "2", "--device", "cpu"]
 
 
+def train_one_epoch(runs: Path, *args: str) -> int:
+    """``train`` for one epoch on the CPU into ``runs``, without a progress bar."""
+    return main(
+        [
+            "train",
+            "--epochs",
+            "1",
+            "--device",
+            "cpu",
+            "--no-progress",
+            "--runs-dir",
+            str(runs),
+            *args,
+        ]
+    )
+
+
 def test_demo_runs_every_step_and_prints_the_metrics_table(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -37,23 +54,7 @@ def test_steps_chain_through_the_latest_run(
 ) -> None:
     runs, data = tmp_path / "runs", tmp_path / "events.csv"
     assert main(["data", "--out", str(data), "--n-users", "120", "--n-items", "50"]) == 0
-    assert (
-        main(
-            [
-                "train",
-                "--data",
-                str(data),
-                "--epochs",
-                "1",
-                "--runs-dir",
-                str(runs),
-                "--no-progress",
-                "--device",
-                "cpu",
-            ]
-        )
-        == 0
-    )
+    assert train_one_epoch(runs, "--data", str(data)) == 0
     assert main(["index", "--runs-dir", str(runs), "--out", str(tmp_path / "art")]) == 0
     assert main(["evaluate", "--runs-dir", str(runs), "--k", "5", "10"]) == 0
     assert "Recall@5" in capsys.readouterr().out
@@ -80,24 +81,6 @@ def test_k_larger_than_the_catalog_is_refused_by_evaluate(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     runs = tmp_path / "runs"
-    assert (
-        main(
-            [
-                "train",
-                "--n-users",
-                "100",
-                "--n-items",
-                "40",
-                "--epochs",
-                "1",
-                "--runs-dir",
-                str(runs),
-                "--no-progress",
-                "--device",
-                "cpu",
-            ]
-        )
-        == 0
-    )
+    assert train_one_epoch(runs, "--n-users", "100", "--n-items", "40") == 0
     assert main(["evaluate", "--runs-dir", str(runs), "--k", "41"]) == 2
     assert "K=41 is larger than the catalog (40 items)" in capsys.readouterr().out

@@ -93,6 +93,19 @@ def make_optimizer(
     )
 
 
+def batch_loss(net: torch.nn.Module, batch: Batch, tensors: TrainingTensors) -> torch.Tensor:
+    """The model's loss on one batch: ``train_step``'s forward pass."""
+    return net(
+        batch.users,
+        batch.user_features,
+        batch.history,
+        batch.items,
+        batch.item_features,
+        tensors.item_features,
+        tensors.log_q,
+    )
+
+
 def train_step(
     net: torch.nn.Module,
     optimizer: torch.optim.Optimizer,
@@ -103,15 +116,7 @@ def train_step(
 ) -> torch.Tensor:
     """Forward, backward and optimizer step on one batch; returns the (detached) loss."""
     with autocast(batch.users.device, dtype):
-        loss = net(
-            batch.users,
-            batch.user_features,
-            batch.history,
-            batch.items,
-            batch.item_features,
-            tensors.item_features,
-            tensors.log_q,
-        )
+        loss = batch_loss(net, batch, tensors)
     optimizer.zero_grad(set_to_none=True)
     scaler.scale(loss).backward()
     scaler.step(optimizer)
