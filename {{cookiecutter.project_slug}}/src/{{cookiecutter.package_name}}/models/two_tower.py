@@ -78,6 +78,7 @@ class TwoTower(nn.Module):
         distinct, column, counts = torch.unique(
             item_ids, return_inverse=True, return_counts=True
         )  # (u,), (batch,), (u,)
+        # Each distinct item's features, from any of its rows (copies carry the same features).
         features = item_features.new_empty(len(distinct), item_features.shape[1]).index_copy_(
             0, column, item_features
         )
