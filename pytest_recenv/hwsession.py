@@ -337,13 +337,35 @@ def after_report(item: pytest.Item, report: pytest.TestReport) -> pytest.TestRep
     return report
 
 
-def node_down(config: pytest.Config, workeroutput: dict[str, Any]) -> None:
-    """On the controller: merge a finished worker's tally (every worker collects every test)."""
+def node_down(
+    config: pytest.Config, workeroutput: dict[str, Any], worker: str, error: object
+) -> None:
+    """On the controller: merge a finished worker's tally (every worker collects every test).
+
+    A worker that died of a usage error (a pinning warning the filters make an error, say)
+    stops the run with that message: xdist would otherwise print the worker's traceback and
+    start a replacement, which fails the same way or trips a different, misleading check.
+    """
+    usage = _usage_error_of(error)
+    if usage is not None:
+        pytest.exit(f"xdist worker {worker} could not start: {usage}", pytest.ExitCode.USAGE_ERROR)
     state = config.stash[STATE_KEY]
     if workeroutput.get("recenv_tally"):
         state.tally.merge(workeroutput["recenv_tally"])
     if workeroutput.get("recenv_deselected") is not None:
         state.only_hardware_deselected = workeroutput["recenv_deselected"]
+
+
+def _usage_error_of(error: object) -> str | None:
+    """The message of a ``pytest.UsageError`` that ended a worker, from xdist's crash report
+    (execnet's ``RemoteError``, whose text is the worker's traceback)."""
+    if error is None:
+        return None
+    for line in reversed(str(error).strip().splitlines()):
+        for prefix in ("pytest.UsageError: ", "_pytest.config.exceptions.UsageError: "):
+            if line.startswith(prefix):
+                return line[len(prefix) :]
+    return None
 
 
 def finish(session: pytest.Session) -> None:

@@ -148,11 +148,11 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
     return hwreport.header_lines(config.stash[STATE_KEY])
 
 
-@pytest.hookimpl(optionalhook=True)
+@pytest.hookimpl(optionalhook=True, tryfirst=True)  # before xdist prints the worker's traceback
 def pytest_testnodedown(node: Any, error: Any) -> None:
     from pytest_recenv import hwsession
 
-    hwsession.node_down(node.config, getattr(node, "workeroutput", {}))
+    hwsession.node_down(node.config, getattr(node, "workeroutput", {}), node.gateway.id, error)
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:

@@ -349,3 +349,30 @@ def test_a_pinning_warning_made_an_error_by_filters_is_a_usage_error_not_a_crash
         ["ERROR: xdist worker gw1 is beyond 1 GPU(s) x --recenv-slots-per-gpu=1*lower -n*"]
     )
     assert "INTERNALERROR" not in result.stdout.str() + result.stderr.str()
+
+
+def test_a_worker_side_pinning_error_stops_the_run_with_its_message(
+    pytester: pytest.Pytester, run: Run, report_arg: ReportArg, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The worker-side twin of the test above: a conftest has CUDA up before the worker could be
+    # pinned, and the filters make that warning an error. xdist used to print the worker's
+    # traceback, start a replacement, and end on an unrelated "gw1 is beyond 1 GPU(s)" error.
+    shadow = pytester.mkdir("shadow")
+    (shadow / "torch.py").write_text(
+        "import types\ncuda = types.SimpleNamespace(is_initialized=lambda: True)\n"
+    )
+    monkeypatch.setenv("PYTHONPATH", str(shadow))
+    pytester.makeini("[pytest]\nfilterwarnings =\n    error::pytest_recenv.RecenvWarning\n")
+    pytester.makeconftest("import torch\n")
+    pytester.makepyfile("def test_plain():\n    pass\n")
+    result = run("-p", "xdist.plugin", "-n", "1", report_arg("t4_x1.json"), subprocess=True)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stdout.fnmatch_lines(
+        [
+            "*xdist worker gw0 could not start: CUDA was initialised before pytest-recenv could "
+            "pin worker gw0 to 0*add 'default::pytest_recenv.RecenvPinningWarning'*"
+        ]
+    )
+    output = result.stdout.str() + result.stderr.str()
+    for absent in ("node down", "Traceback", "replacing crashed worker", "beyond", "INTERNALERROR"):
+        assert absent not in output, absent
