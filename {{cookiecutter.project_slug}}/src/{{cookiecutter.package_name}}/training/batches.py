@@ -28,7 +28,7 @@ class Batch:
 
     users: torch.Tensor  # (b,) user ids
     user_features: torch.Tensor  # (b, f_u) categorical codes
-    history: torch.Tensor  # (b, L) the user's training items, the positive masked to padding
+    history: torch.Tensor  # (b, L + 1) the user's training items, the positive masked to padding
     items: torch.Tensor  # (b,) positive item ids
     item_features: torch.Tensor  # (b, f_i)
 
