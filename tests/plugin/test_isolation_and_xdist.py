@@ -314,16 +314,22 @@ def test_require_mode_fails_a_skip_raised_inside_a_hardware_test_but_not_an_xfai
     )
 
 
-def test_a_worker_warns_when_cuda_was_up_before_it_could_be_pinned(
-    pytester: pytest.Pytester, run: Run, report_arg: ReportArg, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    # Stands in for a conftest that touches CUDA at import time: a torch whose CUDA is already up.
+@pytest.fixture
+def cuda_up_at_import(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A conftest that touches CUDA at import time: it imports a stand-in torch whose CUDA is
+    already up (on PYTHONPATH, so a subprocess run and its xdist workers see it too)."""
     shadow = pytester.mkdir("shadow")
     (shadow / "torch.py").write_text(
         "import types\ncuda = types.SimpleNamespace(is_initialized=lambda: True)\n"
     )
     monkeypatch.setenv("PYTHONPATH", str(shadow))
     pytester.makeconftest("import torch\n")
+
+
+@pytest.mark.usefixtures("cuda_up_at_import")
+def test_a_worker_warns_when_cuda_was_up_before_it_could_be_pinned(
+    pytester: pytest.Pytester, run: Run, report_arg: ReportArg
+) -> None:
     pytester.makepyfile("def test_plain():\n    pass\n")
     # In a subprocess: xdist hands workers the controller's sys.path, which must see the shadow.
     result = run("-p", "xdist.plugin", "-n", "1", report_arg("t4_x1.json"), subprocess=True)
@@ -351,19 +357,14 @@ def test_a_pinning_warning_made_an_error_by_filters_is_a_usage_error_not_a_crash
     assert "INTERNALERROR" not in result.stdout.str() + result.stderr.str()
 
 
+@pytest.mark.usefixtures("cuda_up_at_import")
 def test_a_worker_side_pinning_error_stops_the_run_with_its_message(
-    pytester: pytest.Pytester, run: Run, report_arg: ReportArg, monkeypatch: pytest.MonkeyPatch
+    pytester: pytest.Pytester, run: Run, report_arg: ReportArg
 ) -> None:
     # The worker-side twin of the test above: a conftest has CUDA up before the worker could be
     # pinned, and the filters make that warning an error. xdist used to print the worker's
     # traceback, start a replacement, and end on an unrelated "gw1 is beyond 1 GPU(s)" error.
-    shadow = pytester.mkdir("shadow")
-    (shadow / "torch.py").write_text(
-        "import types\ncuda = types.SimpleNamespace(is_initialized=lambda: True)\n"
-    )
-    monkeypatch.setenv("PYTHONPATH", str(shadow))
     pytester.makeini("[pytest]\nfilterwarnings =\n    error::pytest_recenv.RecenvWarning\n")
-    pytester.makeconftest("import torch\n")
     pytester.makepyfile("def test_plain():\n    pass\n")
     result = run("-p", "xdist.plugin", "-n", "1", report_arg("t4_x1.json"), subprocess=True)
     assert result.ret == pytest.ExitCode.USAGE_ERROR
