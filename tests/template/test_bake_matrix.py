@@ -59,6 +59,15 @@ def test_nothing_is_left_unrendered(baked: tuple[Path, dict]) -> None:
             assert not UNRENDERED.search(text), f"{path}: {UNRENDERED.search(text)}"
 
 
+# Leftovers of patch(1), editors and merges: never part of a generated project.
+LEFTOVERS = re.compile(r"(\.orig|\.rej|\.bak|\.swp|~)$")
+
+
+def test_no_patch_or_editor_leftovers_are_generated(baked: tuple[Path, dict]) -> None:
+    project, _ = baked
+    assert not [p for p in files_of(project) if LEFTOVERS.search(p.name)]
+
+
 def test_generated_python_compiles(baked: tuple[Path, dict], tmp_path: Path) -> None:
     project, _ = baked
     sources = [p for p in files_of(project) if p.suffix == ".py"]
