@@ -2,8 +2,9 @@
 
 Batches come from ``batches.TrainingTensors``: slices of a shuffled index tensor and gathers
 from tables that live on the training device (no per-sample Python, no DataLoader workers).
-``train_step`` is one optimisation step on such a batch. ``batch_size`` is global; under DDP each rank trains on its ``rank::world_size`` share of every
-batch and gradients are averaged, so 1 process and N processes see the same samples per step.
+``train_step`` is one optimisation step on such a batch. ``batch_size`` is global; under DDP
+each rank trains on its ``rank::world_size`` share of every batch and gradients are averaged,
+so 1 process and N processes see the same samples per step.
 
 Launch on several processes with the same entry point::
 

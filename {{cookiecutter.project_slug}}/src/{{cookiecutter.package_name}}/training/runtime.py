@@ -13,7 +13,8 @@ import torch.distributed as dist
 
 
 def choose_device(requested: str = "auto", local_rank: int = 0) -> torch.device:
-    """ "auto" picks cuda, then mps, then cpu; a forced device that is absent is an error."""
+    """The training device: "auto" picks cuda, then mps, then cpu; a forced device that is
+    absent is an error."""
     cuda_ok = torch.cuda.is_available()
     mps_ok = getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()
     match requested:
