@@ -235,17 +235,18 @@ def _train(cfg: TrainConfig, ctx: DistContext) -> Metrics:
         transient=True,
     )
     train_seconds, samples, stopped_early, epoch = 0.0, 0, False, start_epoch
+    n_batches = (n_pairs + cfg.batch_size - 1) // cfg.batch_size
     with progress:
         for epoch in range(start_epoch + 1, cfg.epochs + 1):
             net.train()
-            n_batches = (n_pairs + cfg.batch_size - 1) // cfg.batch_size
             task = progress.add_task("train", total=n_batches, epoch=epoch, loss=0.0)
-            total_loss, t0 = 0.0, time.perf_counter()
+            total_loss, steps, t0 = 0.0, 0, time.perf_counter()
             batches = tensors.epoch(cfg.batch_size, cfg.seed, epoch, ctx.rank, ctx.world_size)
-            for b, batch in enumerate(batches):
+            for batch in batches:
                 total_loss += float(train_step(net, optimizer, scaler, batch, tensors, dtype))
+                steps += 1
                 samples += len(batch) * ctx.world_size
-                progress.update(task, advance=1, loss=total_loss / (b + 1))
+                progress.update(task, advance=1, loss=total_loss / steps)
             train_seconds += time.perf_counter() - t0
             progress.remove_task(task)
 
@@ -254,7 +255,7 @@ def _train(cfg: TrainConfig, ctx: DistContext) -> Metrics:
                 val = _validation(model, split, "val", [cfg.eval_k])
                 metric = val[f"recall@{cfg.eval_k}"]
             metric = broadcast_floats([metric], ctx, device)[0]
-            epoch_loss = mean_across(total_loss / max(n_batches, 1), ctx, device)
+            epoch_loss = mean_across(total_loss / max(steps, 1), ctx, device)
             history.append({"epoch": epoch, "loss": epoch_loss, f"val_recall@{cfg.eval_k}": metric})
             if metric > best_metric:
                 best_metric, best_epoch, bad_epochs = metric, epoch, 0
