@@ -43,9 +43,8 @@ def test_training_pooling_gives_the_same_vectors_and_gradients_as_the_embedding_
     torch.manual_seed(0)
     tower = UserTower(4, [3], n_items=6, dim=4, hidden=8)
     ids, feats = torch.tensor([0, 1, 2, 3]), torch.tensor([[0], [1], [2], [0]])
-    history = torch.tensor(
-        [[2, 4, 6, 6], [6, 6, 6, 6], [5, 5, 1, 0], [3, 6, 1, 6]]
-    )  # pads, empty, repeats
+    # rows with pads, an empty one, repeats
+    history = torch.tensor([[2, 4, 6, 6], [6, 6, 6, 6], [5, 5, 1, 0], [3, 6, 1, 6]])
     grads = []
     for training in (True, False):
         tower.zero_grad()

@@ -36,9 +36,8 @@ class CategoricalFeatures(nn.Module):
         self.out_dim = feature_dim * len(cardinalities)
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
-        return self.table(features + self.offsets).flatten(
-            1
-        )  # (b, f, feature_dim) -> (b, f * feature_dim)
+        # (b, f, feature_dim) -> (b, f * feature_dim)
+        return self.table(features + self.offsets).flatten(1)
 
 
 class ItemTower(nn.Module):
@@ -115,9 +114,8 @@ class UserTower(nn.Module):
             summed = self.history_embedding(history)  # (b, L) -> (b, dim), pads skipped
             pooled = summed / lengths.clamp(min=1)  # (b, dim) mean over real history items
         own = self.id_embedding(ids)  # (b, dim)
-        x = torch.cat(
-            [own, pooled, self.features(features)], dim=-1
-        )  # (b, 2 * dim + f * feature_dim)
+        # (b, 2 * dim + f * feature_dim)
+        x = torch.cat([own, pooled, self.features(features)], dim=-1)
         return unit_rows(pooled + own + self.mlp(x), self.training)
 
     def _pool_real_items(
@@ -204,9 +202,8 @@ def history_columns(
     length = int(min(max(int(counts.max()) if len(counts) else 0, 1), max_len))
     order = torch.sort(users, stable=True).indices
     ends = torch.cumsum(counts, 0)  # one past each user's last pair, in sorted order
-    pos_from_end = (
-        torch.repeat_interleave(ends, counts) - torch.arange(len(users)) - 1
-    )  # 0 = most recent
+    # 0 = the user's most recent pair
+    pos_from_end = torch.repeat_interleave(ends, counts) - torch.arange(len(users)) - 1
     columns = torch.empty_like(users)
     columns[order] = pos_from_end.clamp(max=length)
     return columns, length

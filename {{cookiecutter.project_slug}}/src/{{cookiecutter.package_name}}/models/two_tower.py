@@ -75,18 +75,15 @@ class TwoTower(nn.Module):
         # A batch can hold an item several times. Each distinct item gets one column (the item
         # tower runs once per item) whose logit carries + log(count): the same softmax as one
         # column per copy. A row's own positive counts once, so its column takes the log back.
-        distinct, column, counts = torch.unique(
-            item_ids, return_inverse=True, return_counts=True
-        )  # (u,), (batch,), (u,)
+        # (u,) distinct items, (batch,) each row's column, (u,) copies of each
+        distinct, column, counts = torch.unique(item_ids, return_inverse=True, return_counts=True)
         # Each distinct item's features, from any of its rows (copies carry the same features).
         features = item_features.new_empty(len(distinct), item_features.shape[1]).index_copy_(
             0, column, item_features
         )
         items = self.item_tower(distinct, features)  # (u, dim)
         log_count = counts.float().log()  # (u,)
-        bias = (
-            log_count - log_q.index_select(0, distinct) if log_q is not None else log_count
-        )  # (u,)
+        bias = log_count if log_q is None else log_count - log_q.index_select(0, distinct)  # (u,)
         # The temperature scales the (batch, dim) users rather than the (batch, u) logits.
         logits = ((users / self.temperature) @ items.T).float() + bias  # (batch, u)
         rows = torch.arange(len(item_ids), device=item_ids.device)

@@ -44,14 +44,12 @@ class TrainingTensors:
     items: torch.Tensor  # (n_pairs,)
     user_features: torch.Tensor  # (n_users, f_u)
     item_features: torch.Tensor  # (n_items, f_i): also the catalog for full-softmax negatives
-    histories: (
-        torch.Tensor
-    )  # (n_users, L + 1) padded with n_items; the last column is always padding
+    # (n_users, L + 1) padded with n_items; the last column is always padding
+    histories: torch.Tensor
     positions: torch.Tensor  # (n_pairs,) column of each pair's item in its user's row (L: not kept;
     # training pairs are distinct (user, item) pairs, as both splits make them)
-    log_q: (
-        torch.Tensor | None
-    )  # (n_items,) log share of training pairs, for the in-batch correction
+    # (n_items,) log share of training pairs, for the in-batch correction
+    log_q: torch.Tensor | None
 
     @classmethod
     def from_split(
