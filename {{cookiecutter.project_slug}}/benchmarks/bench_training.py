@@ -94,7 +94,19 @@ def run(
     # The training loop's own tensors and batching (training/batches.py); the naive loop reads
     # the same pairs and tables, but through Python lists, one sample at a time.
     tensors = TrainingTensors.from_split(split, cfg.history_len, cfg.logq, device)
-    cpu = TrainingTensors.from_split(split, cfg.history_len, cfg.logq, torch.device("cpu"))
+    loader = None
+    if mode != "vectorised":  # the naive loop's dataset is built once, outside the timing
+        cpu = (
+            tensors
+            if device.type == "cpu"
+            else TrainingTensors.from_split(split, cfg.history_len, cfg.logq, torch.device("cpu"))
+        )
+        by_user = [list(map(int, row)) for row in split.by_user("train")]
+        width = cpu.histories.shape[1] - 1  # the table's L (its last column is spare padding)
+        data = PerSample(
+            cpu.users, cpu.items, cpu.user_features, cpu.item_features, by_user, width, cpu.pad
+        )
+        loader = DataLoader(data, batch_size=cfg.batch_size, shuffle=True)
 
     def step(batch: Batch) -> None:
         if train:
@@ -103,17 +115,11 @@ def run(
     samples = 0
     start = time.perf_counter()
     for epoch in range(epochs):
-        if mode == "vectorised":
+        if loader is None:
             for batch in tensors.epoch(cfg.batch_size, cfg.seed, epoch):
                 step(batch)
                 samples += len(batch)
         else:
-            by_user = [list(map(int, row)) for row in split.by_user("train")]
-            width = cpu.histories.shape[1] - 1  # the table's L (its last column is spare padding)
-            data = PerSample(
-                cpu.users, cpu.items, cpu.user_features, cpu.item_features, by_user, width, cpu.pad
-            )
-            loader = DataLoader(data, batch_size=cfg.batch_size, shuffle=True)
             for raw in loader:
                 b = {k: v.to(device) for k, v in raw.items()}
                 step(
