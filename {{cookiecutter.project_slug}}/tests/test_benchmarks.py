@@ -69,6 +69,7 @@ def test_training_benchmark_phases_and_width_comparison_report_per_sample_figure
     )  # fmt: skip
     rows = widths["batch_8192_widths"]
     assert set(rows) == {"hidden_16", "hidden_8"} and rows["hidden_16"]["vs_hidden_16"] == 1.0
+    assert rows["hidden_8"]["samples_per_s"] > 0 and len(rows["hidden_8"]["per_repeat"]) == 1
 
 
 def test_training_benchmark_refuses_two_modes_at_once(tmp_path: Path) -> None:
