@@ -11,6 +11,9 @@ import json
 from jinja2.ext import Extension
 
 
+_PY_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
 def py_str(value: object) -> str:
     """A Python string literal quoted the way ``ruff format`` keeps it: double quotes unless the
     text holds more double than single quotes (then single, fewer escapes), so a freshly
@@ -28,9 +31,6 @@ def py_str(value: object) -> str:
         else:
             out.append(ch)
     return quote + "".join(out) + quote
-
-
-_PY_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
 
 
 def yaml_str(value: object) -> str:
