@@ -11,6 +11,7 @@ also timed with AMP.
     python benchmarks/bench_training.py --device cuda --amp-only --dim 256 --hidden 1024  # AMP at a model size
     python benchmarks/bench_training.py --phases --batch-sizes 16 256   # where a step's time goes
     python benchmarks/bench_training.py --compare-hidden 128 64 --batch-sizes 256  # width A/B
+    python benchmarks/bench_training.py --compare-bag-adds --device cpu  # history gradient A/B
 """
 
 from __future__ import annotations
@@ -19,11 +20,14 @@ import argparse
 import json
 import statistics
 import time
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from {{ cookiecutter.package_name }}.models import towers
 from {{ cookiecutter.package_name }}.training import (
     TrainConfig,
     prepare_split,
@@ -170,26 +174,62 @@ def phases(device: torch.device, size: dict[str, int], batch_size: int) -> dict[
     return {name: 1e6 * total / samples for name, total in totals.items()}
 
 
+def side_by_side(runs: dict[str, Callable[[], float]], repeats: int) -> dict[str, object]:
+    """Samples/s of each run, interleaved ``repeats`` times (so a noisy machine slows every run
+    alike), with each one's speed relative to the first, per repeat and as medians."""
+    speeds: dict[str, list[float]] = {name: [] for name in runs}
+    for _ in range(repeats):
+        for name, run_once in runs.items():
+            speeds[name].append(run_once())
+    first_name = next(iter(runs))
+    first = speeds[first_name]
+    return {
+        name: {
+            "samples_per_s": statistics.median(v),
+            f"vs_{first_name}": statistics.median(v) / statistics.median(first),
+            "per_repeat": [a / b for a, b in zip(v, first, strict=True)],
+        }
+        for name, v in speeds.items()
+    }
+
+
 def compare_widths(
     device: torch.device, dim: int, widths: list[int], batch_size: int, epochs: int, repeats: int
 ) -> dict[str, object]:
-    """The training loop at several tower widths, interleaved: samples/s and each width's speed
-    relative to the first, per repeat and as medians (side by side, so a noisy machine slows
-    every width alike)."""
-    runs: dict[int, list[float]] = {w: [] for w in widths}
-    for _ in range(repeats):
-        for w in widths:
-            size = {"dim": dim, "hidden": w}
-            runs[w].append(run("vectorised", epochs, device, size, batch_size=batch_size))
-    first = runs[widths[0]]
-    return {
-        f"hidden_{w}": {
-            "samples_per_s": statistics.median(v),
-            f"vs_hidden_{widths[0]}": statistics.median(v) / statistics.median(first),
-            "per_repeat": [a / b for a, b in zip(v, first, strict=True)],
-        }
-        for w, v in runs.items()
-    }
+    """The training loop at several tower widths, side by side."""
+    return side_by_side(
+        {
+            f"hidden_{w}": partial(
+                run, "vectorised", epochs, device, {"dim": dim, "hidden": w}, batch_size=batch_size
+            )
+            for w in widths
+        },
+        repeats,
+    )
+
+
+def compare_bag_adds(
+    size: dict[str, int], batch_size: int, epochs: int, repeats: int
+) -> dict[str, object]:
+    """The CPU training loop with the history gradient added each of ``add_bags_into``'s two
+    ways, whatever ``towers.bag_adder`` would pick, side by side: the same sums, so the same
+    training."""
+
+    def with_adder(adder: Callable[..., torch.Tensor]) -> float:
+        chooser = towers.bag_adder
+        towers.bag_adder = lambda device: adder
+        try:
+            return run("vectorised", epochs, torch.device("cpu"), size, batch_size=batch_size)
+        finally:
+            towers.bag_adder = chooser
+
+    return side_by_side(
+        {
+            "sparse_product": partial(with_adder, towers.sparse_product),
+            "gather_index_add": partial(with_adder, towers.gather_index_add),
+        },
+        repeats,
+    )
 
 
 def main() -> None:
@@ -197,7 +237,7 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--device", default="auto")
     parser.add_argument(
-        "--batch-sizes", type=int, nargs="+", default=[TrainConfig.batch_size, 1024]
+        "--batch-sizes", type=int, nargs="+", default=[256, TrainConfig.batch_size, 1024]
     )
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--json", help="also write the results here")
@@ -227,14 +267,23 @@ def main() -> None:
         metavar="WIDTH",
         help="only time the vectorised loop at these tower widths, interleaved (no naive loop)",
     )
+    parser.add_argument(
+        "--compare-bag-adds",
+        action="store_true",
+        help="CPU: only time the vectorised loop with each way of adding the history gradient",
+    )
     args = parser.parse_args()
-    modes = [m for m in ("amp_only", "phases", "compare_hidden") if getattr(args, m)]
+    modes = [
+        m for m in ("amp_only", "phases", "compare_hidden", "compare_bag_adds") if getattr(args, m)
+    ]
     if len(modes) > 1:
         parser.error(
             f"--{' and --'.join(m.replace('_', '-') for m in modes)} time different things; pass one of them"
         )
     size = {"dim": args.dim, "hidden": args.hidden}
     device = choose_device(args.device)
+    if args.compare_bag_adds and device.type != "cpu":
+        parser.error(f"--compare-bag-adds times the CPU kernels; the device is {device}")
     if args.amp_only and device.type != "cuda":
         parser.error(
             f"--amp-only compares AMP modes, which run on CUDA only; the device is {device}"
@@ -253,7 +302,9 @@ def main() -> None:
         result[f"batch_{bs}_widths"] = compare_widths(
             device, args.dim, args.compare_hidden, bs, args.epochs, args.repeats
         )
-    for bs in () if args.phases or args.compare_hidden else args.batch_sizes:
+    for bs in args.batch_sizes if args.compare_bag_adds else ():
+        result[f"batch_{bs}_bag_adds"] = compare_bag_adds(size, bs, args.epochs, args.repeats)
+    for bs in () if modes else args.batch_sizes:
         # Interleaved repeats, median of each: on a shared machine both loops then see the same
         # mix of quiet and busy moments, and one lucky or unlucky run does not decide the ratio.
         # On CUDA the fast loop is also timed under each AMP mode, interleaved with the rest,

@@ -70,6 +70,16 @@ def test_training_benchmark_phases_and_width_comparison_report_per_sample_figure
     rows = widths["batch_8192_widths"]
     assert set(rows) == {"hidden_16", "hidden_8"} and rows["hidden_16"]["vs_hidden_16"] == 1.0
     assert rows["hidden_8"]["samples_per_s"] > 0 and len(rows["hidden_8"]["per_repeat"]) == 1
+    adds = json.loads(
+        run_benchmark(
+            "bench_training.py", "--compare-bag-adds", "--device", "cpu", "--epochs", "1",
+            "--repeats", "1", "--batch-sizes", "8192", "--dim", "8", cwd=tmp_path,
+        ).stdout
+    )  # fmt: skip
+    rows = adds["batch_8192_bag_adds"]
+    assert set(rows) == {"sparse_product", "gather_index_add"}
+    assert rows["sparse_product"]["vs_sparse_product"] == 1.0
+    assert rows["gather_index_add"]["samples_per_s"] > 0
 
 
 def test_training_benchmark_refuses_two_modes_at_once(tmp_path: Path) -> None:

@@ -16,7 +16,13 @@ from {{ cookiecutter.package_name }}.models import (
     history_columns,
     history_table,
 )
-from {{ cookiecutter.package_name }}.models.towers import unit_rows
+from {{ cookiecutter.package_name }}.models.towers import (
+    add_bags_into,
+    bag_adder,
+    gather_index_add,
+    sparse_product,
+    unit_rows,
+)
 
 
 def test_towers_return_unit_vectors_of_the_configured_dim() -> None:
@@ -55,6 +61,35 @@ def test_training_pooling_gives_the_same_vectors_and_gradients_as_the_embedding_
     assert torch.allclose(train_out, bag_out, atol=1e-6)
     assert torch.allclose(train_grad, bag_grad, atol=1e-6)
     assert train_grad[6].abs().sum() == 0  # the padding row never learns
+
+
+def test_both_ways_of_adding_bag_gradients_give_a_row_by_row_sum_to_the_bit() -> None:
+    # The CPU sparse product and the gather + index_add_ used elsewhere must agree exactly.
+    torch.manual_seed(0)
+    per_bag = torch.randn(4, 3)
+    counts = torch.tensor([3, 0, 2, 4])  # an empty bag; item 5 in three bags, twice in one
+    flat = torch.tensor([5, 1, 0, 5, 2, 5, 3, 5, 0])
+    want = torch.zeros(7, 3)
+    bags = [k for k, c in enumerate(counts.tolist()) for _ in range(c)]
+    for item, k in zip(flat.tolist(), bags, strict=True):
+        want[item] += per_bag[k]
+    bag = torch.tensor(bags)
+    for add in (sparse_product, gather_index_add):
+        assert torch.equal(add(7, per_bag, flat, bag), want), add.__name__
+    assert torch.equal(add_bags_into(7, per_bag, flat, counts), want)
+    assert add_bags_into(7, per_bag, flat[:0], torch.zeros(4, dtype=torch.long)).abs().sum() == 0
+
+
+def test_the_serial_sparse_product_is_picked_only_for_a_single_threaded_cpu() -> None:
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        assert bag_adder(torch.device("cpu")) is sparse_product
+        assert bag_adder(torch.device("cuda")) is gather_index_add
+        torch.set_num_threads(2)
+        assert bag_adder(torch.device("cpu")) is gather_index_add
+    finally:
+        torch.set_num_threads(threads)
 
 
 def test_training_normalisation_matches_f_normalize_in_value_and_gradient() -> None:

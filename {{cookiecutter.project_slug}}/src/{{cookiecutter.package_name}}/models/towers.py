@@ -14,6 +14,7 @@ L2-normalised, so a dot product is a cosine similarity.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -125,7 +126,7 @@ class UserTower(nn.Module):
 
         A padded row is mostly padding (L is the longest history), and EmbeddingBag's dense
         backward sorts every index, padding included. ``_MeanOfRealItems`` pools only the real
-        items forward and scatters their gradient back with one gather and one ``index_add``:
+        items forward and adds each row's gradient back into its items (``add_bags_into``):
         no sort, and about 40% cheaper per training step on CPU than autograd's version.
         """
         counts = lengths[:, 0]  # (b,) real items per row
@@ -139,8 +140,7 @@ class _MeanOfRealItems(torch.autograd.Function):
 
     Forward is a sum-mode ``embedding_bag`` (one kernel, no (n_real, dim) intermediate).
     Backward is written out because autograd's ``embedding_bag`` backward sorts the indices:
-    each row's gradient, divided by its length, is gathered to its items and added into a
-    weight-shaped gradient.
+    each row's gradient, divided by its length, is added into the rows of its items.
     """
 
     @staticmethod
@@ -152,17 +152,63 @@ class _MeanOfRealItems(torch.autograd.Function):
         divisor: torch.Tensor,
     ) -> torch.Tensor:
         offsets = torch.cumsum(counts, 0) - counts  # (b,) where each row's items start in flat
-        row = torch.repeat_interleave(counts)  # (n_real,) the row each item belongs to
-        ctx.save_for_backward(flat, row, divisor)
+        ctx.save_for_backward(flat, counts, divisor)
         ctx.n_rows = weight.shape[0]
         return F.embedding_bag(flat, weight, offsets, mode="sum") / divisor  # (b, dim)
 
     @staticmethod
     def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None, None, None]:  # type: ignore[override]
-        flat, row, divisor = ctx.saved_tensors
-        per_item = (grad / divisor).index_select(0, row)  # (n_real, dim)
-        grad_weight = grad.new_zeros(ctx.n_rows, grad.shape[1]).index_add_(0, flat, per_item)
-        return grad_weight, None, None, None
+        flat, counts, divisor = ctx.saved_tensors
+        return add_bags_into(ctx.n_rows, grad / divisor, flat, counts), None, None, None
+
+
+def add_bags_into(
+    n_rows: int, per_bag: torch.Tensor, flat: torch.Tensor, counts: torch.Tensor
+) -> torch.Tensor:
+    """(n_rows, dim) zeros plus ``per_bag[k]`` (b, dim) at every item of bag k.
+
+    Bag k holds the next ``counts[k]`` items of ``flat`` (n_real,). Two ways to the same sum;
+    ``bag_adder`` picks one.
+    """
+    bag = torch.repeat_interleave(counts, output_size=len(flat))  # (n_real,) each item's bag
+    return bag_adder(per_bag.device)(n_rows, per_bag, flat, bag)
+
+
+def bag_adder(device: torch.device) -> Callable[..., torch.Tensor]:
+    """``sparse_product`` on a CPU that torch runs on one thread (as torchrun starts each
+    process), ``gather_index_add`` elsewhere.
+
+    The sparse kernel is serial and ``index_add_`` spreads over torch's threads: per training
+    step the product was 1.1x faster on one thread and level on two (docs/pipeline.md;
+    ``benchmarks/bench_training.py --compare-bag-adds`` times both). On CUDA ``index_add_`` is
+    one kernel of atomic adds.
+    """
+    if device.type == "cpu" and torch.get_num_threads() == 1:
+        return sparse_product
+    return gather_index_add
+
+
+def sparse_product(
+    n_rows: int, per_bag: torch.Tensor, flat: torch.Tensor, bag: torch.Tensor
+) -> torch.Tensor:
+    """The (n_rows, b) incidence matrix, as uncoalesced COO, times ``per_bag``: torch's CPU
+    sparse x dense kernel adds one vectorised row per item, and never copies (n_real, dim)."""
+    incidence = torch.sparse_coo_tensor(
+        torch.stack([flat, bag]),
+        per_bag.new_ones(len(flat)),
+        (n_rows, len(per_bag)),
+        check_invariants=False,
+    )
+    return torch.sparse.mm(incidence, per_bag)
+
+
+def gather_index_add(
+    n_rows: int, per_bag: torch.Tensor, flat: torch.Tensor, bag: torch.Tensor
+) -> torch.Tensor:
+    """Each item's copy of its bag's row, (n_real, dim), added into its row by ``index_add_``
+    (element by element on CPU, atomic adds on CUDA)."""
+    rows = per_bag.index_select(0, bag)  # (n_real, dim)
+    return per_bag.new_zeros(n_rows, per_bag.shape[1]).index_add_(0, flat, rows)
 
 
 def unit_rows(x: torch.Tensor, training: bool) -> torch.Tensor:
