@@ -49,8 +49,11 @@ class TrainConfig:
     logq: bool = True  # popularity correction for in-batch negatives
 
     epochs: int = 20
-    batch_size: int = 256  # global: split across DDP processes; smaller generalises better here
-    lr: float = 3e-3
+    # Global: split across DDP processes. 512 with lr 7e-3 matched 256 with 3e-3 in test
+    # Recall@10 over seeds 0-4 (synthetic 0.1852 vs 0.1851, MovieLens-100K 0.2724 vs 0.2688) and
+    # trains 1.3-1.8x faster on CPU (docs/pipeline.md).
+    batch_size: int = 512
+    lr: float = 7e-3
     weight_decay: float = 0.0
     eval_k: int = 10
     patience: int = 3  # epochs without a better validation Recall@K before stopping
