@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 from pathlib import Path
 
 import pytest
@@ -21,6 +22,7 @@ from {{ cookiecutter.package_name }}.training import (
     train,
     two_tower_embeddings,
 )
+from test_benchmarks import run_benchmark
 
 pytestmark = pytest.mark.skipif(
     importlib.util.find_spec("recbole") is None,
@@ -61,3 +63,14 @@ def test_two_tower_beats_popularity_by_half_and_the_item_graph_on_ml100k(tmp_pat
     assert 0.10 < recall["popularity"] < 0.15  # the protocol's known popularity figure (~0.12)
     assert recall["two_tower"] >= 1.5 * recall["popularity"], recall
     assert recall["two_tower"] > recall["item_graph"], recall
+
+
+def test_the_ml100k_benchmark_reports_every_channel_and_the_ratio_it_quotes(tmp_path: Path) -> None:
+    out = tmp_path / "ml100k.json"
+    run_benchmark("bench_ml100k.py", "--epochs", "1", "--json", str(out), cwd=tmp_path)
+    result = json.loads(out.read_text(encoding="utf-8"))
+    recall = {name: row["recall@10"] for name, row in result["results"].items()}
+    assert set(recall) == {"popularity", "item_graph", "two_tower"}
+    assert all(0 < r <= 1 for r in recall.values()), recall
+    assert result["two_tower_over_popularity"] == recall["two_tower"] / recall["popularity"]
+    assert result["epochs_run"] == 1 and result["samples_per_second"] > 0
