@@ -283,7 +283,9 @@ def main() -> None:
     size = {"dim": args.dim, "hidden": args.hidden}
     device = choose_device(args.device)
     if args.compare_bag_adds and device.type != "cpu":
-        parser.error(f"--compare-bag-adds times the CPU kernels; the device is {device}")
+        parser.error(
+            f"--compare-bag-adds times CPU kernels; the device is {device}: pass --device cpu"
+        )
     if args.amp_only and device.type != "cuda":
         parser.error(
             f"--amp-only compares AMP modes, which run on CUDA only; the device is {device}"
@@ -304,7 +306,9 @@ def main() -> None:
         )
     for bs in args.batch_sizes if args.compare_bag_adds else ():
         result[f"batch_{bs}_bag_adds"] = compare_bag_adds(size, bs, args.epochs, args.repeats)
-    for bs in () if modes else args.batch_sizes:
+    # The loops side by side, unless another mode was asked for (--amp-only times them too).
+    loops = not (args.phases or args.compare_hidden or args.compare_bag_adds)
+    for bs in args.batch_sizes if loops else ():
         # Interleaved repeats, median of each: on a shared machine both loops then see the same
         # mix of quiet and busy moments, and one lucky or unlucky run does not decide the ratio.
         # On CUDA the fast loop is also timed under each AMP mode, interleaved with the rest,
