@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from test_benchmarks import run_benchmark
 from test_training import child_env, run_cli
 
 SMALL = ["--n-users", "300", "--n-items", "120", "--events-per-user", "12", "--batch-size", "256",
@@ -75,3 +76,20 @@ def test_two_nccl_processes_train_the_same_model_as_one(tmp_path: Path) -> None:
     for got, want in zip(ddp["history"], one["history"], strict=True):
         assert got["loss"] == pytest.approx(want["loss"], rel=1e-2)
     assert ddp["test"]["recall@10"] == pytest.approx(one["test"]["recall@10"], abs=0.03)
+
+
+@pytest.mark.cuda
+def test_the_training_benchmark_times_every_amp_mode_on_cuda(tmp_path: Path) -> None:
+    # The README's GPU rows come from these two commands; a tiny run checks they still report.
+    both = run_benchmark(
+        "bench_training.py", "--device", "cuda", "--epochs", "1", "--repeats", "1",
+        "--batch-sizes", "8192", "--dim", "8", cwd=tmp_path,
+    )  # fmt: skip
+    row = json.loads(both.stdout)["batch_8192"]
+    assert row["speedup"] > 0 and set(row["amp"]) == {"off", "bf16", "fp16"}
+    amp_only = run_benchmark(
+        "bench_training.py", "--device", "cuda", "--amp-only", "--epochs", "1", "--repeats", "1",
+        "--batch-sizes", "8192", "--dim", "8", cwd=tmp_path,
+    )  # fmt: skip
+    row = json.loads(amp_only.stdout)["batch_8192"]
+    assert "speedup" not in row and row["amp"]["bf16"]["samples_per_s"] > 0
