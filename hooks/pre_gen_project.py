@@ -15,6 +15,10 @@ import sys
 # The answers, rendered by cookiecutter as a JSON text inside a Python string literal, so any
 # quote, backslash or unicode in them survives intact.
 CONTEXT: dict = json.loads({{ cookiecutter | jsonify | py_str }})  # noqa: E501
+# recenv_requirement as the files get it: "auto" resolved to this template's source, or why
+# it cannot be (local_extensions.py).
+RECENV_REQUIREMENT = {{ cookiecutter | recenv_requirement | py_str }}  # noqa: E501
+RECENV_SOURCE_PROBLEM = {{ cookiecutter | recenv_source_problem | py_str }}  # noqa: E501
 
 SLUG_RE = re.compile(r"^[a-z][a-z0-9]*(?:-[a-z0-9]+)*$")
 PACKAGE_RE = re.compile(r"^[a-z][a-z0-9_]*$")
@@ -167,6 +171,8 @@ def check_bool(name: str, value: object) -> list[str]:
 
 
 def check_requirement(value: object) -> list[str]:
+    if value == "auto":  # unresolved: RECENV_SOURCE_PROBLEM says why
+        return []
     if not isinstance(value, str) or _control_chars(value) or not value.strip():
         return [
             f"recenv_requirement {value!r}: must be one pip requirement line. "
@@ -205,7 +211,8 @@ def validate(ctx: dict) -> list[str]:
 
 
 def main() -> int:
-    errors = validate(CONTEXT)
+    errors = [RECENV_SOURCE_PROBLEM] if RECENV_SOURCE_PROBLEM else []
+    errors += validate({**CONTEXT, "recenv_requirement": RECENV_REQUIREMENT})
     for message in errors:
         print(f"ERROR: {message}", file=sys.stderr)
     if errors:

@@ -18,10 +18,11 @@ nox.options.sessions = ["lint", "tests"]
 
 ENV_FILE = "environment.yml"
 PACKAGE = "{{ cookiecutter.package_name }}"
-RECENV_REQUIREMENT = {{ cookiecutter.recenv_requirement|py_str }}
+RECENV_REQUIREMENT = {{ cookiecutter|recenv_requirement|py_str }}
 # The ruff of .pre-commit-config.yaml's ruff-pre-commit rev: formatting changes between releases.
 RUFF = "ruff==0.17.6"
-PYTHON_PATHS = ("src", "tests", "benchmarks", "noxfile.py")
+# Every file the ruff pre-commit hooks see (Python and notebooks), so both lanes agree.
+PYTHON_PATHS = ("src", "tests", "benchmarks", "notebooks", "noxfile.py")
 
 
 def recenv(session: nox.Session, *args: str) -> None:
