@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent
@@ -88,31 +89,47 @@ def demo(session: nox.Session) -> None:
         # machine, where pip's find-links hold a CPU torch wheel for it); pass
         # `-- python_version=3.10` for the template's own default.
         answers.append(f"python_version={PYTHON}")
-    if not any(arg.startswith("recenv_requirement=") for arg in answers):
-        answers.append(f"recenv_requirement=pytest-recenv @ {ROOT.as_uri()}")
-    OUT.mkdir(exist_ok=True)
-    session.run(
-        "cookiecutter", str(ROOT), "--no-input", "--overwrite-if-exists", "-o", str(OUT), *answers
-    )
-    project = OUT / _baked_slug(answers)
+    project = bake_fresh(OUT, answers, run=lambda *cmd: session.run(*cmd))
     # The baked project's own tasks, as its README tells a user to run them: `env` checks and
     # builds environment.yml; `demo` runs data -> train -> index -> evaluate -> export, then
     # starts the server and sends one request per route; `tests` runs its suite in that env.
     with session.chdir(project):
         session.run("nox", "-s", "env", "demo", "tests")
+    # recenv and nox live in this session's virtualenv, on nobody's PATH: print a path that works.
+    recenv = Path(session.bin) / "recenv"
     session.log(f"Baked project: {project}")
-    session.log(f"Its environment: cd {project} && recenv run -- python")
+    session.log(f"Its environment: cd {project} && {recenv} run -- python")
 
 
-def _baked_slug(answers: list[str]) -> str:
-    """The slug cookiecutter used: an explicit answer, or the one written in the replay file."""
-    import json
+def bake_fresh(out: Path, answers: list[str], run: Callable[..., object]) -> Path:
+    """Bake the template into `out/<slug>`, replacing an earlier demo bake there wholesale.
 
-    for arg in answers:
-        if arg.startswith("project_slug="):
-            return arg.split("=", 1)[1]
-    replays = sorted(OUT.glob("*/.cookiecutter.json"), key=lambda p: p.stat().st_mtime)
-    return json.loads(replays[-1].read_text(encoding="utf-8"))["cookiecutter"]["project_slug"]
+    cookiecutter's --overwrite-if-exists keeps files the new bake does not write (a stale lock
+    file then changes which environment gets built), so the bake goes to a fresh staging folder
+    and is renamed into place. Only a folder an earlier bake wrote (it holds the replay file
+    `.cookiecutter.json`) is replaced; anything else under that name is left alone and refused.
+    """
+    import shutil
+    import tempfile
+
+    out.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".bake-", dir=out))
+    try:
+        run("cookiecutter", str(ROOT), "--no-input", "-o", str(staging), *answers)
+        (baked,) = [p for p in staging.iterdir() if p.is_dir()]
+        target = out / baked.name
+        if target.exists():
+            if not (target / ".cookiecutter.json").is_file():
+                sys.exit(
+                    f"noxfile.py: expected {target} to be an earlier demo bake (with a "
+                    ".cookiecutter.json), found a folder without one; it is not ours to replace. "
+                    "Move it away, or pass project_slug=<another name>."
+                )
+            shutil.rmtree(target)
+        baked.rename(target)
+        return target
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
 
 
 @nox.session(venv_backend="virtualenv", default=False)
