@@ -66,6 +66,8 @@ def tests(session: nox.Session) -> None:
     session.run("python", "-m", "pytest", *session.posargs)
 
 
+# The ruff the test extra pins (pyproject.toml): an unpinned one turns lint red on its release day.
+RUFF = "ruff==0.17.6"
 LINTED = ("pytest_recenv", "tests", "benchmarks", "noxfile.py", "local_extensions.py")
 
 
@@ -74,7 +76,7 @@ def lint(session: nox.Session) -> None:
     """Run ruff check and format over the plugin, tests, benchmarks and the template's filters."""
     # Explicit paths: ruff would parse the template's Jinja pyproject.toml while discovering
     # settings; the generated project and the rendered hooks are linted by tests/template.
-    session.install("ruff")
+    session.install(RUFF)
     session.run("ruff", "check", *LINTED, *session.posargs)
     session.run("ruff", "format", "--check", *LINTED)
 

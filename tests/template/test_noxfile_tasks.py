@@ -1,12 +1,14 @@
-"""`python3 noxfile.py -s demo` bakes into out/<slug>: a re-run replaces that folder wholesale."""
+"""The template repo's own tasks (noxfile.py) as a user meets them."""
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from bakery import ROOT
 
 import noxfile
 
@@ -36,3 +38,20 @@ def test_a_folder_the_demo_did_not_bake_is_never_replaced(tmp_path: Path) -> Non
         noxfile.bake_fresh(tmp_path, ["python_version=3.11"], run=run)
     assert (mine / "notes.txt").read_text() == "the user's own work\n"
     assert [p.name for p in tmp_path.iterdir()] == ["shop-recs"]
+
+
+def test_lint_runs_the_ruff_the_test_extra_pins() -> None:
+    """An unpinned ruff turned the default `lint` session red on a fresh clone (I001)."""
+    pyproject = (ROOT / "pyproject.toml").read_text(encoding="utf-8")
+    pinned = re.search(r'"(ruff==[^"]+)"', pyproject)
+    assert pinned, "expected ruff pinned with == in pyproject.toml's test extra"
+    assert pinned.group(1) == noxfile.RUFF
+
+
+def test_ci_runs_the_readme_checks_and_tests() -> None:
+    """.ci/run runs what the README calls the checks (lint) and its test command."""
+    script = (ROOT / ".ci" / "run").read_text(encoding="utf-8")
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert "python3 noxfile.py -s tests" in readme
+    for command in ("python3 noxfile.py -s lint", "python3 noxfile.py -s tests"):
+        assert re.search(rf"^{re.escape(command)}\b", script, re.MULTILINE), command
