@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import json
 import py_compile
 import re
@@ -76,10 +77,8 @@ def test_generated_python_compiles(baked: tuple[Path, dict], tmp_path: Path) -> 
         py_compile.compile(str(source), cfile=str(tmp_path / "x.pyc"), doraise=True)
 
 
-def test_generated_python_is_ruff_clean_and_formatted(baked: tuple[Path, dict]) -> None:
-    # The generated pre-commit runs ruff-check and ruff-format on --all-files in CI: a fresh
-    # project must pass both untouched, whatever the package name's length.
-    project, _ = baked
+def assert_ruff_clean(project: Path) -> None:
+    """`ruff check` and `ruff format --check` pass with the ruff the project pins."""
     ruff = shutil.which("ruff") or pytest.fail("expected ruff on PATH (the test extra), found none")
     hooks = yaml.safe_load((project / ".pre-commit-config.yaml").read_text(encoding="utf-8"))
     ruff_hooks = [r for r in hooks["repos"] if r["repo"].endswith("/ruff-pre-commit")]
@@ -95,6 +94,63 @@ def test_generated_python_is_ruff_clean_and_formatted(baked: tuple[Path, dict]) 
             [ruff, *args, "--no-cache", "."], cwd=project, capture_output=True, text=True
         )
         assert result.returncode == 0, f"ruff {' '.join(args)}:\n{result.stdout}{result.stderr}"
+
+
+def test_generated_python_is_ruff_clean_and_formatted(baked: tuple[Path, dict]) -> None:
+    # The generated pre-commit runs ruff-check and ruff-format on --all-files in CI: a fresh
+    # project must pass both untouched, whatever the package name's length.
+    project, _ = baked
+    assert_ruff_clean(project)
+
+
+# Project names whose package lands on either side of every import-sorting boundary: the tests'
+# sibling modules (test_benchmarks, test_serving, test_training), `te`/`test`/`tests` prefixes,
+# both ends of the alphabet, and non-ASCII text that slugifies to ASCII. Only the import layout
+# depends on the name, so these bakes run the lint checks, not the whole matrix.
+SORT_NAMES = [
+    pytest.param("A Recs", id="name:a"),
+    pytest.param("Te Recs", id="name:te"),
+    pytest.param("Test Recs", id="name:test"),
+    pytest.param("Test Zeta", id="name:test-after-siblings"),
+    pytest.param("Tests Recs", id="name:tests"),
+    pytest.param("Zeta Recs", id="name:z"),
+    pytest.param("Ünïcødé Shöp", id="name:non-ascii"),
+]
+
+
+@pytest.mark.parametrize("name", SORT_NAMES)
+def test_a_fresh_project_passes_its_lint_whatever_its_name_sorts_like(
+    name: str, bake: Bake
+) -> None:
+    project = bake(project_name=name)
+    assert_ruff_clean(project)
+
+
+def test_nox_lint_checks_the_files_the_pre_commit_ruff_hooks_check(bake: Bake) -> None:
+    # pre-commit hands ruff every tracked Python, stub and notebook file; `nox -s lint` names
+    # paths. The two must agree, or one lane passes what the other fails.
+    project = bake(project_name="Zeta Recs")
+    ruff = shutil.which("ruff") or pytest.fail("expected ruff on PATH (the test extra), found none")
+    hooks = yaml.safe_load((project / ".pre-commit-config.yaml").read_text(encoding="utf-8"))
+    ruff_repo = next(r for r in hooks["repos"] if r["repo"].endswith("/ruff-pre-commit"))
+    for hook in ruff_repo["hooks"]:
+        assert not {"files", "exclude", "types", "types_or"} & hook.keys(), hook
+    noxfile = (project / "noxfile.py").read_text(encoding="utf-8")
+    paths = re.search(r"^PYTHON_PATHS = (\(.*\))$", noxfile, re.M)
+    assert paths, "expected PYTHON_PATHS = (...) in the generated noxfile"
+
+    def shown(*targets: str) -> set[str]:
+        out = subprocess.run(
+            [ruff, "check", "--no-cache", "--show-files", *targets],
+            cwd=project, capture_output=True, text=True, check=True,
+        ).stdout  # fmt: skip
+        return {
+            Path(line.strip()).relative_to(project).as_posix()
+            for line in out.splitlines()
+            if line.strip().endswith((".py", ".pyi", ".ipynb"))
+        }
+
+    assert shown(*ast.literal_eval(paths.group(1))) == shown(".")
 
 
 def test_yaml_toml_and_json_parse(baked: tuple[Path, dict]) -> None:

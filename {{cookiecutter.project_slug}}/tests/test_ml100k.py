@@ -22,6 +22,7 @@ from {{ cookiecutter.package_name }}.training import (
     train,
     two_tower_embeddings,
 )
+
 from test_benchmarks import run_benchmark
 
 pytestmark = pytest.mark.skipif(

@@ -24,6 +24,7 @@ from {{ cookiecutter.package_name }}.serving.smoke import (
     stop_server,
     wait_until_ready,
 )
+
 from test_serving import write_sample_artifacts
 
 STARTUP_TIMEOUT_S = 90.0
