@@ -111,17 +111,21 @@ def test_the_recenv_check_hook_passes_on_this_projects_environment(scratch_repo:
     assert "Passed" in result.stdout
 
 
-def test_the_recenv_lock_hook_has_nothing_to_check_before_a_lock_exists(scratch_repo: Path) -> None:
+def test_the_recenv_lock_hook_passes_before_a_lock_exists(scratch_repo: Path) -> None:
     result = run_hook(scratch_repo, "recenv-lock", "environment.yml")
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "no files to check" in result.stdout.lower()
+    assert "Passed" in result.stdout
 
 
-def test_the_recenv_lock_hook_checks_a_lock_once_there_is_one(scratch_repo: Path) -> None:
+@pytest.mark.parametrize("changed", ["environment.lock.json", "environment.yml"])
+def test_the_recenv_lock_hook_checks_a_lock_once_there_is_one(
+    scratch_repo: Path, changed: str
+) -> None:
+    # Either file can stale the lock, so a commit touching either one runs the hook.
     lock = scratch_repo / "environment.lock.json"
     lock.write_text("{}", encoding="utf-8")  # a lock that locks nothing cannot be fresh
     try:
-        result = run_hook(scratch_repo, "recenv-lock", lock.name)
+        result = run_hook(scratch_repo, "recenv-lock", changed)
     finally:
         lock.unlink()
     assert result.returncode == 1, result.stdout + result.stderr
