@@ -8,7 +8,10 @@ virtualenvs here: the environment is code, and there is exactly one of it.
 
 from __future__ import annotations
 
+import os
+import shlex
 import shutil
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import nox
@@ -53,9 +56,43 @@ def tests(session: nox.Session) -> None:
     in_env(session, "python", "-m", "pytest", *session.posargs)
 
 
+def gpu_lane_conflict(args: Sequence[str], environ: Mapping[str, str]) -> str | None:
+    """Why these pytest arguments (or RECENV_GPU, PYTEST_ADDOPTS) would run the GPU lane
+    outside require mode, where a CPU host passes with zero hardware tests; None if they don't."""
+    found = []
+    if environ.get("RECENV_GPU", "").strip().lower() not in ("", "require"):
+        found.append(f"RECENV_GPU={environ['RECENV_GPU']}")
+    tokens = [*shlex.split(environ.get("PYTEST_ADDOPTS", "")), *args]
+    for i, token in enumerate(tokens):
+        following = tokens[i + 1] if i + 1 < len(tokens) else ""
+        # `--name=value`, `--name value`, `-pvalue` and `-p value` spell the same option.
+        if token.startswith("--"):
+            name, equals, value = token.partition("=")
+        else:
+            name, equals, value = token[:2], "", token[2:]
+        if not equals and not value:
+            value = following
+        key, _, setting = value.partition("=")
+        if name == "--recenv-gpu" and value != "require":
+            found.append(f"--recenv-gpu={value}")
+        elif name == "-p" and value.startswith("no:") and "recenv" in value:
+            found.append(f"-p {value}")  # the plugin off: no mode at all
+        elif name in ("-o", "--override-ini") and key == "recenv_gpu" and setting != "require":
+            found.append(f"-o {value}")
+    if not found:
+        return None
+    return (
+        "nox -s gpu_tests always runs in require mode (a hardware test that skips is an "
+        f"error); refusing {', '.join(found)}. To run the suite without a GPU, use "
+        "`nox -s tests` (add `-- --recenv-gpu=skip` to leave the hardware tests out)"
+    )
+
+
 @nox.session(default=False)
 def gpu_tests(session: nox.Session) -> None:
     """Run only the hardware tests in require mode: fails unless they really ran on a GPU."""
+    if problem := gpu_lane_conflict(session.posargs, os.environ):
+        session.error(problem)
     in_env(
         session,
         "python", "-m", "pytest", "--recenv-gpu=require", "--recenv-only-hardware",
