@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import stat
+import subprocess
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +19,9 @@ from {{ cookiecutter.package_name }}.artifacts import (
     save_artifacts,
 )
 from {{ cookiecutter.package_name }}.retrieval import build_index
+
+# The uid the runtime image runs as (Dockerfile APP_UID); it reads artifacts/ from a read-only mount.
+IMAGE_UID = 10001
 
 
 def write(out: Path, n_items: int = 5, **overrides: object) -> Path:
@@ -78,3 +86,31 @@ def test_inconsistent_arrays_are_refused_and_the_previous_artifacts_survive(tmp_
     assert (out / "manifest.json").read_bytes() == before
     assert load_artifacts(out).n_items == 5
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temp leftovers
+
+
+@pytest.mark.skipif(os.name == "nt", reason="POSIX file modes")
+def test_artifacts_are_readable_by_the_image_user_and_writable_only_by_their_owner() -> None:
+    # A folder others can enter stands in for the project folder (tmp_path's parents are 0700).
+    with tempfile.TemporaryDirectory() as shared:
+        os.chmod(shared, 0o755)
+        old_umask = os.umask(0o077)  # even a private umask must not hide them from the image
+        try:
+            out = write(Path(shared) / "artifacts")
+        finally:
+            os.umask(old_umask)
+        modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in out.iterdir()}
+        assert stat.S_IMODE(out.stat().st_mode) == 0o755
+        assert modes == dict.fromkeys(modes, 0o644)
+        if hasattr(os, "geteuid") and os.geteuid() == 0 and shutil.which("sh"):
+            # As root the test can be the image's user: list and read everything, write nothing.
+            script = 'ls "$1" >/dev/null && cat "$1"/* >/dev/null && ! touch "$1/new" 2>/dev/null'
+            done = subprocess.run(
+                ["sh", "-c", script, "sh", str(out)],
+                user=IMAGE_UID,
+                group=IMAGE_UID,
+                extra_groups=[],
+                capture_output=True,
+                text=True,
+                check=False,
+            )
+            assert done.returncode == 0, f"as uid {IMAGE_UID}: {done.stderr}"

@@ -6,6 +6,10 @@ reader never sees half an artifact set and a failed save never destroys the prev
 sha256, shapes); any problem raises ``ArtifactError`` naming the file, what was expected and
 what was found.
 
+The folder is written readable by everyone and writable only by its owner (folders 0755,
+files 0644) whatever the umask: the runtime image reads it as another user, from a read-only
+mount (docs/docker.md). Keep artifacts private with the permissions of the folder that holds them.
+
 Layout of an artifacts folder::
 
     manifest.json            format version, package/torch/faiss/numpy versions, dims, checksums
@@ -48,6 +52,10 @@ from . import __version__
 
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
+# rwxr-xr-x / rw-r--r--: what `mkdir` and `open` give under the usual umask 022, set explicitly
+# because `tempfile.mkdtemp` makes 0700 folders and a private umask (077) would do the same.
+DIR_MODE = 0o755
+FILE_MODE = 0o644
 _REQUIRED = (
     "config.json",
     "user_ids.json",
@@ -114,6 +122,19 @@ class Artifacts:
         if not 0 <= user < self.n_users:
             raise KeyError(f"user index {user} out of range: expected 0..{self.n_users - 1}")
         return self.seen_indices[self.seen_indptr[user] : self.seen_indptr[user + 1]]
+
+
+def make_readable(*paths: str | os.PathLike[str]) -> None:
+    """Set folders to DIR_MODE and files to FILE_MODE; a folder's contents too, recursively.
+
+    Only for outputs this package wrote itself (an artifacts folder, exported files).
+    """
+    for path in map(Path, paths):
+        if path.is_dir():
+            path.chmod(DIR_MODE)
+            make_readable(*path.iterdir())
+        elif path.is_file():
+            path.chmod(FILE_MODE)
 
 
 def _sha256(path: Path) -> str:
@@ -247,6 +268,7 @@ def save_artifacts(
                 user_tower.save(str(tmp / "user_tower.pt"))
         manifest = _manifest(tmp, len(user_ids), len(item_ids), arrays)
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2), "utf-8")
+        make_readable(tmp)  # before the rename: the folder appears with its final modes
         # Swap into place: the old folder is removed only once the new one is complete.
         if out.exists():
             old = out.with_name(f".{out.name}.old")
@@ -306,7 +328,7 @@ def load_artifacts(
         hint = "the folder does not exist" if not folder.exists() else "no manifest.json in it"
         raise ArtifactError(
             f"{manifest_path}: missing ({hint}). Build artifacts first with "
-            "`python -m <package> index` (or `demo`), or point to the right folder."
+            "`python -m {{ cookiecutter.package_name }} index` (or `demo`), or point to the right folder."
         )
     try:
         manifest = json.loads(manifest_path.read_text("utf-8"))

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from .artifacts import save_artifacts
+from .artifacts import DIR_MODE, make_readable, save_artifacts
 from .channels import ItemGraphChannel, PopularityChannel, TwoTowerChannel
 from .data import Split
 from .evaluation import check_k, evaluate_channels, save_results
@@ -90,7 +90,9 @@ def run_index(
         "build_seconds": build_s,
         f"ann_recall@{k}_vs_exact": recall,
     }
-    (Path(out_dir) / "index_report.json").write_text(json.dumps(info, indent=2), encoding="utf-8")
+    report = Path(out_dir) / "index_report.json"
+    report.write_text(json.dumps(info, indent=2), encoding="utf-8")
+    make_readable(report)  # like the rest of the artifacts folder (artifacts.py)
     return info
 
 
@@ -118,9 +120,15 @@ def run_export(run_dir: Path, out_dir: Path, onnx: bool = True) -> dict[str, Any
 
     _, model, split = load_trained(run_dir)
     history = user_histories(split, model.history_len).numpy()
+    new_folders = [p for p in (Path(out_dir), *Path(out_dir).parents) if not p.exists()]
     report = export_towers(
         model, split.data.user_features, history, split.data.item_features, out_dir, onnx=onnx
     )
     info = {"files": report.files, "max_abs_diff": report.max_abs_diff}
     (Path(out_dir) / "export_report.json").write_text(json.dumps(info, indent=2), encoding="utf-8")
+    # Readable by the serving image's user like the artifacts (artifacts.py): the files this
+    # step wrote and the folders it made; existing folders keep the modes their owner chose.
+    make_readable(*report.files.values(), Path(out_dir) / "export_report.json")
+    for folder in new_folders:
+        folder.chmod(DIR_MODE)
     return info
