@@ -130,7 +130,7 @@ def demo(session: nox.Session) -> None:
 
 @nox.session(default=False)
 def serve(session: nox.Session) -> None:
-    """Serve artifacts/ over HTTP on 127.0.0.1:8000 (args go to `python -m <package> serve`)."""
+    """Serve artifacts/ over HTTP on 127.0.0.1:8000 (args go to `python -m {{ cookiecutter.package_name }} serve`)."""
     in_env(session, "python", "-m", PACKAGE, "serve", *session.posargs)
 {%- endif %}
 

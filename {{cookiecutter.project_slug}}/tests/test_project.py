@@ -25,3 +25,15 @@ def test_the_env_name_follows_the_project_stage_owner_convention() -> None:
     stage = "{{ cookiecutter.stage }}"
     owner = "{{ cookiecutter.owner }}"
     assert f"{slug}-{stage}-{owner}" == {{ cookiecutter.package_name }}.ENV_NAME
+
+
+def test_printed_hints_name_the_package_not_a_placeholder() -> None:
+    """Messages and docstrings say `python -m {{ cookiecutter.package_name }} ...`, runnable as shown."""
+    sources = [ROOT / "noxfile.py", *sorted((ROOT / "src").rglob("*.py"))]
+    placeholders = [
+        f"{path.relative_to(ROOT)}:{number}"
+        for path in sources
+        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1)
+        if "<package>" in line
+    ]
+    assert not placeholders, f"`<package>` instead of the package name at {placeholders}"

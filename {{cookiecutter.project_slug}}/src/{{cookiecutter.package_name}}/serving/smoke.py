@@ -38,7 +38,7 @@ def free_port() -> int:
 def spawn_server(
     artifacts: Path, port: int, workers: int = 1, log_level: str = "warning", capture: bool = False
 ) -> subprocess.Popen[str]:
-    """`python -m <package> serve` on 127.0.0.1:port, returned at once (not yet ready).
+    """`python -m {{ cookiecutter.package_name }} serve` on 127.0.0.1:port, returned at once (not yet ready).
 
     With `capture`, its output goes to a pipe that `stop_server` returns, instead of this
     terminal; tests use that to check what the server printed.
@@ -75,7 +75,7 @@ def wait_until_ready(process: subprocess.Popen[str], port: int, timeout: float =
 def start_server(
     artifacts: Path, port: int, workers: int = 1, timeout: float = 120.0, log_level: str = "warning"
 ) -> subprocess.Popen[str]:
-    """`python -m <package> serve` on 127.0.0.1:port, returned once /readyz answers 200."""
+    """`python -m {{ cookiecutter.package_name }} serve` on 127.0.0.1:port, returned once /readyz answers 200."""
     process = spawn_server(artifacts, port, workers, log_level)
     wait_until_ready(process, port, timeout)
     return process

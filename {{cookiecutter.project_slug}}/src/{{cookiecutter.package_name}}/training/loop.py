@@ -8,7 +8,7 @@ so 1 process and N processes see the same samples per step.
 
 Launch on several processes with the same entry point::
 
-    torchrun --standalone --nproc-per-node 2 -m <package> train --device cpu
+    torchrun --standalone --nproc-per-node 2 -m {{ cookiecutter.package_name }} train --device cpu
 """
 
 from __future__ import annotations
