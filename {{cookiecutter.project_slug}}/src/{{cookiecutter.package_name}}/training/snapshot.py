@@ -3,7 +3,8 @@
 ``runs/<run-id>/`` holds ``config.json``, ``metrics.json``, ``checkpoint.pt``, ``curves.png``,
 ``environment.yml`` (``conda env export`` when running inside conda) or
 ``environment.txt`` (the exact installed distributions, ``name==version``), ``hardware.json``
-(``recenv doctor --json`` when available, else what torch reports) and ``git.txt``.
+(``recenv doctor --json`` when available, else what torch reports) and ``git.txt`` (the
+commit of the project's own repository, or why there is none).
 """
 
 from __future__ import annotations
@@ -108,12 +109,37 @@ def hardware_report() -> dict[str, Any]:
     return report
 
 
-def git_revision(where: Path) -> str:
-    """Commit hash plus ``-dirty`` when the tree has changes; a note when not in git."""
-    rev = _run(["git", "rev-parse", "HEAD"], cwd=where)
+def project_root() -> Path | None:
+    """The project folder this package runs from (``<root>/src/{{ cookiecutter.package_name }}``, editable install),
+    or None when it runs from an installed copy (a wheel in site-packages, the Docker image)."""
+    package = Path(__file__).resolve().parents[1]
+    root = package.parents[1]
+    if package.parent.name == "src" and (root / "pyproject.toml").is_file():
+        return root
+    return None
+
+
+def git_revision(project: Path | None) -> str:
+    """The project's commit, plus ``-dirty`` when files in its folder changed; else a note.
+
+    Only the project's own history counts. git searches upwards from the project folder, so it
+    may find a repository the project merely sits in (the template checkout it was generated
+    in, a home folder under git): that one is used only if it tracks the project's
+    ``pyproject.toml`` (a monorepo); otherwise the project is not a git repository.
+    """
+    if project is None:
+        return "not a git repository: the package runs from an installed copy, not a checkout"
+    top = (_run(["git", "rev-parse", "--show-toplevel"], cwd=project) or "").strip()
+    if not top:
+        return "not a git repository (or git is not installed)"
+    if Path(top).resolve() != project.resolve():
+        tracked = _run(["git", "ls-files", "--", "pyproject.toml"], cwd=project)
+        if not (tracked or "").strip():
+            return f"not a git repository: {project} is inside {top}, which does not track it"
+    rev = _run(["git", "rev-parse", "HEAD"], cwd=project)
     if not rev:
-        return "not a git checkout (or git not installed)"
-    status = _run(["git", "status", "--porcelain"], cwd=where) or ""
+        return "a git repository without commits"
+    status = _run(["git", "status", "--porcelain", "--", "."], cwd=project) or ""
     return rev.strip() + ("-dirty" if status.strip() else "")
 
 
@@ -127,7 +153,7 @@ def write_snapshot(run_dir: Path, config: dict[str, Any]) -> None:
     (run_dir / "hardware.json").write_text(
         json.dumps(hardware_report(), indent=2, default=str), "utf-8"
     )
-    (run_dir / "git.txt").write_text(git_revision(Path.cwd()) + "\n", encoding="utf-8")
+    (run_dir / "git.txt").write_text(git_revision(project_root()) + "\n", encoding="utf-8")
 
 
 def plot_curves(history: list[dict[str, float]], path: Path, k: int) -> Path:
