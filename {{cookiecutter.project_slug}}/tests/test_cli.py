@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import json
+import os
+import shlex
+import shutil
+import stat
+import sys
 from pathlib import Path
 
 import pytest
 
-from {{ cookiecutter.package_name }}.__main__ import main
+from {{ cookiecutter.package_name }}.__main__ import main, next_steps
 from {{ cookiecutter.package_name }}.artifacts import load_artifacts
 
 TINY = ["--n-users", "150", "--n-items", "60", "--epochs", "2", "--device", "cpu"]
@@ -31,13 +36,18 @@ def train_one_epoch(runs: Path, *args: str) -> int:
 
 
 def test_demo_runs_every_step_and_prints_the_metrics_table(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path / "no-tools"))  # neither recenv nor nox installed
     assert main(["demo", "--workdir", str(tmp_path), *TINY]) == 0
     out = capsys.readouterr().out
     for channel in ("popularity", "item_graph", "two_tower"):
         assert channel in out
     assert "demo finished" in out
+    # The closing hint prints commands that run here: this interpreter, not recenv or nox.
+    hint = out.split("demo finished", 1)[1].splitlines()[1:]
+    commands = [shlex.split(line, comments=True) for line in hint if line.startswith("  ")]
+    assert commands and all(cmd[0] == sys.executable for cmd in commands), hint
     art = load_artifacts(tmp_path / "artifacts")
     assert art.n_items == 60 and art.user_tower is not None
     report = json.loads((tmp_path / "artifacts" / "export" / "export_report.json").read_text())
@@ -84,3 +94,65 @@ def test_k_larger_than_the_catalog_is_refused_by_evaluate(
     assert train_one_epoch(runs, "--n-users", "100", "--n-items", "40") == 0
     assert main(["evaluate", "--runs-dir", str(runs), "--k", "41"]) == 2
     assert "K=41 is larger than the catalog (40 items)" in capsys.readouterr().out
+
+
+def test_next_steps_use_recenv_and_nox_only_where_they_are_on_path(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    tools = tmp_path / "bin"
+    tools.mkdir()
+    for name in ("recenv", "nox"):
+        (tools / name).write_text("#!/bin/sh\n", encoding="utf-8")
+        (tools / name).chmod(0o755)
+    monkeypatch.setenv("PATH", str(tools))
+    steps = next_steps(Path("."))
+    assert all(shutil.which(shlex.split(line, comments=True)[0]) for line in steps), steps
+    assert any(line.startswith("recenv run -- python -m pytest") for line in steps)
+    assert any(line.startswith("nox -l") for line in steps)
+    monkeypatch.setenv("PATH", str(tmp_path / "no-tools"))
+    steps = next_steps(Path("."))
+    assert all(shlex.split(line, comments=True)[0] == sys.executable for line in steps), steps
+
+
+def test_ml100k_without_recbole_is_one_line_with_the_install_command(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(sys.modules, "recbole", None)  # import recbole now fails: not installed
+    assert train_one_epoch(tmp_path / "runs", "--data", "ml-100k") == 2
+    out = capsys.readouterr().out.strip()
+    assert len(out.splitlines()) == 1, out
+    assert "pip install --no-deps recbole==1.2.1" in out
+    assert not (tmp_path / "runs").exists()
+
+
+def test_resume_reuses_the_runs_config_and_explicit_flags_override_it(tmp_path: Path) -> None:
+    runs = tmp_path / "runs"
+    sizes = ("--n-users", "100", "--n-items", "40", "--dim", "16")
+    assert train_one_epoch(runs, *sizes, "--run-id", "r") == 0
+    # Sizes, dim, device and runs dir come from runs/r/config.json; only --epochs is new.
+    assert main(["train", "--resume", str(runs / "r"), "--epochs", "2", "--no-progress"]) == 0
+    saved = json.loads((runs / "r" / "config.json").read_text())
+    assert (saved["n_users"], saved["n_items"], saved["dim"], saved["epochs"]) == (100, 40, 16, 2)
+    metrics = json.loads((runs / "r" / "metrics.json").read_text())
+    assert [h["epoch"] for h in metrics["history"]] == [1, 2]
+    assert [p.name for p in runs.iterdir()] == ["r"]
+
+
+@pytest.mark.skipif(os.name == "nt", reason="POSIX file modes")
+def test_index_and_export_write_what_the_image_user_can_read_whatever_the_umask(
+    tmp_path: Path,
+) -> None:
+    runs, art = tmp_path / "runs", tmp_path / "artifacts"
+    assert train_one_epoch(runs, "--n-users", "100", "--n-items", "40") == 0
+    old_umask = os.umask(0o077)
+    try:
+        assert main(["index", "--runs-dir", str(runs), "--out", str(art)]) == 0
+        export = ["export", "--runs-dir", str(runs), "--out", str(art / "export"), "--no-onnx"]
+        assert main(export) == 0
+    finally:
+        os.umask(old_umask)
+    paths = [art, *art.rglob("*")]
+    modes = {p.relative_to(tmp_path).as_posix(): stat.S_IMODE(p.stat().st_mode) for p in paths}
+    want = {p.relative_to(tmp_path).as_posix(): 0o755 if p.is_dir() else 0o644 for p in paths}
+    assert "artifacts/export/export_report.json" in modes and "artifacts/index_report.json" in modes
+    assert modes == want

@@ -7,10 +7,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
+import shutil
 import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from rich.console import Console
 
@@ -116,17 +119,43 @@ def _train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--deterministic", action="store_const", const=True)
     p.add_argument("--runs-dir")
     p.add_argument("--run-id")
-    p.add_argument("--resume", help="run folder or checkpoint.pt to continue")
+    p.add_argument(
+        "--resume",
+        help="run folder or checkpoint.pt to continue, with that run's config.json "
+        "(flags given here override it)",
+    )
     p.add_argument("--no-progress", dest="progress", action="store_const", const=False)
 
 
 def _train_config(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+    """The config to train with, each layer overriding the one before it:
+
+    the defaults; with --resume, the resumed run's saved ``config.json`` (so a run continues
+    with the settings it started with); the --config file; the flags given on this command line.
+    """
     from .training import TrainConfig
 
-    values = json.loads(Path(args.config).read_text(encoding="utf-8")) if args.config else {}
+    values: dict[str, Any] = _resumed_config(args.resume) if args.resume else {}
+    if args.config:
+        values.update(json.loads(Path(args.config).read_text(encoding="utf-8")))
     skip = {"command", "config"}
     values.update({k: v for k, v in vars(args).items() if k not in skip and v is not None})
     return TrainConfig.from_dict(values)
+
+
+def _resumed_config(resume: str) -> dict[str, Any]:
+    """The ``config.json`` of the run folder ``resume`` names (or holds the checkpoint ``resume``).
+
+    Without one (a checkpoint copied elsewhere), nothing: the defaults and flags then apply, and
+    ``train`` refuses the checkpoint if they disagree with the settings it was trained with.
+    """
+    folder = Path(resume) if Path(resume).is_dir() else Path(resume).parent
+    path = folder / "config.json"
+    if not path.is_file():
+        return {}
+    saved = json.loads(path.read_text(encoding="utf-8"))
+    saved.pop("resume", None)  # where that run came from is not where this one resumes
+    return saved
 
 
 def _run_dir(args: argparse.Namespace) -> Path:
@@ -179,14 +208,46 @@ def demo(args: argparse.Namespace) -> int:
     console.print(f"[bold]export[/]  {len(exported['files'])} files, parity max |diff| {worst:.2e}")
     _print_metrics(results, "Test metrics (full ranking, seen items excluded)")
     console.print(f"demo finished in {time.perf_counter() - t0:.1f}s")
+    console.print("next:\n" + "\n".join(f"  {step}" for step in next_steps(work)), markup=False)
     return 0
+
+
+def next_steps(workdir: Path) -> list[str]:
+    """What to run after the demo: commands that work as printed, from the user's shell.
+
+    Through ``recenv run`` where the recenv CLI is on PATH (it finds this environment again from
+    environment.yml); else with the interpreter that ran the demo, by its full path, since a bare
+    ``python`` may be another one. ``nox -l`` only where nox and recenv are both on PATH.
+    """
+    recenv = shutil.which("recenv") is not None
+    python = "recenv run -- python" if recenv else shlex.quote(sys.executable)
+    steps = [(f"{python} -m pytest", "this project's tests")]
+{%- if cookiecutter.include_serving %}
+    where = workdir / "artifacts"
+    artifacts = "" if workdir == Path(".") else f" --artifacts {shlex.quote(str(where))}"
+    serve = f"{python} -m {{ cookiecutter.package_name }} serve{artifacts}"
+    steps.insert(0, (serve, "recommendations over HTTP on 127.0.0.1:8000"))
+{%- endif %}
+    if recenv and shutil.which("nox"):
+        steps.append(("nox -l", "every task: tests, lint, demo, bench, ..."))
+    width = max(len(command) for command, _ in steps)
+    return [f"{command.ljust(width)}  # {why}" for command, why in steps]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    from .data import DatasetUnavailable
+
     try:
         return _route(args)
-    except (ValueError, KeyError, FileNotFoundError, FileExistsError, RuntimeError) as exc:
+    except (
+        ValueError,
+        KeyError,
+        FileNotFoundError,
+        FileExistsError,
+        RuntimeError,
+        DatasetUnavailable,
+    ) as exc:
         # User-facing errors: the message says what was expected and how to fix it.
         console.print(f"[red]error:[/] {exc}", highlight=False)
         return 2

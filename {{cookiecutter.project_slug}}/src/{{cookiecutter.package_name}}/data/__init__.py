@@ -12,6 +12,7 @@ from .interactions import (
     temporal_split,
 )
 from .loaders import (
+    DatasetUnavailable,
     load_dataset,
     load_interactions,
     load_ml100k,
@@ -22,6 +23,7 @@ from .synthetic import generate_synthetic
 
 __all__ = [
     "EVENT_NAMES",
+    "DatasetUnavailable",
     "Interactions",
     "Split",
     "generate_synthetic",

@@ -25,6 +25,14 @@ from .synthetic import generate_synthetic
 REQUIRED_COLUMNS = ("user", "item")
 
 
+class DatasetUnavailable(ImportError):
+    """A dataset comes from a package that is not installed; the message says how to get it.
+
+    An ImportError (``except ImportError`` skips such data), and a user error for the CLI,
+    which prints the message as one line instead of a traceback.
+    """
+
+
 def _parse_timestamp(text: str, where: str) -> int:
     try:
         return int(float(text))
@@ -189,7 +197,7 @@ def write_interactions(data: Interactions, path: str | os.PathLike[str]) -> Path
 
 
 def ml100k_location() -> Path:
-    """Folder of MovieLens-100K inside the installed ``recbole`` wheel; ImportError if absent.
+    """Folder of MovieLens-100K inside the installed ``recbole`` wheel; DatasetUnavailable if absent.
 
     The files are read in place: their licence forbids redistribution, so never copy them.
     """
@@ -198,13 +206,13 @@ def ml100k_location() -> Path:
     try:
         root = files("recbole") / "dataset_example" / "ml-100k"
     except ModuleNotFoundError:
-        raise ImportError(
+        raise DatasetUnavailable(
             "MovieLens-100K is read from the recbole wheel, and recbole is not installed; "
             "install it with `pip install --no-deps recbole==1.2.1`"
         ) from None
     folder = Path(str(root))
     if not (folder / "ml-100k.inter").is_file():
-        raise ImportError(
+        raise DatasetUnavailable(
             f"recbole is installed but {folder / 'ml-100k.inter'} is missing; reinstall recbole==1.2.1"
         )
     return folder
