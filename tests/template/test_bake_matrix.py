@@ -153,6 +153,15 @@ def test_nox_lint_checks_the_files_the_pre_commit_ruff_hooks_check(bake: Bake) -
     assert shown(*ast.literal_eval(paths.group(1))) == shown(".")
 
 
+def test_gitignore_covers_what_the_projects_own_tools_write(baked: tuple[Path, dict]) -> None:
+    project, answers = baked
+    ignored = (project / ".gitignore").read_text(encoding="utf-8").splitlines()
+    expected = {".nox/", ".pytest_cache/", ".ruff_cache/", "runs/", "artifacts/"}
+    if answers.get("include_serving", True):
+        expected.add(".schemathesis/")  # benchmarks/fuzz.py runs schemathesis in the project
+    assert expected <= set(ignored), sorted(expected - set(ignored))
+
+
 def test_yaml_toml_and_json_parse(baked: tuple[Path, dict]) -> None:
     project, answers = baked
     for path in files_of(project):
