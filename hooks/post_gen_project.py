@@ -7,12 +7,15 @@ path, from one table; conditional *lines* inside files are Jinja if-blocks.
 from __future__ import annotations
 
 import json
+import shlex
 import shutil
 import sys
 from pathlib import Path
 
 CONTEXT: dict = json.loads({{ cookiecutter | jsonify | py_str }})  # noqa: E501
 PACKAGE = CONTEXT["package_name"]
+# recenv_requirement as the files get it: "auto" resolved to this template's source.
+RECENV_REQUIREMENT = {{ cookiecutter | recenv_requirement | py_str }}
 
 # (answer, value that drops the paths) -> paths relative to the project root.
 OPTIONAL_PARTS: dict[tuple[str, object], tuple[str, ...]] = {
@@ -59,6 +62,21 @@ def write_replay_file(root: Path) -> None:
     (root / ".cookiecutter.json").write_text(text + "\n", encoding="utf-8")
 
 
+def install_line() -> str:
+    """`python -m pip install ...` for whichever of nox and the recenv CLI is not on PATH, else "".
+
+    The next steps call both by name; where they are missing the user installs them first, the
+    way the generated README's quickstart does.
+    """
+    wanted = {"nox": "nox", "recenv": RECENV_REQUIREMENT}
+    missing = {command: req for command, req in wanted.items() if shutil.which(command) is None}
+    if not missing:
+        return ""
+    python = "python" if shutil.which("python") or not shutil.which("python3") else "python3"
+    command = shlex.join([python, "-m", "pip", "install", *missing.values()])
+    return f"  {command}   # once: {' and '.join(missing)} not found on PATH\n"
+
+
 def main() -> int:
     root = Path.cwd()
     for (answer, value), paths in OPTIONAL_PARTS.items():
@@ -70,6 +88,7 @@ def main() -> int:
     print(
         f"\nCreated {CONTEXT['project_slug']}/ (environment {env_name}). Next steps:\n"
         f"  cd {CONTEXT['project_slug']}\n"
+        f"{install_line()}"
         "  recenv build                  # or: conda env create -f environment.yml\n"
         "  recenv run -- python -m pytest\n"
         f"  recenv run -- python -m {PACKAGE} demo\n"

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
+import shlex
 import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
-from bakery import ROOT
+from bakery import ROOT, Bake
 from cookiecutter.environment import StrictEnvironment
 from cookiecutter.generate import generate_context
 from cookiecutter.prompt import prompt_for_config
@@ -72,3 +73,35 @@ def test_python_literals_round_trip_and_are_what_ruff_format_keeps(
         text=True,
     )
     assert result.returncode == 0, f"{literal}: {result.stdout}"
+
+
+def next_steps(output: str) -> list[list[str]]:
+    """The commands the post-gen hook printed after "Next steps:", without their comments."""
+    lines = output.split("Next steps:", 1)[1].splitlines()
+    return [shlex.split(line, comments=True) for line in lines if line.startswith("  ")]
+
+
+def test_next_steps_install_recenv_and_nox_first_where_they_are_not_on_path(
+    bake: Bake, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path / "nothing-installed"))
+    bake()
+    steps = next_steps(capfd.readouterr().out)
+    requirement = f"pytest-recenv @ {ROOT.resolve().as_uri()}"  # "auto" for a local checkout
+    assert ["python", "-m", "pip", "install", "nox", requirement] in steps, steps
+    first_use = min(i for i, cmd in enumerate(steps) if cmd[0] in ("recenv", "nox"))
+    assert steps.index(["python", "-m", "pip", "install", "nox", requirement]) < first_use
+
+
+def test_next_steps_use_recenv_and_nox_directly_where_they_are_on_path(
+    bake: Bake, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
+) -> None:
+    tools = tmp_path / "bin"
+    tools.mkdir()
+    for name in ("recenv", "nox"):
+        (tools / name).write_text("#!/bin/sh\n", encoding="utf-8")
+        (tools / name).chmod(0o755)
+    monkeypatch.setenv("PATH", str(tools))
+    bake()
+    steps = next_steps(capfd.readouterr().out)
+    assert ["recenv", "build"] in steps and not [cmd for cmd in steps if "pip" in cmd], steps
