@@ -41,6 +41,18 @@ SHADOWED = {
     "torch", "faiss", "numpy", "pytest", "fastapi", "uvicorn", "pydantic", "onnx",
     "onnxruntime", "rich", "matplotlib", "yaml", "nox", "pytest_recenv", "tests", "src",
 }  # fmt: skip
+# The project's own modules that tests and benchmarks import by their bare name (pytest puts
+# tests/ first on sys.path; a script's own folder comes first for benchmarks/*.py): a package of
+# the same name would collide with one of them. tests/template/test_invalid_answers.py checks that
+# every module in the template's tests/ and benchmarks/ is listed.
+OWN_MODULES = {
+    "conftest", "test_artifacts", "test_benchmarks", "test_channels", "test_cli", "test_data",
+    "test_dockerfile", "test_evaluation", "test_export", "test_gpu", "test_ml100k", "test_models",
+    "test_notebook", "test_noxfile", "test_precommit", "test_project", "test_retrieval",
+    "test_router", "test_server_process", "test_serving", "test_snapshot", "test_training",
+    "test_workflow", "bench_ml100k", "bench_retrieval", "bench_router", "bench_training", "fuzz",
+    "load", "stress_ddp",
+}  # fmt: skip
 # Characters conda refuses in an environment name (conda's validate_prefix_name).
 CONDA_FORBIDDEN = ("/", " ", ":", "#")
 CONDA_RESERVED = ("base", "root")
@@ -99,6 +111,12 @@ def check_package(package: object) -> list[str]:
         return [
             f"package_name {package!r}: would shadow the module {package!r} that the project "
             "imports. Pass another package_name (e.g. 'shop_recs')."
+        ]
+    if package in OWN_MODULES:
+        return [
+            f"package_name {package!r}: is the name of the project's own module {package!r} "
+            "(in tests/ or benchmarks/), which would shadow the package. Pass another "
+            f"package_name (e.g. '{package}_recs')."
         ]
     return []
 

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import ast
+import re
 from pathlib import Path
 
 import pytest
-from bakery import bake_into
+from bakery import ROOT, bake_into
 from cookiecutter.exceptions import FailedHookException
 
 # (id, answers, text the hook's message must contain)
@@ -21,6 +23,9 @@ INVALID = [
     ("package-stdlib", {"package_name": "json"}, "would shadow the module 'json'"),
     ("package-dependency", {"package_name": "torch"}, "would shadow the module 'torch'"),
     ("package-hyphen", {"package_name": "shop-recs"}, "must be a lowercase Python identifier"),
+    ("package-own-test-module", {"project_name": "Test Benchmarks"},
+     "package_name 'test_benchmarks': is the name of the project's own module"),
+    ("package-own-benchmark", {"project_name": "Load"}, "package_name 'load': is the name of"),
     ("owner-hyphen", {"owner": "ml-team"}, "owner 'ml-team': must be a plain handle"),
     ("owner-space", {"owner": "ml team"}, "owner 'ml team'"),
     ("owner-uppercase", {"owner": "MLTeam"}, "owner 'MLTeam'"),
@@ -103,3 +108,15 @@ def test_awkward_project_names_render_valid_files(name: str, tmp_path: Path) -> 
     exec(compile(init, "__init__.py", "exec"), namespace)
     assert namespace["PROJECT_NAME"] == name
     assert namespace["__doc__"].startswith(name)
+
+
+def test_the_pre_gen_hook_knows_every_module_the_project_imports_by_its_bare_name() -> None:
+    """pytest puts tests/ first on sys.path and a script's folder comes first for a benchmark:
+    a package named like one of those modules would be shadowed by it (or shadow it)."""
+    hook = (ROOT / "hooks" / "pre_gen_project.py").read_text(encoding="utf-8")
+    listed = re.search(r"^OWN_MODULES = (\{.*?\})", hook, re.MULTILINE | re.DOTALL)
+    assert listed, "expected OWN_MODULES = {...} in hooks/pre_gen_project.py"
+    project = ROOT / "{{cookiecutter.project_slug}}"
+    modules = {p.stem for p in [*project.glob("tests/*.py"), *project.glob("benchmarks/*.py")]}
+    missing = modules - ast.literal_eval(listed.group(1))
+    assert not missing, f"add {sorted(missing)} to OWN_MODULES in hooks/pre_gen_project.py"
