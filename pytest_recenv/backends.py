@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -19,6 +20,9 @@ from typing import TYPE_CHECKING, Any
 
 from pytest_recenv.smoke import verify
 from pytest_recenv.spec import BuildError, RecenvError
+from pytest_recenv.variants import Resolution, cuda_requests, ensure_cuda_builds
+
+_PIN = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)==([^\s;#]+)")
 
 if TYPE_CHECKING:
     from pytest_recenv.builders import Plan
@@ -65,10 +69,52 @@ class UvBackend:
     def lock_digest(self, lock: Path) -> str:
         return _lock_digest(lock)
 
+    def resolve(self, plan: Plan, extra: Sequence[str] = ()) -> Resolution:
+        """``uv pip compile`` of the plan's requirements (plus ``extra`` lines), pip config
+        passed through: every pinned distribution and the index or find-links it came from."""
+        assert plan.interpreter is not None  # make_plan always chooses one for uv
+        cmd = [
+            self.exe or "uv",
+            "pip",
+            "compile",
+            "--quiet",
+            "--no-header",
+            "--no-annotate",
+            "--emit-index-annotation",
+            "--python",
+            str(plan.interpreter.path),
+            "-",
+            *plan.pip.uv_args(),
+        ]
+        result = subprocess.run(
+            cmd,
+            input="\n".join([*plan.requirements, *extra]) + "\n",
+            text=True,
+            capture_output=True,
+            check=False,
+            cwd=plan.spec.path.parent,
+            env={**os.environ, **plan.pip.uv_env()},
+        )
+        if result.returncode != 0:
+            raise RecenvError(
+                f"uv pip compile failed (exit {result.returncode}):\n"
+                + "\n".join(result.stderr.strip().splitlines()[-20:])
+            )
+        return _parse_compiled(result.stdout)
+
     def build(self, plan: Plan, root: Path, prefix: Path, bar: Progress) -> dict[str, float]:
         from pytest_recenv.builders import write_stamp
 
         assert plan.interpreter is not None  # make_plan always chooses one for uv
+        requirements = list(plan.requirements)
+        if cuda_requests(plan.spec):
+            # Resolve first (seconds, metadata only): a CPU torch is refused before gigabytes of
+            # wheels are fetched, and a CUDA build found by excluding it is what gets installed.
+            bar.step("resolving (a CUDA spec: checking that torch/faiss are CUDA builds)")
+            _, extra = ensure_cuda_builds(
+                plan.spec, lambda more: self.resolve(plan, more), str(plan.spec.path)
+            )
+            requirements += extra
         for stale in root.glob(f".tmp-{plan.key}-*"):  # left by a killed build; we hold the lock
             shutil.rmtree(stale, ignore_errors=True)
         if prefix.exists():
@@ -100,10 +146,10 @@ class UvBackend:
             meta = tmp / ".recenv"
             meta.mkdir()
             reqs = meta / "requirements.in"
-            reqs.write_text("\n".join(plan.requirements) + "\n")
+            reqs.write_text("\n".join(requirements) + "\n")
             python = tmp / "bin" / "python"
             t = time.perf_counter()
-            bar.step(f"resolving and installing {len(plan.requirements)} requirements")
+            bar.step(f"resolving and installing {len(requirements)} requirements")
             _run(
                 "uv pip install",
                 [uv, "pip", "install", "--python", python, "-r", reqs, *plan.pip.uv_args()],
@@ -111,12 +157,15 @@ class UvBackend:
                 cwd=plan.spec.path.parent,
             )
             timings["install"] = time.perf_counter() - t
+            freeze = _run("uv pip freeze", [uv, "pip", "freeze", "--python", python], env=env)
+            if cuda_requests(plan.spec):  # what was installed, not only what was resolved
+                installed = _parse_compiled(freeze.stdout)
+                ensure_cuda_builds(plan.spec, lambda _: installed, str(plan.spec.path), retry=False)
             t = time.perf_counter()
             bar.step(f"uv pip check and import smoke test of {len(plan.smoke)} packages")
             imports = verify(python, plan.smoke, [uv, "pip", "check", "--python", python])
             timings["verify"] = time.perf_counter() - t
             (meta / "import-seconds.json").write_text(json.dumps(imports, indent=1))
-            freeze = _run("uv pip freeze", [uv, "pip", "freeze", "--python", python], env=env)
             (meta / "freeze.txt").write_text(freeze.stdout)
             write_stamp(tmp, plan, "bin/python", timings)
             os.rename(tmp, prefix)
@@ -219,6 +268,23 @@ class CondaFamilyBackend:
             shutil.rmtree(prefix, ignore_errors=True)
             raise
         return timings
+
+
+def _parse_compiled(text: str) -> Resolution:
+    """Pins of ``uv pip compile``/``freeze`` output, with the ``# from <index>`` annotations."""
+    from pytest_recenv.names import canonical
+
+    res = Resolution({})
+    last = None
+    for line in text.splitlines():
+        stripped = line.strip()
+        pin = _PIN.match(stripped)
+        if pin:
+            last = canonical(pin.group(1))
+            res.pins[last] = pin.group(2)
+        elif last and stripped.startswith("# from "):
+            res.sources[last] = stripped.removeprefix("# from ").strip()
+    return res
 
 
 @cache

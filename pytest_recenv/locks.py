@@ -9,8 +9,6 @@ already satisfies, never force a relock.
 from __future__ import annotations
 
 import json
-import os
-import re
 import subprocess
 import sysconfig
 from dataclasses import dataclass
@@ -22,9 +20,9 @@ from packaging.version import InvalidVersion, Version
 
 from pytest_recenv import names
 from pytest_recenv.spec import Problem, RecenvError, Spec, load_spec
+from pytest_recenv.variants import cuda_requests, ensure_cuda_builds
 
 LOCK_FORMAT = 1
-_PIN = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)==([^\s;#]+)")
 
 
 def conda_subdir() -> str:
@@ -104,38 +102,11 @@ def write_uv_lock(
     plan = make_plan(env_file, backends=backends or ["uv"], python_policy=python_policy)
     if plan.backend.name != "uv" or plan.interpreter is None:
         raise RecenvError(f"recenv lock writes uv locks; for {plan.backend.name} use conda-lock")
-    uv = plan.backend.exe or "uv"
-    cmd = [
-        uv,
-        "pip",
-        "compile",
-        "--quiet",
-        "--no-header",
-        "--no-annotate",
-        "--python",
-        str(plan.interpreter.path),
-        "-",
-        *plan.pip.uv_args(),
-    ]
-    result = subprocess.run(
-        cmd,
-        input="\n".join(plan.requirements) + "\n",
-        text=True,
-        capture_output=True,
-        check=False,
-        cwd=plan.spec.path.parent,
-        env={**os.environ, **plan.pip.uv_env()},
+    # a spec that asks for CUDA must not lock a CPU torch/faiss (see variants.py)
+    resolution, _ = ensure_cuda_builds(
+        plan.spec, lambda extra: plan.backend.resolve(plan, extra), str(env_file)
     )
-    if result.returncode != 0:
-        raise RecenvError(
-            f"uv pip compile failed (exit {result.returncode}):\n"
-            + "\n".join(result.stderr.strip().splitlines()[-20:])
-        )
-    packages = {}
-    for line in result.stdout.splitlines():
-        m = _PIN.match(line.strip())
-        if m:
-            packages[names.canonical(m.group(1))] = m.group(2)
+    packages = resolution.pins
     data = {
         "format": LOCK_FORMAT,
         "backend": "uv",
@@ -229,9 +200,7 @@ def drift(spec: Spec, installed: dict[str, str], display: str) -> list[Problem]:
         for d in spec.conda
         if d.name in ("cpuonly", "pytorch-cpu") or (d.build and "cpu" in d.build)
     ]
-    cuda = [
-        d for d in spec.conda if d.name in names.CUDA_PACKAGES or (d.build and "cuda" in d.build)
-    ]
+    cuda = cuda_requests(spec)
     torch = installed.get("torch", "")
     torch_dep = next((d for d in spec.conda if names.pypi_name(d.name) == "torch"), None)
     line = torch_dep.line if torch_dep else 1

@@ -1,0 +1,161 @@
+"""A spec that asks for CUDA never locks or builds a CPU torch/faiss (issue 12, item 10).
+
+Real uv resolutions: the machine's local CPU torch wheel (find-links) where it exists, and tiny
+wheels built on the spot that stand in for CPU and CUDA builds of torch.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from recenv_helpers import make_wheel, write_env
+
+from pytest_recenv.cli import main
+from pytest_recenv.variants import torch_variant
+
+pytestmark = pytest.mark.slow
+
+LOCAL_WHEELS = Path("/opt/wheels")
+LOCAL_INDEX = Path("/opt/pypi/simple")
+CPU_TORCH = sorted(LOCAL_WHEELS.glob("torch-2.13.0+cpu-cp311-*.whl"))
+CUDA12 = "  - cuda-version=12.6\n  - pytorch=2.13=cuda*\n"
+
+
+def _pip_config(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, body: str) -> None:
+    conf = tmp_path / "pip.conf"
+    conf.write_text(f"[global]\n{body}")
+    empty = tmp_path / "no-xdg"
+    empty.mkdir(exist_ok=True)
+    monkeypatch.setenv("XDG_CONFIG_DIRS", str(empty))
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(empty))
+    monkeypatch.setenv("PIP_CONFIG_FILE", str(conf))
+    for var in ("PIP_FIND_LINKS", "PIP_INDEX_URL", "PIP_EXTRA_INDEX_URL", "PIP_CONSTRAINT"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.delenv("PIP_NO_INDEX", raising=False)
+
+
+@pytest.fixture
+def machine_torch(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """This machine's CPU torch wheel (find-links) and its local index for torch's
+    dependencies; no PyPI, so the result does not depend on the network."""
+    if not CPU_TORCH or not LOCAL_INDEX.is_dir():
+        pytest.skip(f"needs torch 2.13.0+cpu in {LOCAL_WHEELS} and an index at {LOCAL_INDEX}")
+    _pip_config(
+        monkeypatch,
+        tmp_path,
+        f"index-url = {LOCAL_INDEX.as_uri()}\nfind-links = {LOCAL_WHEELS}\n",
+    )
+
+
+@pytest.fixture
+def torch_builds(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    """A find-links folder (and nothing else) with stand-ins for a CPU torch and CUDA 12 and 13
+    torch builds: the CPU build is the newest by PEP 440 (a local label sorts last)."""
+    house = tmp_path / "torch-builds"
+    make_wheel(house, "torch", "2.13.0+cpu")
+    make_wheel(house, "torch", "2.13.0", requires=("nvidia-cuda-runtime-cu12==12.6.77",))
+    make_wheel(house, "nvidia-cuda-runtime-cu12", "12.6.77")
+    _pip_config(monkeypatch, tmp_path, f"no-index = true\nfind-links = {house}\n")
+    return house
+
+
+def test_lock_of_a_cuda12_spec_refuses_the_local_cpu_torch_wheel(
+    tmp_path: Path, machine_torch: None, cache_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    spec = write_env(tmp_path / "proj", CUDA12)
+    assert main(["lock", str(spec)]) == 1
+    err = capsys.readouterr().err
+    assert err == (
+        f"recenv lock: {spec}:9: 'pytorch=2.13=cuda*' resolved to torch 2.13.0+cpu (a CPU "
+        f"build, from {LOCAL_WHEELS.as_uri()}) but this spec asks for CUDA 12 "
+        "('cuda-version=12.6', line 8); your indexes offer no other build of it. Offer a CUDA "
+        "build: add the PyTorch CUDA index to your pip config (extra-index-url = "
+        "https://download.pytorch.org/whl/cu126) or remove the CPU wheel from your find-links, "
+        "or build this on a CPU stage (drop the CUDA lines: cpuonly / compute=cpu)\n"
+    )
+    assert not (spec.parent / "environment.lock.json").exists()
+
+
+def test_lock_of_a_cpu_spec_still_locks_the_local_cpu_torch_wheel(
+    tmp_path: Path, machine_torch: None, cache_dir: Path
+) -> None:
+    spec = write_env(tmp_path / "proj", "  - pytorch=2.13=cpu*\n  - cpuonly\n")
+    assert main(["lock", str(spec)]) == 0
+    lock = json.loads((spec.parent / "environment.lock.json").read_text())
+    assert lock["packages"]["torch"] == "2.13.0+cpu"
+
+
+def test_build_of_a_cuda12_spec_refuses_the_cpu_torch_before_installing_anything(
+    tmp_path: Path, machine_torch: None, cache_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    spec = write_env(tmp_path / "proj", CUDA12)
+    assert main(["build", "-q", str(spec)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(
+        f"recenv build: {spec}:9: 'pytorch=2.13=cuda*' resolved to torch 2.13.0+cpu (a CPU build"
+    ), err
+    assert "Traceback" not in err
+    # refused at resolution: no venv, no half-built env, nothing fetched into an env
+    assert [p.name for p in cache_dir.iterdir() if not p.name.endswith((".lock", ".json"))] == []
+
+
+def test_a_cuda_build_the_indexes_offer_is_locked_and_built_instead_of_the_cpu_wheel(
+    tmp_path: Path, torch_builds: Path, cache_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    spec = write_env(tmp_path / "proj", CUDA12)
+    assert main(["lock", str(spec)]) == 0, capsys.readouterr().err
+    lock = json.loads((spec.parent / "environment.lock.json").read_text())
+    assert lock["packages"]["torch"] == "2.13.0"
+    assert lock["packages"]["nvidia-cuda-runtime-cu12"] == "12.6.77"
+    (spec.parent / "environment.lock.json").unlink()  # build from the spec, not the lock
+    capsys.readouterr()
+    assert main(["build", "-q", str(spec)]) == 0, capsys.readouterr().err
+    prefix = Path(capsys.readouterr().out.strip())
+    freeze = (prefix / ".recenv" / "freeze.txt").read_text()
+    assert "torch==2.13.0\n" in freeze
+
+
+def test_a_cuda_build_of_another_major_is_refused_naming_both_builds(
+    tmp_path: Path, torch_builds: Path, cache_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (torch_builds / "torch-2.13.0-py3-none-any.whl").unlink()
+    make_wheel(torch_builds, "torch", "2.13.0", requires=("nvidia-cuda-runtime==13.0.96",))
+    make_wheel(torch_builds, "nvidia-cuda-runtime", "13.0.96")
+    spec = write_env(tmp_path / "proj", CUDA12)
+    assert main(["lock", str(spec)]) == 1
+    err = capsys.readouterr().err
+    assert "resolved to torch 2.13.0+cpu (a CPU build, from " in err
+    assert "the other builds offered: torch 2.13.0 (a CUDA 13 build, from " in err
+    assert "asks for CUDA 12 ('cuda-version=12.6', line 8)" in err
+
+
+def test_faiss_cpu_standing_in_for_faiss_gpu_is_refused(
+    tmp_path: Path, torch_builds: Path, cache_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    make_wheel(torch_builds, "faiss-gpu", "1.15.1", requires=("faiss-cpu",))
+    make_wheel(torch_builds, "faiss-cpu", "1.15.1")
+    spec = write_env(tmp_path / "proj", CUDA12 + "  - faiss-gpu=1.15\n")
+    assert main(["lock", str(spec)]) == 1
+    err = capsys.readouterr().err
+    assert f"{spec}:10: 'faiss-gpu=1.15' resolved to faiss-cpu 1.15.1 (a CPU build, from " in err
+
+
+@pytest.mark.parametrize(
+    ("pins", "expected"),
+    [
+        ({"torch": "2.13.0+cpu"}, ("cpu", None)),
+        ({"torch": "2.13.0+cu126"}, ("cuda", 12)),
+        ({"torch": "2.13.0+cu130"}, ("cuda", 13)),
+        ({"torch": "2.13.0+rocm6.4"}, ("rocm6.4", None)),
+        ({"torch": "2.13.0"}, ("cpu", None)),  # macOS/Windows: no CUDA libraries resolved
+        ({"torch": "2.13.0", "nvidia-cuda-runtime": "13.0.96"}, ("cuda", 13)),
+        ({"torch": "2.13.0", "nvidia-cublas-cu12": "12.9.3.13"}, ("cuda", 12)),
+    ],
+    ids=["cpu", "cu126", "cu130", "rocm", "plain", "plain-cuda13", "plain-cu12"],
+)
+def test_torch_variant_reads_the_build_from_the_resolution(
+    pins: dict[str, str], expected: tuple[str, int | None]
+) -> None:
+    assert torch_variant(pins) == expected
