@@ -201,13 +201,26 @@ def recenv_source_problem(context: dict) -> str:
     return ""
 
 
+def recenv_resolved(context: dict) -> dict:
+    """Filter: the context with `recenv_requirement` resolved, plus `_recenv_source_problem`
+    (for the pre-gen hook, which validates what the files will get)."""
+    problem = recenv_source_problem(context)
+    return {
+        **context,
+        "recenv_requirement": recenv_requirement(context),
+        "_recenv_source_problem": problem,
+    }
+
+
 class RecenvSource(Extension):
-    """Registers recenv_requirement and recenv_source_problem."""
+    """Registers recenv_requirement, recenv_source_problem and recenv_resolved."""
 
     def __init__(self, environment):  # type: ignore[no-untyped-def]
         super().__init__(environment)
         environment.filters.update(
-            recenv_requirement=recenv_requirement, recenv_source_problem=recenv_source_problem
+            recenv_requirement=recenv_requirement,
+            recenv_source_problem=recenv_source_problem,
+            recenv_resolved=recenv_resolved,
         )
 
 

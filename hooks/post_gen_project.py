@@ -14,8 +14,10 @@ from pathlib import Path
 
 CONTEXT: dict = json.loads({{ cookiecutter | jsonify | py_str }})  # noqa: E501
 PACKAGE = CONTEXT["package_name"]
-# recenv_requirement as the files get it: "auto" resolved to this template's source.
-RECENV_REQUIREMENT = {{ cookiecutter | recenv_requirement | py_str }}
+# recenv_requirement as the files get it: "auto" resolved to this template's source (the
+# replay file keeps the answer "auto", so a re-bake resolves it anew).
+RESOLVED: dict = json.loads({{ cookiecutter | recenv_resolved | jsonify | py_str }})  # noqa: E501
+RECENV_REQUIREMENT = RESOLVED["recenv_requirement"]
 
 # (answer, value that drops the paths) -> paths relative to the project root.
 OPTIONAL_PARTS: dict[tuple[str, object], tuple[str, ...]] = {

@@ -14,11 +14,9 @@ import sys
 
 # The answers, rendered by cookiecutter as a JSON text inside a Python string literal, so any
 # quote, backslash or unicode in them survives intact.
-CONTEXT: dict = json.loads({{ cookiecutter | jsonify | py_str }})  # noqa: E501
-# recenv_requirement as the files get it: "auto" resolved to this template's source, or why
-# it cannot be (local_extensions.py).
-RECENV_REQUIREMENT = {{ cookiecutter | recenv_requirement | py_str }}  # noqa: E501
-RECENV_SOURCE_PROBLEM = {{ cookiecutter | recenv_source_problem | py_str }}  # noqa: E501
+# recenv_requirement is as the files get it: "auto" resolved to this template's source, and
+# `_recenv_source_problem` says why it could not be, if so (local_extensions.py).
+CONTEXT: dict = json.loads({{ cookiecutter | recenv_resolved | jsonify | py_str }})  # noqa: E501
 
 SLUG_RE = re.compile(r"^[a-z][a-z0-9]*(?:-[a-z0-9]+)*$")
 PACKAGE_RE = re.compile(r"^[a-z][a-z0-9_]*$")
@@ -189,7 +187,7 @@ def check_bool(name: str, value: object) -> list[str]:
 
 
 def check_requirement(value: object) -> list[str]:
-    if value == "auto":  # unresolved: RECENV_SOURCE_PROBLEM says why
+    if value == "auto":  # unresolved: CONTEXT["_recenv_source_problem"] says why
         return []
     if not isinstance(value, str) or _control_chars(value) or not value.strip():
         return [
@@ -229,8 +227,9 @@ def validate(ctx: dict) -> list[str]:
 
 
 def main() -> int:
-    errors = [RECENV_SOURCE_PROBLEM] if RECENV_SOURCE_PROBLEM else []
-    errors += validate({**CONTEXT, "recenv_requirement": RECENV_REQUIREMENT})
+    problem = CONTEXT.get("_recenv_source_problem", "")
+    errors = [problem] if problem else []
+    errors += validate(CONTEXT)
     for message in errors:
         print(f"ERROR: {message}", file=sys.stderr)
     if errors:
