@@ -95,9 +95,10 @@ def demo(session: nox.Session) -> None:
     project = bake_fresh(OUT, answers, run=lambda *cmd: session.run(*cmd))
     # The baked project's own tasks, as its README tells a user to run them: `env` checks and
     # builds environment.yml; `demo` runs data -> train -> index -> evaluate -> export, then
-    # starts the server and sends one request per route; `tests` runs its suite in that env.
+    # starts the server and sends one request per route; `tests` runs its suite in that env;
+    # `lint` is its own ruff + recenv check (a fresh project must pass its own lint).
     with session.chdir(project):
-        session.run("nox", "-s", "env", "demo", "tests")
+        session.run("nox", "-s", "env", "demo", "tests", "lint")
     # recenv and nox live in this session's virtualenv, on nobody's PATH: print a path that works.
     recenv = Path(session.bin) / "recenv"
     session.log(f"Baked project: {project}")

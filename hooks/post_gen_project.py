@@ -19,27 +19,11 @@ PACKAGE = CONTEXT["package_name"]
 RESOLVED: dict = json.loads({{ cookiecutter | recenv_resolved | jsonify | py_str }})  # noqa: E501
 RECENV_REQUIREMENT = RESOLVED["recenv_requirement"]
 
-# (answer, value that drops the paths) -> paths relative to the project root.
+# Parts an answer switches off: cookiecutter.json's `_optional_parts` (the pre-gen hook reads the
+# same table to refuse a re-bake that would delete files it did not write).
 OPTIONAL_PARTS: dict[tuple[str, object], tuple[str, ...]] = {
-    ("include_serving", False): (
-        f"src/{PACKAGE}/serving",
-        "tests/test_serving.py",
-        "tests/test_server_process.py",
-        "benchmarks/load.py",
-        "benchmarks/fuzz.py",
-        "docs/serving.md",
-    ),
-    ("include_docker", False): (
-        "Dockerfile",
-        ".dockerignore",
-        "tests/test_dockerfile.py",
-        "docs/docker.md",
-    ),
-    ("ci", "none"): (
-        ".github",
-        "tests/test_workflow.py",
-        "docs/ci.md",
-    ),
+    (part["answer"], part["off"]): tuple(p.format(package=PACKAGE) for p in part["paths"])
+    for part in CONTEXT["_optional_parts"]
 }
 # No file is GPU-only: the CUDA image is the same Dockerfile rendered for compute=cuda12, and a
 # CPU project keeps its GPU tests (they skip with a reason on CPU machines, run on a GPU box).

@@ -11,6 +11,7 @@ import json
 import keyword
 import re
 import sys
+from pathlib import Path
 
 # The answers, rendered by cookiecutter as a JSON text inside a Python string literal, so any
 # quote, backslash or unicode in them survives intact.
@@ -226,10 +227,34 @@ def validate(ctx: dict) -> list[str]:
     return errors
 
 
+def check_rebake(ctx: dict, root: Path) -> list[str]:
+    """Refuse to bake over files a switched-off part would delete.
+
+    The post-gen hook removes the parts the answers switch off (`_optional_parts` in
+    cookiecutter.json). Baking with --overwrite-if-exists into an existing project, those paths
+    may hold the user's own files: this hook runs in the project folder before anything is
+    written, so whatever is there now was not written by this bake."""
+    errors = []
+    for part in ctx.get("_optional_parts", ()):
+        answer, off = part["answer"], part["off"]
+        if ctx.get(answer) != off:
+            continue
+        paths = [p.format(package=ctx["package_name"]) for p in part["paths"]]
+        there = [p for p in paths if (root / p).exists()]
+        if there:
+            errors.append(
+                f"{answer} {off!r}: would delete {', '.join(there)} in {root}, which this bake "
+                "did not write. Move them away, bake into a new folder, or switch the part on."
+            )
+    return errors
+
+
 def main() -> int:
     problem = CONTEXT.get("_recenv_source_problem", "")
     errors = [problem] if problem else []
     errors += validate(CONTEXT)
+    if not errors:
+        errors += check_rebake(CONTEXT, Path.cwd())
     for message in errors:
         print(f"ERROR: {message}", file=sys.stderr)
     if errors:

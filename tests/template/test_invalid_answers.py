@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from bakery import ROOT, bake_into
 from cookiecutter.exceptions import FailedHookException
+from cookiecutter.main import cookiecutter
 
 # (id, answers, text the hook's message must contain)
 INVALID = [
@@ -120,3 +121,28 @@ def test_the_pre_gen_hook_knows_every_module_the_project_imports_by_its_bare_nam
     modules = {p.stem for p in [*project.glob("tests/*.py"), *project.glob("benchmarks/*.py")]}
     missing = modules - ast.literal_eval(listed.group(1))
     assert not missing, f"add {sorted(missing)} to OWN_MODULES in hooks/pre_gen_project.py"
+
+
+def test_a_rebake_never_deletes_files_of_a_part_it_switches_off(tmp_path: Path) -> None:
+    """Re-baking over a project with a part switched off used to rmtree the user's files there."""
+    project = bake_into(tmp_path, python_version="3.11")
+    mine = project / "src" / "shop_recs" / "serving" / "my_auth.py"
+    mine.write_text("SECRET_SAUCE = 1\n")
+    with pytest.raises(FailedHookException):
+        cookiecutter(
+            str(ROOT), no_input=True, output_dir=str(tmp_path), overwrite_if_exists=True,
+            extra_context={"python_version": "3.11", "include_serving": False},
+        )  # fmt: skip
+    assert mine.read_text() == "SECRET_SAUCE = 1\n"
+    assert (project / "src" / "shop_recs" / "serving" / "app.py").is_file()
+
+
+def test_a_rebake_with_the_same_parts_overwrites_in_place(tmp_path: Path) -> None:
+    project = bake_into(tmp_path, python_version="3.11", include_docker=False)
+    (project / "notes.md").write_text("mine\n")
+    cookiecutter(
+        str(ROOT), no_input=True, output_dir=str(tmp_path), overwrite_if_exists=True,
+        extra_context={"python_version": "3.11", "include_docker": False},
+    )  # fmt: skip
+    assert (project / "notes.md").read_text() == "mine\n"
+    assert not (project / "Dockerfile").exists()
