@@ -226,7 +226,10 @@ def evaluate_items(config: pytest.Config, items: list[pytest.Item]) -> None:
             path, line, _ = item.location
             errors.append(f"{path}:{(line or 0) + 1}: {item.nodeid}: {exc}")
     if errors:
-        raise pytest.UsageError("bad hardware marker arguments:\n  " + "\n  ".join(errors))
+        message = "bad hardware marker arguments:\n  " + "\n  ".join(errors)
+        if hasattr(config, "workerinput"):  # the controller raises it again (see node_down)
+            config.workeroutput["recenv_usage_error"] = message
+        raise pytest.UsageError(message)
     if config.getoption("recenv_only_hardware"):
         dropped = [i for i in items if not _is_hardware(i)]
         if dropped:
@@ -345,7 +348,11 @@ def node_down(
     A worker that died of a usage error (a pinning warning the filters make an error, say)
     stops the run with that message: xdist would otherwise print the worker's traceback and
     start a replacement, which fails the same way or trips a different, misleading check.
+    A usage error found at a worker's collection (bad marker arguments) is raised here as it is
+    serially: the worker's own stderr is lost, and xdist would end on an INTERNALERROR.
     """
+    if workeroutput.get("recenv_usage_error"):
+        raise pytest.UsageError(workeroutput["recenv_usage_error"])
     usage = _usage_error_of(error)
     if usage is not None:
         pytest.exit(f"xdist worker {worker} could not start: {usage}", pytest.ExitCode.USAGE_ERROR)

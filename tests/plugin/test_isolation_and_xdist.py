@@ -377,3 +377,33 @@ def test_a_worker_side_pinning_error_stops_the_run_with_its_message(
     output = result.stdout.str() + result.stderr.str()
     for absent in ("node down", "Traceback", "replacing crashed worker", "beyond", "INTERNALERROR"):
         assert absent not in output, absent
+
+
+BAD_MARKERS = """
+import pytest
+
+@pytest.mark.cuda(min_memory="lots")
+def test_a():
+    pass
+
+@pytest.mark.multi_gpu(1)
+def test_b():
+    pass
+"""
+
+
+def test_bad_marker_arguments_under_xdist_are_the_same_usage_error_as_serially(
+    pytester: pytest.Pytester, run: Run
+) -> None:
+    # Workers collect, so the error is raised there; xdist used to end in an INTERNALERROR
+    # (exit 3, "assert not crashitem") and the message was lost.
+    pytester.makepyfile(BAD_MARKERS)
+    serial = run()
+    under_xdist = run("-p", "xdist.plugin", "-n", "2")
+    for result in (serial, under_xdist):
+        assert result.ret == pytest.ExitCode.USAGE_ERROR
+        assert "INTERNALERROR" not in result.stdout.str() + result.stderr.str()
+    errors = [line for line in serial.errlines if line.strip()]
+    assert errors[0] == "ERROR: bad hardware marker arguments:"
+    assert len(errors) == 3
+    under_xdist.stderr.fnmatch_lines(errors, consecutive=True)
