@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from pytest_recenv.hardware import HardwareReport
-from pytest_recenv.markers import Requirement, Skip, evaluate_requirements
+from pytest_recenv.markers import ALL_MARKERS, Requirement, Skip, evaluate_requirements
 
 # Requesting one of these fixtures adds its marker, so the test is skipped (or, in require mode,
 # fails) with a reason instead of erroring inside the fixture.
@@ -55,6 +55,12 @@ class State:
     require_failed: bool = False
     has_markers: bool = False  # a selected test carries any recenv marker
     has_wide: bool = False  # a selected test needs several GPUs
+    project_markers: tuple[str, ...] = ()  # names the project registers itself: left to it
+
+    @property
+    def marker_names(self) -> tuple[str, ...]:
+        """The recenv markers this run gives meaning to."""
+        return tuple(n for n in ALL_MARKERS if n not in self.project_markers)
 
 
 STATE_KEY = pytest.StashKey[State]()

@@ -96,7 +96,20 @@ def header_lines(state: State) -> list[str]:
         )
         libs = libs or "neither torch nor faiss installed"
         second = f"recenv: {libs} (checked in a child process only if a selected test needs it)"
-    return [first, second]
+    return [first, second, *_project_markers_lines(state.project_markers)]
+
+
+def _project_markers_lines(names: tuple[str, ...]) -> list[str]:
+    """One line: the recenv markers the project registers itself, and how to hand them over."""
+    if not names:
+        return []
+    listed = ", ".join(names)
+    subject = f"marker {listed} is" if len(names) == 1 else f"markers {listed} are"
+    pronoun = "it" if len(names) == 1 else "them"
+    return [
+        f"recenv: {subject} the project's own (ini markers): pytest-recenv leaves {pronoun} "
+        f"alone; to hand {pronoun} over, set ini recenv_markers = {' '.join(names)}"
+    ]
 
 
 def summary_lines(config: pytest.Config) -> list[str]:

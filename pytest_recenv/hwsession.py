@@ -13,6 +13,7 @@ import contextlib
 import dataclasses
 import json
 import os
+import re
 import shutil
 import sys
 import tempfile
@@ -32,6 +33,7 @@ from pytest_recenv.hardware import (
 )
 from pytest_recenv.hwreport import devices_text
 from pytest_recenv.markers import (
+    ALL_MARKERS,
     MarkerError,
     Skip,
     evaluate_requirements,
@@ -63,6 +65,28 @@ def resolve_mode(config: pytest.Config) -> str:
                 )
             return mode
     return "auto"
+
+
+def register_markers(config: pytest.Config, help_lines: dict[str, str]) -> tuple[str, ...]:
+    """Register the recenv markers, except a name the project registers itself (ini ``markers``)
+    and has not handed over in ini ``recenv_markers``; return the names left to the project.
+
+    Read before adding ours: the ini's ``markers`` is all that is registered at this point (the
+    hook runs first), so a line already there is the project's own.
+    """
+    handed = [str(name) for name in config.getini("recenv_markers")]
+    for name in handed:
+        if name not in help_lines:
+            raise pytest.UsageError(
+                f"ini option recenv_markers: {name!r} is not a pytest-recenv marker; "
+                f"expected names among {', '.join(help_lines)}"
+            )
+    own = {re.split(r"[(:]", str(line), maxsplit=1)[0].strip() for line in config.getini("markers")}
+    left = tuple(name for name in help_lines if name in own and name not in handed)
+    for name, line in help_lines.items():
+        if name not in left:
+            config.addinivalue_line("markers", line)
+    return left
 
 
 def configure(config: pytest.Config) -> State:
@@ -175,10 +199,15 @@ def _is_wide(item: pytest.Item) -> bool:
     reqs = item.stash.get(REQS_KEY, None)
     if reqs is None:  # at collection, before evaluate_items; bad arguments are reported there
         try:
-            reqs = requirements(item)
+            reqs = requirements(item, _marker_names(item.config))
         except MarkerError:
             return False
     return any(r.is_gpu and r.min_devices > 1 for r in reqs)
+
+
+def _marker_names(config: pytest.Config) -> tuple[str, ...]:
+    state = config.stash.get(STATE_KEY, None)
+    return ALL_MARKERS if state is None else state.marker_names
 
 
 def imply_markers(item: pytest.Item) -> None:
@@ -188,8 +217,9 @@ def imply_markers(item: pytest.Item) -> None:
     ``xdist_group`` (for ``--dist loadgroup``).
     """
     names = getattr(item, "fixturenames", ())
+    ours = _marker_names(item.config)
     for fixture, marker in FIXTURE_MARKERS.items():
-        if fixture in names and item.get_closest_marker(marker) is None:
+        if fixture in names and marker in ours and item.get_closest_marker(marker) is None:
             item.add_marker(marker)
     on_worker = hasattr(item.config, "workerinput")
     if on_worker and item.get_closest_marker("xdist_group") is None and _is_wide(item):
@@ -221,7 +251,7 @@ def evaluate_items(config: pytest.Config, items: list[pytest.Item]) -> None:
     errors = []
     for item in items:
         try:
-            item.stash[REQS_KEY] = requirements(item)
+            item.stash[REQS_KEY] = requirements(item, state.marker_names)
         except MarkerError as exc:
             path, line, _ = item.location
             errors.append(f"{path}:{(line or 0) + 1}: {item.nodeid}: {exc}")

@@ -10,7 +10,7 @@ already proves.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 
 import pytest
@@ -147,8 +147,12 @@ MARKER_USAGE = {
 }
 
 
-def requirements(item: pytest.Item) -> tuple[Requirement, ...]:
-    return tuple(parse(m) for m in item.iter_markers() if m.name in _PARSERS)
+def requirements(
+    item: pytest.Item, names: Collection[str] = ALL_MARKERS
+) -> tuple[Requirement, ...]:
+    """The requirements of ``item``'s markers among ``names`` (the ones this run gives meaning:
+    a marker the project registers itself is left out)."""
+    return tuple(parse(m) for m in item.iter_markers() if m.name in _PARSERS and m.name in names)
 
 
 # -- evaluation -----------------------------------------------------------------------------------

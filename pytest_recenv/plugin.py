@@ -75,15 +75,23 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addini(
         "recenv_gpu", "hardware mode: auto, require or skip (see --recenv-gpu)", default=""
     )
+    parser.addini(
+        "recenv_markers",
+        "recenv marker names to give meaning even where the project registers them itself in "
+        "ini markers (by default such a name is left to the project), e.g. cuda faiss",
+        type="args",
+        default=[],
+    )
 
 
-@pytest.hookimpl(tryfirst=True)
+@pytest.hookimpl(tryfirst=True)  # first: ini `markers` still holds only the project's own lines
 def pytest_configure(config: pytest.Config) -> None:
-    for help_line in MARKERS.values():  # each line starts with its marker's name
-        config.addinivalue_line("markers", help_line)
     from pytest_recenv import hwsession
 
-    config.stash[STATE_KEY] = hwsession.configure(config)
+    left_to_project = hwsession.register_markers(config, MARKERS)
+    state = hwsession.configure(config)
+    state.project_markers = left_to_project
+    config.stash[STATE_KEY] = state
 
 
 @pytest.hookimpl(optionalhook=True)
