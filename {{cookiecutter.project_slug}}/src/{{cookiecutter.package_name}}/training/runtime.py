@@ -109,6 +109,15 @@ def init_distributed(device_request: str) -> DistContext:
         return DistContext()
     rank, local_rank = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
     if not dist.is_initialized():
+        # Import this before the group exists. Its collectives take ``group=group.WORLD`` as a
+        # default argument, evaluated at import time, and DistributedDataParallel imports it
+        # (through torch._dynamo) when it is constructed. Imported after init_process_group,
+        # those ten defaults hold the default group, so destroy_process_group() cannot free
+        # it: gloo's worker and TCP threads then live on until the interpreter's own teardown
+        # frees the module, and a rank can abort there ("terminate called without an active
+        # exception") after training has finished. See shutdown_distributed.
+        import torch.distributed.nn  # noqa: F401
+
         use_nccl = (
             torch.cuda.is_available() and device_request != "cpu" and dist.is_nccl_available()
         )
@@ -138,6 +147,15 @@ def mean_across(value: float, ctx: DistContext, device: torch.device) -> float:
 
 
 def shutdown_distributed(ctx: DistContext) -> None:
+    """Leave the process group so that its threads are gone before the interpreter exits.
+
+    The barrier lets every rank finish its last collective before any rank tears down.
+    destroy_process_group() then frees the group, joining gloo's threads here and now, but
+    only if nothing else still holds it: the DistributedDataParallel wrapper (its reducer
+    does; ``train`` calls this after ``_train`` has returned, so the wrapper is gone) and
+    torch.distributed.nn (see init_distributed). A group freed later is freed during the
+    interpreter's shutdown, with its threads running while Python is torn down.
+    """
     if ctx.enabled and dist.is_initialized():
         dist.barrier()
         dist.destroy_process_group()
