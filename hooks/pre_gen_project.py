@@ -46,8 +46,9 @@ SHADOWED = {
 # every module in the template's tests/ and benchmarks/ is listed.
 OWN_MODULES = {
     "conftest", "test_artifacts", "test_benchmarks", "test_channels", "test_cli", "test_data",
-    "test_dockerfile", "test_evaluation", "test_export", "test_gpu", "test_ml100k", "test_models",
-    "test_notebook", "test_noxfile", "test_precommit", "test_project", "test_retrieval",
+    "test_ddp_teardown", "test_dockerfile", "test_evaluation", "test_export", "test_gpu",
+    "test_ml100k", "test_models", "test_notebook", "test_noxfile", "test_precommit", "test_project",
+    "test_retrieval",
     "test_router", "test_server_process", "test_serving", "test_snapshot", "test_training",
     "test_workflow", "bench_ml100k", "bench_retrieval", "bench_router", "bench_training", "fuzz",
     "load", "stress_ddp",
