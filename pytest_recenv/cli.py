@@ -105,7 +105,24 @@ def _cmd_run(args: argparse.Namespace) -> int:
         )
         return 2
     env = _ensure(args)
-    return env.run(command, check=False).returncode
+    import shutil
+
+    from pytest_recenv import runner
+
+    exe = shutil.which(command[0], path=str(env.bin)) or command[0]
+    try:
+        # passes signals on, ends the way the command ended (see runner.py)
+        return runner.run([exe, *command[1:]], env.environ())
+    except FileNotFoundError:
+        print(
+            f"recenv run: expected '{command[0]}' in {env.bin} or on PATH, found neither; "
+            f"add it to {args.file} or check the spelling",
+            file=sys.stderr,
+        )
+        return 127
+    except PermissionError:
+        print(f"recenv run: '{exe}' is not executable; check its permissions", file=sys.stderr)
+        return 126
 
 
 def _add_build_options(p: argparse.ArgumentParser, positional: bool = True) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import shlex
 import shutil
+import signal
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -28,19 +29,29 @@ RUFF = "ruff==0.17.6"
 PYTHON_PATHS = ("src", "tests", "benchmarks", "notebooks", "noxfile.py")
 
 
-def recenv(session: nox.Session, *args: str) -> None:
+def _stop_like_ctrl_c(signum: int, frame: object) -> None:
+    """SIGTERM to nox would end nox alone and leave its command (a server) running: take it
+    as Ctrl-C instead, so nox stops the command (a wait, then SIGTERM, then SIGKILL)."""
+    raise KeyboardInterrupt
+
+
+def recenv(session: nox.Session, *args: str, **run: float) -> None:
     """Run the recenv CLI, with a clear error when pytest-recenv is not installed."""
     if shutil.which("recenv") is None:
         session.error(
             "expected the `recenv` command (pytest-recenv) on PATH, found none. "
             f"Install it next to nox: pip install '{RECENV_REQUIREMENT}'"
         )
-    session.run("recenv", *args, external=True)
+    signal.signal(signal.SIGTERM, _stop_like_ctrl_c)  # here, not at import: only under nox
+    session.run("recenv", *args, external=True, **run)
 
 
-def in_env(session: nox.Session, *args: str) -> None:
-    """Run a command inside the project's environment (built or reused first)."""
-    recenv(session, "run", "--file", ENV_FILE, "--", *args)
+def in_env(session: nox.Session, *args: str, **run: float) -> None:
+    """Run a command inside the project's environment (built or reused first).
+
+    `recenv run` passes signals on to the command and ends the way it ended.
+    """
+    recenv(session, "run", "--file", ENV_FILE, "--", *args, **run)
 
 
 @nox.session
@@ -131,7 +142,18 @@ def demo(session: nox.Session) -> None:
 @nox.session(default=False)
 def serve(session: nox.Session) -> None:
     """Serve artifacts/ over HTTP on 127.0.0.1:8000 (args go to `python -m {{ cookiecutter.package_name }} serve`)."""
-    in_env(session, "python", "-m", PACKAGE, "serve", *session.posargs)
+    # After Ctrl-C the server has a second to finish on its own before nox sends SIGTERM,
+    # then ten to shut down gracefully before SIGKILL.
+    in_env(
+        session,
+        "python",
+        "-m",
+        PACKAGE,
+        "serve",
+        *session.posargs,
+        interrupt_timeout=1.0,
+        terminate_timeout=10.0,
+    )
 {%- endif %}
 
 
