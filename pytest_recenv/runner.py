@@ -57,16 +57,22 @@ def run(cmd: Sequence[str], env: Mapping[str, str], cwd: Path | str | None = Non
         raise
     # Fallback for a signal delivered to another thread (the mask above is this thread's):
     # Python runs the handler here, in the main thread.
+    previous = {}
     for sig in FORWARDED:
         with contextlib.suppress(ValueError):  # not the main thread: the mask alone
-            signal.signal(sig, lambda sig, _frame: _forward(proc, sig))
-    while proc.poll() is None:
-        info = signal.sigtimedwait(wanted, 0.5)
-        if info is None or info.si_signo == signal.SIGCHLD:
-            continue
-        if info.si_code == SI_KERNEL and _same_group(proc.pid):
-            continue  # from the terminal to the whole foreground group: the command has it
-        _forward(proc, info.si_signo)
+            previous[sig] = signal.signal(sig, lambda sig, _frame: _forward(proc, sig))
+    try:
+        while proc.poll() is None:
+            info = signal.sigtimedwait(wanted, 0.5)
+            if info is None or info.si_signo == signal.SIGCHLD:
+                continue
+            if info.si_code == SI_KERNEL and _same_group(proc.pid):
+                continue  # from the terminal to the whole foreground group: the command has it
+            _forward(proc, info.si_signo)
+    finally:  # as before, for callers that go on (a signal still pending is delivered now)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
     return _end_like(proc.returncode)
 
 
@@ -97,7 +103,8 @@ def _same_group(pid: int) -> bool:
 
 
 def _forward(proc: subprocess.Popen, sig: int) -> None:
-    with contextlib.suppress(OSError):  # it may have exited meanwhile
+    # OSError: it exited meanwhile; ValueError: a signal Windows cannot send
+    with contextlib.suppress(OSError, ValueError):
         proc.send_signal(sig)
 
 
