@@ -43,8 +43,8 @@ def cuda_requests(spec: Spec) -> list[CondaDep]:
 def spec_cuda_major(spec: Spec) -> tuple[int, CondaDep] | None:
     """The CUDA major version a spec names (``cuda-version=12.6`` -> 12), with its line."""
     for dep in spec.conda:
-        version = (dep.version or "").lstrip("=<>!~ ")
-        match = re.match(r"(\d+)", version)
+        # '12.6.*', '==12.6', '>=12.4', '~=12.1': the major; '<13' or '!=12' name none
+        match = re.match(r"(?:==|>=|~=|=)?\s*(\d+)", dep.version or "")
         if dep.name in _CUDA_VERSIONED and match:
             return int(match.group(1)), dep
     for dep in spec.conda:  # a build string such as 'cuda126*' or 'cuda12*'

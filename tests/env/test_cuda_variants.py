@@ -13,7 +13,9 @@ import pytest
 from recenv_helpers import make_wheel, write_env
 
 from pytest_recenv.cli import main
-from pytest_recenv.variants import torch_variant
+from pytest_recenv.matchspec import parse_matchspec
+from pytest_recenv.spec import Spec
+from pytest_recenv.variants import spec_cuda_major, torch_variant
 
 pytestmark = pytest.mark.slow
 
@@ -159,3 +161,24 @@ def test_torch_variant_reads_the_build_from_the_resolution(
     pins: dict[str, str], expected: tuple[str, int | None]
 ) -> None:
     assert torch_variant(pins) == expected
+
+
+@pytest.mark.parametrize(
+    ("lines", "expected"),
+    [
+        (["cuda-version=12.6", "pytorch=2.13=cuda*"], 12),
+        (["pytorch-cuda=12.1"], 12),
+        (["cudatoolkit>=11.8"], 11),
+        (["cudatoolkit<13"], None),  # an upper bound names no major
+        (["pytorch=2.13=cuda126*"], 12),
+        (["pytorch=2.13=cuda*"], None),
+        (["faiss-gpu=1.15"], None),
+    ],
+    ids=["cuda-version", "pytorch-cuda", "lower-bound", "upper-bound", "build", "any", "none"],
+)
+def test_spec_cuda_major_reads_the_cuda_version_a_spec_names(
+    tmp_path: Path, lines: list[str], expected: int | None
+) -> None:
+    spec = Spec(path=tmp_path / "environment.yml", conda=[parse_matchspec(t) for t in lines])
+    found = spec_cuda_major(spec)
+    assert (found[0] if found else None) == expected
