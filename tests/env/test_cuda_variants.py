@@ -80,6 +80,18 @@ def test_lock_of_a_cuda12_spec_refuses_the_local_cpu_torch_wheel(
     assert not (spec.parent / "environment.lock.json").exists()
 
 
+def test_translate_says_a_cuda_spec_gets_cuda_builds_only(
+    tmp_path: Path, torch_builds: Path, cache_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["translate", str(write_env(tmp_path / "proj", CUDA12))]) == 0
+    assert capsys.readouterr().out.splitlines()[-1] == (
+        "cuda: the spec asks for CUDA 12; lock and build refuse a CPU build of torch or faiss "
+        "(build strings are not seen by uv)"
+    )
+    assert main(["translate", str(write_env(tmp_path / "cpu", "  - pytorch=2.13=cpu*\n"))]) == 0
+    assert "cuda:" not in capsys.readouterr().out
+
+
 def test_lock_of_a_cpu_spec_still_locks_the_local_cpu_torch_wheel(
     tmp_path: Path, machine_torch: None, cache_dir: Path
 ) -> None:
