@@ -71,7 +71,8 @@ def run(cmd: Sequence[str], env: Mapping[str, str], cwd: Path | str | None = Non
             _forward(proc, info.si_signo)
     finally:  # as before, for callers that go on (a signal still pending is delivered now)
         for sig, handler in previous.items():
-            signal.signal(sig, handler)
+            if handler is not None:  # None: set outside Python, nothing to put back
+                signal.signal(sig, handler)
         signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
     return _end_like(proc.returncode)
 
