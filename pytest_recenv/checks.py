@@ -12,7 +12,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pytest_recenv import names
-from pytest_recenv.spec import CondaDep, Problem, Spec, parse_spec
+from pytest_recenv.spec import (
+    CondaDep,
+    Problem,
+    Spec,
+    expand_pip_vars,
+    parse_spec,
+    pip_var_names,
+)
 
 STAGES = ("dev", "exp", "prod")
 NAME_CONVENTION = re.compile(r"^[a-z0-9][a-z0-9-]*-(dev|exp|prod)-[a-z0-9][a-z0-9_.-]*$")
@@ -44,6 +51,9 @@ def check_file(
                 "cannot read",
                 "expected a mapping",
                 "duplicate key",
+                "YAML alias",
+                "YAML nested",
+                "the file is",
             )
         )
         for p in problems
@@ -78,8 +88,7 @@ def _python_pin(spec: Spec) -> Iterator[tuple[int, str]]:
         )
     for extra in pins[1:]:
         yield (extra.line, f"second 'python' pin (first on line {pins[0].line}); keep exactly one")
-    if pins and not pins[0].version:
-        yield (pins[0].line, "'python' has no version: pin it, like '- python=3.11'")
+    # a first pin without a minor version is refused by parse_spec, for build and lock too
     for dep in spec.pip:
         if dep.name == "python":
             yield (
@@ -240,18 +249,27 @@ def _pip_options(spec: Spec) -> Iterator[tuple[int, str]]:
                 "(conda#11559); remove it and pin versions instead",
             )
         elif dep.kind == "option" and words[0] in ("-r", "--requirement", "-c", "--constraint"):
-            target = words[1] if len(words) > 1 else ""
-            if not target or not (folder / target).is_file():
-                yield (
-                    dep.line,
-                    f"'{dep.raw.strip()}': file '{target}' not found next to the "
-                    "environment file; fix the path",
-                )
+            written = words[1] if len(words) > 1 else ""
+            target, unset = expand_pip_vars(written)
+            if not written or not (folder / target).is_file():
+                yield (dep.line, _not_found(dep.raw.strip(), "file", written, target, unset))
         elif dep.kind == "editable":
-            target = dep.raw.strip().split(None, 1)[-1].removeprefix("--editable=")
+            written = dep.raw.strip().split(None, 1)[-1].removeprefix("--editable=")
+            target, unset = expand_pip_vars(written)
             if "://" not in target and not (folder / target).is_dir():
-                yield (
-                    dep.line,
-                    f"'{dep.raw.strip()}': folder '{target}' not found next to "
-                    "the environment file; fix the path",
-                )
+                yield (dep.line, _not_found(dep.raw.strip(), "folder", written, target, unset))
+
+
+def _not_found(line: str, kind: str, written: str, target: str, unset: list[str]) -> str:
+    """pip expands ``${VAR}`` in these lines (see ``expand_pip_vars``); say what it would open."""
+    if unset:
+        names_ = ", ".join(f"${{{name}}}" for name in unset)
+        verb = "is" if len(unset) == 1 else "are"
+        return (
+            f"'{line}': {names_} {verb} not set, so pip keeps it as written and finds no "
+            f"{kind} '{target}'; set the variable, or write the path"
+        )
+    if target != written:
+        used = ", ".join(f"${{{name}}}" for name in pip_var_names(written))
+        return f"'{line}': {kind} '{target}' ({used} expanded) not found; fix the path"
+    return f"'{line}': {kind} '{target}' not found next to the environment file; fix the path"

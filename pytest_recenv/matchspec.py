@@ -10,6 +10,7 @@ import re
 from dataclasses import dataclass
 
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
+from packaging.version import InvalidVersion, Version
 
 
 @dataclass(frozen=True)
@@ -136,3 +137,58 @@ def conda_version_to_pep440(version: str | None) -> str:
     except InvalidSpecifier:
         raise ValueError(f"version '{version}' is not a valid version constraint") from None
     return result
+
+
+# The minors a Python pin allows are found by testing a grid of versions (and the patch levels
+# its bounds name): one method for every form a pin takes (ranges, '~=', wildcards, '|',
+# brackets), where reading the clauses would need a case for each.
+_PY_MAJORS = (2, 3, 4)
+_PY_MINORS = range(0, 60)
+_SUGGEST_FROM = (3, 11)
+
+
+def python_minors(version: str | None) -> set[tuple[int, int]]:
+    """The ``(major, minor)`` series a conda version expression lets a Python pin pick."""
+    if not version or version.strip() in ("", "*"):
+        return {(major, minor) for major in _PY_MAJORS for minor in _PY_MINORS}
+    found: set[tuple[int, int]] = set()
+    for alternative in version.split("|"):
+        spec = SpecifierSet(conda_version_to_pep440(alternative))
+        bounds = {0, 1, 999}
+        for clause in spec:
+            named = Version(clause.version.removesuffix(".*"))
+            if len(named.release) > 2:  # the patch a bound names, and its neighbours
+                patch = named.release[2]
+                bounds |= {max(patch - 1, 0), patch, patch + 1}
+            if spec.contains(named, prereleases=True):  # e.g. python==3.13.0rc1
+                found.add((*named.release, 0)[:2])
+        for major in _PY_MAJORS:
+            for minor in _PY_MINORS:
+                if any(
+                    spec.contains(Version(f"{major}.{minor}.{patch}"), prereleases=True)
+                    for patch in bounds
+                ):
+                    found.add((major, minor))
+    return found
+
+
+def python_pin_problem(pin: CondaDep) -> str | None:
+    """Why a ``python`` pin does not fix one minor version (None when it does).
+
+    A build picks the newest interpreter that satisfies the pin, so ``python>=3.10`` silently
+    becomes whatever CPython is newest on the machine.
+    """
+    if not pin.version:
+        return "'python' has no version: pin it, like '- python=3.11'"
+    try:
+        minors = python_minors(pin.version)
+    except (ValueError, InvalidVersion):
+        return None  # an invalid version was reported when the line was parsed
+    if len(minors) <= 1:
+        return None  # one minor, or none at all: the interpreter search names what it needs
+    later = sorted(m for m in minors if m >= _SUGGEST_FROM)
+    major, minor = later[0] if later else max(minors)
+    return (
+        f"'{pin.raw.strip()}' does not name a minor version, so the build takes whichever "
+        f"CPython is newest; pin one, like '- python={major}.{minor}'"
+    )

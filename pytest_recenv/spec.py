@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,8 +18,8 @@ from typing import Any
 
 from packaging.requirements import InvalidRequirement, Requirement
 
-from pytest_recenv import names
-from pytest_recenv.matchspec import CondaDep, parse_matchspec
+from pytest_recenv import boundedyaml, names
+from pytest_recenv.matchspec import CondaDep, parse_matchspec, python_pin_problem
 
 TOP_LEVEL_KEYS = ("name", "channels", "dependencies", "variables", "prefix")
 
@@ -129,12 +130,28 @@ def parse_pip_line(text: str, line: int = 0) -> PipDep:
     )
 
 
+# pip expands ${NAME} in requirement lines, NAME being upper-case letters, digits and '_', and
+# only when the variable is set and not empty; anything else ($NAME, ${name}) stays as written.
+_PIP_VAR = re.compile(r"\$\{([A-Z0-9_]+)\}")
+
+
+def pip_var_names(text: str) -> list[str]:
+    """The ``${VAR}`` names pip would try to expand in ``text``, each once, in order."""
+    return list(dict.fromkeys(_PIP_VAR.findall(text)))
+
+
+def expand_pip_vars(text: str, environ: dict[str, str] | None = None) -> tuple[str, list[str]]:
+    """``text`` with ``${VAR}`` expanded as pip does, and the names pip would leave unexpanded."""
+    env = os.environ if environ is None else environ
+    unset = [name for name in pip_var_names(text) if not env.get(name)]
+    return _PIP_VAR.sub(lambda m: env.get(m.group(1)) or m.group(0), text), unset
+
+
 # --- the file ----------------------------------------------------------------------------------
 
 
 def parse_spec(path: Path | str, display: str | None = None) -> tuple[Spec, list[Problem]]:
     """Read ``path``; return what could be understood plus every structural problem found."""
-    from ruamel.yaml import YAML
     from ruamel.yaml.error import MarkedYAMLError, YAMLError
 
     path = Path(path)
@@ -146,7 +163,10 @@ def parse_spec(path: Path | str, display: str | None = None) -> tuple[Spec, list
         problems.append(Problem(shown, line, message))
 
     try:
-        text = path.read_text(encoding="utf-8")
+        text = boundedyaml.read_text(path)
+    except boundedyaml.Refused as exc:
+        add(exc.line, exc.message)
+        return spec, problems
     except (OSError, UnicodeDecodeError) as exc:
         add(
             1,
@@ -159,7 +179,10 @@ def parse_spec(path: Path | str, display: str | None = None) -> tuple[Spec, list
         add(lineno, "tab character: YAML indentation must use spaces; replace tabs with spaces")
         return spec, problems
     try:
-        data = YAML(typ="rt").load(text)
+        data = boundedyaml.load(text)
+    except boundedyaml.Refused as exc:
+        add(exc.line, exc.message)
+        return spec, problems
     except MarkedYAMLError as exc:
         # An unclosed quote or bracket is reported at the end of the file; its start (the
         # context mark) is the line a user must fix.
@@ -262,6 +285,9 @@ def parse_spec(path: Path | str, display: str | None = None) -> tuple[Spec, list
             found = "an empty item" if dep is None else f"{_kind(dep)} {dep!r}"
             fix = f"; quote it: '- \"{dep}\"'" if isinstance(dep, (int, float)) else ""
             add(ln, f"expected a package spec string, found {found}{fix}")
+    # Here rather than among the check rules, so that build, key and lock refuse it as well.
+    if spec.python is not None and (problem := python_pin_problem(spec.python)):
+        add(spec.python.line, problem)
     return spec, problems
 
 

@@ -151,3 +151,65 @@ def test_load_spec_raises_with_every_problem(tmp_path: Path) -> None:
         load_spec(path)
     assert [p.line for p in err.value.problems] == [3, 4]
     assert str(err.value).startswith(f"{path}:3: 'Numpy': 'Numpy' is not a valid conda")
+
+
+@pytest.mark.parametrize(
+    "pin",
+    [
+        "python>=3.10",
+        "python=3",
+        "python=*",
+        "python 3.*",
+        "python~=3.11",
+        "python>3.10",
+        "python[version='>=3.10']",
+        "python 3.10|3.11",
+        "python<3.12",
+    ],
+)
+def test_python_pins_without_a_minor_are_refused_wherever_the_spec_is_loaded(
+    tmp_path: Path, pin: str
+) -> None:
+    path = _env(tmp_path, BASE.replace("python=3.11", f'"{pin}"'))
+    with pytest.raises(SpecError) as err:
+        load_spec(path)
+    assert [str(p) for p in err.value.problems] == [
+        f"{path}:6: '{pin}' does not name a minor version, so the build takes whichever "
+        "CPython is newest; pin one, like '- python=3.11'"
+    ]
+
+
+def test_the_suggested_minor_stays_within_the_pins_range(tmp_path: Path) -> None:
+    path = _env(tmp_path, BASE.replace("python=3.11", "python>=3.12"))
+    with pytest.raises(SpecError, match=r"pin one, like '- python=3\.12'"):
+        load_spec(path)
+    path = _env(tmp_path, BASE.replace("python=3.11", "python<3.11"))
+    with pytest.raises(SpecError, match=r"pin one, like '- python=3\.10'"):
+        load_spec(path)
+
+
+@pytest.mark.parametrize(
+    "pin",
+    [
+        "python=3.11",
+        "python=3.11.4",
+        "python 3.11.*",
+        "python==3.11.*",
+        "python>=3.11,<3.12",
+        "python~=3.11.2",
+        "python[version='3.11.*']",
+        "python=3.11=*_cpython",
+        "python 3.11.4|3.11.5",
+    ],
+)
+def test_python_pins_naming_one_minor_are_accepted(tmp_path: Path, pin: str) -> None:
+    assert load_spec(_env(tmp_path, BASE.replace("python=3.11", f'"{pin}"'))).python
+
+
+def test_load_spec_refuses_yaml_aliases_so_build_key_and_lock_do_too(tmp_path: Path) -> None:
+    bomb = BASE.replace("  - numpy>=1.26\n", "  - &n numpy>=1.26\n  - *n\n")
+    path = _env(tmp_path, bomb)
+    with pytest.raises(SpecError) as err:
+        load_spec(path)
+    assert [p.line for p in err.value.problems] == [11]
+    assert "YAML alias '*n' (its anchor '&n' is on line 10)" in str(err.value)
