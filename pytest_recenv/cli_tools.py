@@ -51,13 +51,27 @@ def _cmd_lock(args: argparse.Namespace) -> int:
 
 def _cmd_drift(args: argparse.Namespace) -> int:
     from pytest_recenv.locks import drift, installed_versions
-    from pytest_recenv.spec import load_spec
+    from pytest_recenv.spec import RecenvError, load_spec
 
     spec = load_spec(Path(args.file))
     python = Path(args.python) if args.python else Path(sys.executable)
+    given = f"--python {args.python}" if args.python else None
     if args.prefix:
-        python = Path(args.prefix) / "bin" / "python"
-    problems = drift(spec, installed_versions(python), args.file)
+        given, prefix = f"--prefix {args.prefix}", Path(args.prefix)
+        if not prefix.is_dir():
+            raise RecenvError(
+                f"{given}: expected an environment folder, found nothing there; pass an "
+                "environment's prefix (what 'recenv build' prints)"
+            )
+        candidates = [prefix / "bin" / "python", prefix / "python.exe"]
+        candidates.append(prefix / "Scripts" / "python.exe")  # a venv on Windows
+        python = next((c for c in candidates if c.exists()), candidates[0])
+        if not python.exists():
+            raise RecenvError(
+                f"{given}: expected an interpreter at {python}, found none; is it an "
+                "environment's prefix (what 'recenv build' prints)?"
+            )
+    problems = drift(spec, installed_versions(python, given), args.file)
     for problem in problems:
         print(problem)
     if problems:

@@ -177,13 +177,39 @@ def lock_problems(env_file: Path, display: str | None = None) -> list[Problem]:
     return problems
 
 
-def installed_versions(python: Path) -> dict[str, str]:
+def installed_versions(python: Path, given: str | None = None) -> dict[str, str]:
+    """Every distribution installed for ``python`` (asked in a child process).  ``given`` names
+    where the interpreter came from in errors (``--prefix /x``); a missing or broken interpreter
+    is a ``RecenvError``, one line with what was expected, what was found and the fix."""
+    where = given or str(python)
+    fix = "pass an environment's prefix (what 'recenv build' prints) or its python"
     code = (
         "import importlib.metadata as m, json; print(json.dumps({d.metadata['Name']: "
         "d.version for d in m.distributions() if d.metadata['Name']}))"
     )
-    out = subprocess.run([str(python), "-c", code], capture_output=True, text=True, check=True)
-    return {names.canonical(k): v for k, v in json.loads(out.stdout).items()}
+    if not python.exists():
+        raise RecenvError(f"{where}: expected an interpreter, found nothing there; {fix}")
+    try:
+        out = subprocess.run(
+            [str(python), "-c", code], capture_output=True, text=True, check=False, timeout=300
+        )
+    except (OSError, subprocess.SubprocessError) as exc:
+        why = getattr(exc, "strerror", None) or exc.__class__.__name__
+        raise RecenvError(
+            f"{where}: expected a Python interpreter, found a file that does not run it ({why}); "
+            f"{fix}"
+        ) from None
+    try:
+        found = json.loads(out.stdout) if out.returncode == 0 else None
+    except ValueError:
+        found = None
+    if not isinstance(found, dict):
+        said = (out.stderr.strip().splitlines() or out.stdout.strip().splitlines() or [""])[-1]
+        raise RecenvError(
+            f"{where}: expected a Python interpreter that lists its distributions, found exit "
+            f"{out.returncode}{f' ({said[:200]})' if said else ''}; {fix}"
+        )
+    return {names.canonical(k): v for k, v in found.items()}
 
 
 def drift(spec: Spec, installed: dict[str, str], display: str) -> list[Problem]:

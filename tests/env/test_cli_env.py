@@ -144,6 +144,31 @@ def test_drift_finds_missing_and_mismatched_but_not_loose_pins(
     )
 
 
+@pytest.mark.parametrize(
+    ("where", "expected"),
+    [
+        (["--prefix", "{tmp}/nonexistent"], "expected an environment folder, found nothing there"),
+        (["--prefix", "{tmp}/empty"], "expected an interpreter at {tmp}/empty/bin/python"),
+        (["--python", "{tmp}/nonexistent/python"], "expected an interpreter, found nothing there"),
+        (["--python", "{tmp}/spec/environment.yml"], "expected a Python interpreter, found a file"),
+        (["--python", "/bin/false"], "expected a Python interpreter that lists its distributions"),
+    ],
+    ids=["missing-prefix", "prefix-without-python", "missing-python", "not-a-program", "fails"],
+)
+def test_drift_of_a_missing_or_broken_env_is_one_line_not_a_traceback(
+    tmp_path: Path, where: list[str], expected: str
+) -> None:
+    spec = write_env(tmp_path / "spec", "")
+    (tmp_path / "empty").mkdir()
+    args = [arg.format(tmp=tmp_path) for arg in where]
+    result = recenv("drift", str(spec), *args)
+    assert result.returncode == 1
+    assert result.stdout == ""
+    assert result.stderr.count("\n") == 1, result.stderr  # one line, no traceback
+    assert result.stderr.startswith(f"recenv drift: {args[0]} {args[1]}: ")
+    assert expected.format(tmp=tmp_path) in result.stderr
+
+
 def test_gc_lists_envs_and_prunes_the_ones_unused_for_long(
     tmp_path: Path, offline_pip: Path, cache_dir: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
