@@ -18,6 +18,8 @@ from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from pytest_recenv.leftovers import UNFINISHED, clear_before_build, marked
+from pytest_recenv.runner import die_with_parent
 from pytest_recenv.smoke import verify
 from pytest_recenv.spec import BuildError, RecenvError
 from pytest_recenv.variants import Resolution, cuda_requests, ensure_cuda_builds
@@ -29,9 +31,17 @@ if TYPE_CHECKING:
     from pytest_recenv.progress import Progress
 
 
-def _run(step: str, cmd: Sequence[str], **kwargs: Any) -> subprocess.CompletedProcess:
+def _run(step: str, cmd: Sequence[str], folder: Path, **kwargs: Any) -> subprocess.CompletedProcess:
+    """One step of a build into ``folder``: it dies with the build, and whatever it starts
+    carries the folder's name (see ``leftovers``), so a dead build's stragglers can be found."""
+    kwargs["env"] = marked(kwargs.get("env"), folder)
     result = subprocess.run(
-        [str(c) for c in cmd], capture_output=True, text=True, check=False, **kwargs
+        [str(c) for c in cmd],
+        capture_output=True,
+        text=True,
+        check=False,
+        preexec_fn=die_with_parent(),
+        **kwargs,
     )
     if result.returncode != 0:
         tail = "\n".join((result.stderr or result.stdout).strip().splitlines()[-25:])
@@ -115,10 +125,7 @@ class UvBackend:
                 plan.spec, lambda more: self.resolve(plan, more), str(plan.spec.path)
             )
             requirements += extra
-        for stale in root.glob(f".tmp-{plan.key}-*"):  # left by a killed build; we hold the lock
-            shutil.rmtree(stale, ignore_errors=True)
-        if prefix.exists():
-            shutil.rmtree(prefix)
+        clear_before_build(root, plan.key, prefix)  # a killed build's leftovers; we hold the lock
         tmp = root / f".tmp-{plan.key}-{os.getpid()}"
         uv = self.exe or "uv"
         env = {**os.environ, **plan.pip.uv_env()}
@@ -139,6 +146,7 @@ class UvBackend:
                     plan.interpreter.path,
                     tmp,
                 ],
+                tmp,
                 env=env,
                 cwd=root,
             )
@@ -153,17 +161,20 @@ class UvBackend:
             _run(
                 "uv pip install",
                 [uv, "pip", "install", "--python", python, "-r", reqs, *plan.pip.uv_args()],
+                tmp,
                 env=env,
                 cwd=plan.spec.path.parent,
             )
             timings["install"] = time.perf_counter() - t
-            freeze = _run("uv pip freeze", [uv, "pip", "freeze", "--python", python], env=env)
+            freeze = _run("uv pip freeze", [uv, "pip", "freeze", "--python", python], tmp, env=env)
             if cuda_requests(plan.spec):  # what was installed, not only what was resolved
                 installed = _parse_compiled(freeze.stdout)
                 ensure_cuda_builds(plan.spec, lambda _: installed, str(plan.spec.path), retry=False)
             t = time.perf_counter()
             bar.step(f"uv pip check and import smoke test of {len(plan.smoke)} packages")
-            imports = verify(python, plan.smoke, [uv, "pip", "check", "--python", python])
+            imports = verify(
+                python, plan.smoke, [uv, "pip", "check", "--python", python], marked(None, tmp)
+            )
             timings["verify"] = time.perf_counter() - t
             (meta / "import-seconds.json").write_text(json.dumps(imports, indent=1))
             (meta / "freeze.txt").write_text(freeze.stdout)
@@ -245,25 +256,28 @@ class CondaFamilyBackend:
 
         # conda prefixes are not relocatable: build in place; the stamp, written last, marks it
         # complete, and an unstamped prefix (a killed build) is removed before rebuilding.
-        if prefix.exists():
-            shutil.rmtree(prefix)
+        clear_before_build(root, plan.key, prefix)
+        # marks the unstamped prefix as recenv's unfinished build, for `recenv gc`
+        unfinished = root / f"{plan.key}{UNFINISHED}"
+        unfinished.write_text(f"{os.getpid()}\n")
         timings: dict[str, float] = {}
         lock = self.lock_for(plan.spec)
         try:
             t = time.perf_counter()
             env_file = self.conda_only_file(plan, root)
             bar.step(f"{self.name} create" + (f" from {lock.name}" if lock else ""))
-            _run(f"{self.name} create", self.create_command(prefix, env_file, lock))
+            _run(f"{self.name} create", self.create_command(prefix, env_file, lock), prefix)
             cmd = self.pip_command(prefix, plan.pip_requirements)
             if cmd:
                 bar.step("pip install (the pip: section, without -U)")
-                _run("pip install", cmd, cwd=plan.spec.path.parent)
+                _run("pip install", cmd, prefix, cwd=plan.spec.path.parent)
             timings["install"] = time.perf_counter() - t
             t = time.perf_counter()
             python = prefix / "bin" / "python"
-            verify(python, plan.smoke, [python, "-m", "pip", "check"])
+            verify(python, plan.smoke, [python, "-m", "pip", "check"], marked(None, prefix))
             timings["verify"] = time.perf_counter() - t
             write_stamp(prefix, plan, "bin/python", timings)
+            unfinished.unlink()
         except BaseException:
             shutil.rmtree(prefix, ignore_errors=True)
             raise

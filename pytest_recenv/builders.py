@@ -26,6 +26,7 @@ from typing import Any
 from pytest_recenv import names, pipconfig
 from pytest_recenv.backends import BuildError, select_backend
 from pytest_recenv.interpreters import Interpreter, choose, discover
+from pytest_recenv.lease import Lease
 from pytest_recenv.spec import RecenvError, Spec, load_spec
 
 STAMP = ".recenv-stamp.json"
@@ -71,10 +72,25 @@ class Env:
     seconds: float
     spec_path: Path
     timings: dict[str, float] = field(default_factory=dict)
+    lease: Lease | None = field(default=None, repr=False, compare=False)
 
     @property
     def bin(self) -> Path:
         return self.python.parent
+
+    def release(self) -> None:
+        """End this user's lease (``ensure_env(..., lease=True)``): ``recenv gc`` may remove the
+        env again, counting its last use from now."""
+        if self.lease is not None and self.lease.held:
+            with contextlib.suppress(OSError):
+                os.utime(self.prefix / STAMP)
+            self.lease.release()
+
+    def __enter__(self) -> Env:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
 
     def environ(self, base: dict[str, str] | None = None) -> dict[str, str]:
         env = dict(os.environ if base is None else base)
@@ -308,15 +324,32 @@ def ensure_env(
     python_policy: str = "strict",
     progress: bool = True,
     lock_timeout: float = 3600.0,
+    lease: bool = False,
 ) -> Env:
-    """Reuse the cached environment for ``path`` or build it (once, even across processes)."""
+    """Reuse the cached environment for ``path`` or build it (once, even across processes).
+
+    ``lease=True``: the returned ``Env`` holds a lease until ``env.release()`` (or the end of a
+    ``with env:`` block, or the process), so ``recenv gc`` never removes it under its user."""
+    start = time.perf_counter()
+    plan = make_plan(path, cache_dir, backends, python_policy)
+    root = cache_root(cache_dir)
+    if not lease:
+        return _ensure(plan, root, start, lock_timeout, progress)
+    held = Lease(root, plan.key)  # before looking for the stamp: gc cannot remove it after
+    try:
+        env = _ensure(plan, root, start, lock_timeout, progress)
+    except BaseException:
+        held.release()
+        raise
+    env.lease = held
+    return env
+
+
+def _ensure(plan: Plan, root: Path, start: float, lock_timeout: float, progress: bool) -> Env:
     from filelock import FileLock, Timeout
 
     from pytest_recenv.progress import Progress
 
-    start = time.perf_counter()
-    plan = make_plan(path, cache_dir, backends, python_policy)
-    root = cache_root(cache_dir)
     prefix = root / plan.key
     stamp = _stamped(prefix, plan.key)
     if stamp:

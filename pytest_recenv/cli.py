@@ -44,7 +44,7 @@ def backend_chain_arg(args: argparse.Namespace) -> list[str] | None:
     return args.backend.split(",") if args.backend else None
 
 
-def _ensure(args: argparse.Namespace) -> Env:
+def _ensure(args: argparse.Namespace, lease: bool = False) -> Env:
     from pytest_recenv.builders import ensure_env
 
     backends = backend_chain_arg(args)
@@ -53,6 +53,7 @@ def _ensure(args: argparse.Namespace) -> Env:
         backends=backends,
         python_policy=args.python_policy,
         progress=not args.quiet,
+        lease=lease,
     )
 
 
@@ -112,7 +113,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
-    env = _ensure(args)
+    env = _ensure(args, lease=True)  # recenv gc leaves the env alone while the command runs
     import shutil
 
     from pytest_recenv import runner
@@ -120,7 +121,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
     exe = shutil.which(command[0], path=str(env.bin)) or command[0]
     try:
         # passes signals on, ends the way the command ended (see runner.py)
-        return runner.run([exe, *command[1:]], env.environ())
+        with env:
+            return runner.run([exe, *command[1:]], env.environ())
     except FileNotFoundError:
         print(
             f"recenv run: expected '{command[0]}' in {env.bin} or on PATH, found neither; "

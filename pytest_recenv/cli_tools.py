@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -83,75 +81,13 @@ def _cmd_drift(args: argparse.Namespace) -> int:
     return 1 if problems else 0
 
 
-def _size(path: Path) -> int:
-    total = 0
-    for item in path.rglob("*"):
-        try:
-            if item.is_file() and not item.is_symlink():
-                total += item.stat().st_size
-        except OSError:
-            continue
-    return total
-
-
 def _cmd_gc(args: argparse.Namespace) -> int:
-    from filelock import FileLock, Timeout
-
-    from pytest_recenv.builders import STAMP, cache_root
+    from pytest_recenv.builders import cache_root
+    from pytest_recenv.gc import run_gc
 
     root = cache_root(args.cache_dir)
-    if not root.is_dir():
-        print(f"{root}: no cached environments")
-        return 0
-    now = time.time()
-    envs: list[dict[str, Any]] = []
-    for folder in sorted(p for p in root.iterdir() if p.is_dir()):
-        key = folder.name.removeprefix(".tmp-").split("-")[0]
-        stamp_file = folder / STAMP
-        if folder.name.startswith(".tmp-") or not stamp_file.is_file():
-            try:  # an unfinished build nobody holds the lock for: a killed build's leftovers
-                with FileLock(str(root / f"{key}.lock"), timeout=0):
-                    if not args.dry_run:
-                        shutil.rmtree(folder, ignore_errors=True)
-                    print(
-                        f"{'would remove' if args.dry_run else 'removed'} unfinished build "
-                        f"{folder.name}"
-                    )
-            except Timeout:
-                print(f"skipped {folder.name}: a build is running")
-            continue
-        stamp = json.loads(stamp_file.read_text())
-        envs.append(
-            {
-                "path": folder,
-                "size": _size(folder),
-                "used": stamp_file.stat().st_mtime,
-                "backend": stamp.get("backend", "?"),
-                "spec": stamp.get("spec_file", "?"),
-            }
-        )
-    envs.sort(key=lambda e: e["used"], reverse=True)
-    remove = set()
-    if args.older_than is not None:
-        remove |= {str(e["path"]) for e in envs if now - e["used"] > args.older_than * 86400}
-    if args.max_size is not None:
-        kept = 0.0
-        for e in envs:  # most recently used first: keep while under the budget
-            kept += e["size"]
-            if kept > args.max_size * 1024**3:
-                remove.add(str(e["path"]))
-    for e in envs:
-        days = (now - e["used"]) / 86400
-        gone = str(e["path"]) in remove
-        action = ("would remove" if args.dry_run else "removed") if gone else "keep"
-        print(
-            f"{action:12} {e['path'].name}  {e['size'] / 1024**2:9.1f} MiB  used "
-            f"{days:5.1f} d ago  {e['backend']:5}  {e['spec']}"
-        )
-        if gone and not args.dry_run:
-            shutil.rmtree(e["path"], ignore_errors=True)
-    total = sum(e["size"] for e in envs) / 1024**3
-    print(f"{len(envs)} environments, {total:.2f} GiB in {root}")
+    for line in run_gc(root, args.older_than, args.max_size, args.dry_run):
+        print(line)
     return 0
 
 

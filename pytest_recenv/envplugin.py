@@ -70,6 +70,7 @@ def _build(config: pytest.Config) -> Env:
         backends=chain.split(",") if chain else None,
         python_policy=config.getini("recenv_python_policy"),
         progress=config.getoption("verbose") >= 0,
+        lease=True,  # held for the session: recenv gc never removes the env under the tests
     )
 
 
@@ -89,6 +90,12 @@ def pytest_sessionstart(session: pytest.Session) -> None:
     config = session.config
     if config.getoption("recenv_build") and not hasattr(config, "workerinput"):
         _build_once(config)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    result = config.stash.get(_RESULT, None)
+    if result is not None and not isinstance(result, BaseException):
+        result.release()
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:

@@ -79,19 +79,34 @@ def run(cmd: Sequence[str], env: Mapping[str, str], cwd: Path | str | None = Non
 
 def _child_setup(old_mask: set[signal.Signals]) -> Callable[[], None]:
     """Runs in the child between fork and exec: the parent's signal mask back, and on Linux
-    SIGKILL when the parent dies (checked again after setting it: the parent may be gone)."""
-    parent = os.getpid()
-    prctl = None
-    if sys.platform.startswith("linux"):
-        with contextlib.suppress(OSError, AttributeError):
-            prctl = ctypes.CDLL(None, use_errno=True).prctl  # looked up before the fork
+    SIGKILL when the parent dies."""
+    die = die_with_parent()
 
     def setup() -> None:
         signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
-        if prctl is not None:
-            prctl(_PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
-            if os.getppid() != parent:
-                os.kill(os.getpid(), signal.SIGKILL)
+        if die is not None:
+            die()
+
+    return setup
+
+
+def die_with_parent() -> Callable[[], None] | None:
+    """A ``preexec_fn`` that makes the child get SIGKILL when this process dies (Linux
+    ``PR_SET_PDEATHSIG``; checked again after setting it: the parent may already be gone).
+    None where the platform has no such thing.  The "parent" is the *thread* that starts the
+    child, so start children from a thread that outlives them (or waits for them)."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        prctl = ctypes.CDLL(None, use_errno=True).prctl  # looked up before the fork
+    except (OSError, AttributeError):
+        return None
+    parent = os.getpid()
+
+    def setup() -> None:
+        prctl(_PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
+        if os.getppid() != parent:
+            os.kill(os.getpid(), signal.SIGKILL)
 
     return setup
 

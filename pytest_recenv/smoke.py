@@ -17,6 +17,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
+from pytest_recenv.runner import die_with_parent
 from pytest_recenv.spec import BuildError
 
 # One long-lived worker per core: reads a distribution name per line, imports its modules and
@@ -73,7 +74,12 @@ def verify(
     smoke test even when the check failed, and raise one ``BuildError`` naming every broken
     requirement and every failed import.  Returns the seconds each import took."""
     result = subprocess.run(
-        [str(c) for c in check], capture_output=True, text=True, check=False, env=env
+        [str(c) for c in check],
+        capture_output=True,
+        text=True,
+        check=False,
+        env=env,
+        preexec_fn=die_with_parent(),  # a kill -9 of the build ends the check too
     )
     problems = []
     if result.returncode != 0:
@@ -199,9 +205,11 @@ def smoke_test(
         try:
             while (dist := take()) is not None:
                 with tempfile.TemporaryFile("w+") as err:
+                    # dies with this thread, which waits for it (so: with the build)
                     proc = subprocess.Popen(
                         [str(python), "-c", SMOKE],
                         env=env,
+                        preexec_fn=die_with_parent(),
                         text=True,
                         stdin=subprocess.PIPE,
                         stdout=subprocess.PIPE,
