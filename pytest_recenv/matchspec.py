@@ -184,6 +184,14 @@ def python_pin_problem(pin: CondaDep) -> str | None:
         minors = python_minors(pin.version)
     except (ValueError, InvalidVersion):
         return None  # an invalid version was reported when the line was parsed
+    if len(minors) == 1 and "|" in pin.version:
+        # One minor, but as alternatives: no PEP 440 specifier (so no interpreter search, key or
+        # lock) can say it, and one range always can.
+        ((major, minor),) = minors
+        return (
+            f"'{pin.raw.strip()}' uses '|' (OR), which recenv cannot choose an interpreter by; "
+            f"write one range, like '- python={major}.{minor}'"
+        )
     if len(minors) <= 1:
         return None  # one minor, or none at all: the interpreter search names what it needs
     later = sorted(m for m in minors if m >= _SUGGEST_FROM)

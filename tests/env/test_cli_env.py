@@ -169,6 +169,23 @@ def test_drift_of_a_missing_or_broken_env_is_one_line_not_a_traceback(
     assert expected.format(tmp=tmp_path) in result.stderr
 
 
+@pytest.mark.parametrize("pin", ["python 3.11.*|3.11.4", "python=3.11|3.11.4", "python=3.10|3.11"])
+def test_a_python_pin_with_or_is_refused_with_one_message_by_every_command(
+    tmp_path: Path, offline_pip: Path, cache_dir: Path, pin: str
+) -> None:
+    spec = write_env(tmp_path, "")
+    spec.write_text(spec.read_text().replace("  - python=3.11\n", f"  - {pin}\n"))
+    said = set()
+    for command in ("check", "key", "translate", "build", "lock", "drift"):
+        result = recenv(command, str(spec))
+        assert result.returncode == 1, (command, result.stderr)
+        assert "Traceback" not in result.stderr and "Error" not in result.stderr, result.stderr
+        text = (result.stdout if command == "check" else result.stderr).splitlines()[0]
+        said.add(text.removeprefix(f"recenv {command}: "))
+    assert len(said) == 1, said
+    assert said.pop().startswith(f"{spec}:6: '{pin}' ")
+
+
 def test_gc_lists_envs_and_prunes_the_ones_unused_for_long(
     tmp_path: Path, offline_pip: Path, cache_dir: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

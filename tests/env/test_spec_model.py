@@ -199,7 +199,6 @@ def test_the_suggested_minor_stays_within_the_pins_range(tmp_path: Path) -> None
         "python~=3.11.2",
         "python[version='3.11.*']",
         "python=3.11=*_cpython",
-        "python 3.11.4|3.11.5",
     ],
 )
 def test_python_pins_naming_one_minor_are_accepted(tmp_path: Path, pin: str) -> None:
