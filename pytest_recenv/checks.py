@@ -11,9 +11,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from pytest_recenv import names
+from pytest_recenv import names, variants
 from pytest_recenv.spec import (
     CondaDep,
+    PipDep,
     Problem,
     Spec,
     expand_pip_vars,
@@ -180,6 +181,7 @@ def _duplicates(spec: Spec) -> Iterator[tuple[int, str]]:
         if names.pypi_name(d.name) is not None
     }
     pip_seen: dict[str, int] = {}
+    pip_ids: dict[str, PipDep] = {}
     for dep in spec.pip:
         if dep.name is None:
             continue
@@ -191,6 +193,13 @@ def _duplicates(spec: Spec) -> Iterator[tuple[int, str]]:
             )
         pip_seen.setdefault(dep.name, dep.line)
         ident = names.identity(dep.name, "pip")
+        first = pip_ids.setdefault(ident, dep)
+        if first.name != dep.name and dep.name not in names.PYPI_TRAPS:  # faiss-gpu-cu11/-cu12
+            yield (
+                dep.line,
+                f"'{dep.name}' and '{first.name}' (line {first.line}) are builds of one project "
+                f"that install the same '{ident.split('-')[0]}' module over each other; keep one",
+            )
         if ident in conda_ids and dep.name not in names.PYPI_TRAPS:
             other = conda_ids[ident]
             yield (
@@ -218,24 +227,63 @@ def _traps(spec: Spec) -> Iterator[tuple[int, str]]:
             "faiss-cpu and faiss-gpu together install two 'faiss' modules that "
             "overwrite each other; keep faiss-gpu for CUDA environments, faiss-cpu otherwise",
         )
-    cpu_marks = [
-        d
-        for d in spec.conda
-        if d.name in ("cpuonly", "pytorch-cpu", "faiss-cpu") or (d.build and "cpu" in d.build)
-    ]
-    if cpu_marks:
-        mark = cpu_marks[0]
-        for dep in spec.conda:
-            # faiss-gpu beside faiss-cpu has its own, more precise message above
-            if dep.name == "faiss-gpu" and "faiss-cpu" in ids:
-                continue
-            if dep.name in names.CUDA_PACKAGES or (dep.build and "cuda" in dep.build):
+    yield from _cpu_cuda_clashes(spec, ids)
+
+
+def _cpu_cuda_clashes(spec: Spec, ids: dict[str, int]) -> Iterator[tuple[int, str]]:
+    """CUDA lines in a CPU environment, CPU builds under ``pip:`` in a CUDA one, and builds
+    for another CUDA major than the one the spec names (``variants`` decides what is what)."""
+    cpu, cuda = variants.cpu_marks(spec), variants.cuda_requests(spec)
+
+    def faiss_pair(dep: CondaDep | PipDep, other: str) -> bool:
+        # faiss-gpu beside faiss-cpu has its own, more precise message above
+        section = "conda" if isinstance(dep, CondaDep) else "pip"
+        return (
+            dep.name is not None
+            and other in ids
+            and names.identity(dep.name, section)
+            == {"faiss-cpu": "faiss-gpu", "faiss-gpu": "faiss-cpu"}.get(other)
+        )
+
+    conda_cpu = [d for d in cpu if isinstance(d, CondaDep)]
+    if conda_cpu:
+        mark = conda_cpu[0]
+        for dep in cuda:
+            if not faiss_pair(dep, "faiss-cpu"):
                 yield (
                     dep.line,
                     f"'{dep.raw.strip()}' asks for CUDA in a CPU environment "
                     f"('{mark.raw.strip()}' on line {mark.line}); drop it, or make the "
                     "whole environment a CUDA one",
                 )
+    elif cpu and cuda:  # only pip lines make it a CPU environment: they are the odd ones
+        want = cuda[0]
+        for dep in cpu:
+            if not faiss_pair(dep, "faiss-gpu"):
+                yield (
+                    dep.line,
+                    f"'{dep.raw.strip()}' is a CPU build but this environment asks for CUDA "
+                    f"('{want.raw.strip()}' on line {want.line}); use a CUDA build, or make "
+                    "the whole environment a CPU one",
+                )
+    wanted = variants.spec_cuda_major(spec)
+    if wanted is None:
+        return
+    major, named = wanted
+    for pdep in spec.pip:
+        variant = variants.pip_variant(pdep)
+        if variant is None or variant[0] != "cuda" or variant[1] in (None, major):
+            continue
+        if isinstance(named, PipDep) and names.identity(named.name or "", "pip") == names.identity(
+            pdep.name or "", "pip"
+        ):
+            continue  # faiss-gpu-cu11 beside faiss-gpu-cu12: reported above as two builds
+        fix = variants.renamed_for(pdep.name or "", major)
+        yield (
+            pdep.line,
+            f"'{pdep.raw.strip()}' is built for CUDA {variant[1]} but this environment "
+            f"asks for CUDA {major} ('{named.raw.strip()}' on line {named.line}); use {fix}",
+        )
 
 
 def _pip_options(spec: Spec) -> Iterator[tuple[int, str]]:

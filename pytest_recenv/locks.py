@@ -20,7 +20,13 @@ from packaging.version import InvalidVersion, Version
 
 from pytest_recenv import names
 from pytest_recenv.spec import Problem, RecenvError, Spec, load_spec
-from pytest_recenv.variants import cuda_requests, ensure_cuda_builds
+from pytest_recenv.variants import (
+    cpu_marks,
+    cuda_requests,
+    distribution_variant,
+    ensure_cuda_builds,
+    torch_variant,
+)
 
 LOCK_FORMAT = 1
 
@@ -221,16 +227,14 @@ def drift(spec: Spec, installed: dict[str, str], display: str) -> list[Problem]:
         )
         for req, why in unmet(requirements_of(spec), installed)
     ]
-    cpu = [
-        d
-        for d in spec.conda
-        if d.name in ("cpuonly", "pytorch-cpu") or (d.build and "cpu" in d.build)
-    ]
+    cpu = cpu_marks(spec)
     cuda = cuda_requests(spec)
     torch = installed.get("torch", "")
     torch_dep = next((d for d in spec.conda if names.pypi_name(d.name) == "torch"), None)
     line = torch_dep.line if torch_dep else 1
-    if cpu and ("+cu" in torch or any(n.startswith("nvidia-cuda-runtime") for n in installed)):
+    # a plain torch resolved with NVIDIA runtime wheels (nvidia-*-cu12) is PyPI's CUDA build
+    cuda_torch = bool(torch) and torch_variant(installed)[0] == "cuda"
+    if cpu and cuda_torch:
         problems.append(
             Problem(
                 display,
@@ -238,6 +242,23 @@ def drift(spec: Spec, installed: dict[str, str], display: str) -> list[Problem]:
                 f"spec asks for CPU builds ('{cpu[0].raw.strip()}')"
                 f" but a CUDA torch is installed (torch {torch}); reinstall the "
                 "CPU wheel",
+            )
+        )
+    cuda_builds = [
+        n
+        for n in sorted(installed)
+        if n not in ("torch", "torchvision", "torchaudio")
+        and not (cuda_torch and n.startswith("nvidia-"))  # they came with that torch
+        and (distribution_variant(n, installed[n]) or ("",))[0] == "cuda"
+    ]
+    if cpu and cuda_builds:
+        problems.append(
+            Problem(
+                display,
+                cpu[0].line,
+                f"spec asks for CPU builds ('{cpu[0].raw.strip()}') but CUDA builds are "
+                f"installed ({', '.join(f'{n} {installed[n]}' for n in cuda_builds)}); "
+                "uninstall them",
             )
         )
     if cuda and torch.endswith("+cpu"):
@@ -249,14 +270,24 @@ def drift(spec: Spec, installed: dict[str, str], display: str) -> list[Problem]:
                 f"the CPU torch {torch} is installed",
             )
         )
-    if "faiss-cpu" in installed and "faiss-gpu" in installed:
-        problems.append(
-            Problem(
-                display,
-                1,
-                f"faiss-cpu {installed['faiss-cpu']} and faiss-gpu "
-                f"{installed['faiss-gpu']} are both installed and overwrite each "
-                "other's 'faiss' module; uninstall one",
-            )
+    # builds of one module: faiss-cpu / faiss-gpu / faiss-gpu-cu12, cupy / cupy-cuda12x
+    modules: dict[str, list[str]] = {}
+    for n in sorted(installed):
+        module = {"faiss-cpu": "faiss", "faiss-gpu": "faiss", "cupy": "cupy"}.get(
+            names.identity(n, "pip")
         )
+        if module:
+            modules.setdefault(module, []).append(n)
+    for module, dists in sorted(modules.items()):
+        if len(dists) > 1:
+            shown = [f"{n} {installed[n]}" for n in dists]
+            both, one = ("both", "one") if len(dists) == 2 else ("all", "all but one")
+            problems.append(
+                Problem(
+                    display,
+                    1,
+                    f"{', '.join(shown[:-1])} and {shown[-1]} are {both} installed and "
+                    f"overwrite each other's '{module}' module; uninstall {one}",
+                )
+            )
     return sorted(problems, key=lambda p: p.line)

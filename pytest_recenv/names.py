@@ -137,8 +137,19 @@ def identity(name: str, section: str) -> str:
     if section == "conda":
         mapped = pypi_name(name)
         return canonical(mapped if mapped else name)
-    if canonical(name) == "faiss":
+    name = canonical(name)
+    if name == "faiss":
         return "faiss-cpu"
-    if canonical(name) == "pytorch":
+    if name == "pytorch":
         return "torch"
-    return canonical(name)
+    # builds of one project per CUDA version, installing the same module: faiss-gpu-cu12 is
+    # faiss-gpu, cupy-cuda12x (or cupy-cuda117) is cupy
+    if _FAISS_GPU_CU.match(name):
+        return "faiss-gpu"
+    if _CUPY_CUDA.match(name):
+        return "cupy"
+    return name
+
+
+_FAISS_GPU_CU = re.compile(r"^faiss-gpu-cu\d+$")
+_CUPY_CUDA = re.compile(r"^cupy-cuda\d+x?$")

@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from pytest_recenv import names
-from pytest_recenv.spec import CondaDep, RecenvError, Spec
+from pytest_recenv.spec import CondaDep, PipDep, RecenvError, Spec
 
 # conda packages whose version is a CUDA version (``cuda-version=12.6`` -> CUDA 12)
 _CUDA_VERSIONED = ("cuda-version", "cudatoolkit", "cuda-toolkit", "cuda-runtime", "pytorch-cuda")
@@ -33,14 +33,67 @@ class Resolution:
     sources: dict[str, str] = field(default_factory=dict)
 
 
-def cuda_requests(spec: Spec) -> list[CondaDep]:
-    """The conda lines that ask for CUDA (the same test ``recenv check`` and drift use)."""
-    return [
+# PyPI distributions whose *name* says CUDA or CPU: faiss-gpu, faiss-gpu-cu11/-cu12,
+# cupy-cuda12x/-cuda11x/-cuda117/-cuda80, nvidia-cublas-cu12 and the other NVIDIA runtime
+# wheels; torch, torchvision and torchaudio say it in a local version (+cu121, +cpu).
+_FAISS_GPU = re.compile(r"^faiss-gpu(?:-cu(\d+))?$")
+_CUPY_CUDA = re.compile(r"^cupy-cuda(\d+)(x?)$")
+_LOCAL_LABELED = ("torch", "torchvision", "torchaudio")
+_LOCAL = re.compile(r"\+([A-Za-z0-9.]+)")
+
+
+def distribution_variant(name: str, version: str = "") -> tuple[str, int | None] | None:
+    """``('cuda', major or None)``, ``('cpu', None)``, or None where a PyPI distribution's name
+    and version say neither.  ``version`` may be a version or a specifier (``==2.3.1+cu121``)."""
+    name = names.canonical(name)
+    if match := _FAISS_GPU.match(name):
+        return "cuda", int(match.group(1)) if match.group(1) else None
+    if name == "faiss-cpu":
+        return "cpu", None
+    if match := _CUPY_CUDA.match(name):  # 12x, 11x: the major; 117, 102: 3 digits; 80, 92: 1
+        digits, wildcard = match.groups()
+        return "cuda", int(digits if wildcard else digits[:-1])
+    if match := _NVIDIA_CU.match(name):
+        return "cuda", int(match.group(1))
+    if name in _LOCAL_LABELED and (local := _LOCAL.search(version)):
+        label = local.group(1).lower()
+        if label.startswith("cpu"):
+            return "cpu", None
+        if label.startswith("cu") and label[2:].isdigit() and len(label) > 3:
+            return "cuda", int(label[2:-1])
+    return None
+
+
+def pip_variant(dep: PipDep) -> tuple[str, int | None] | None:
+    """What a ``pip:`` requirement line asks for: CUDA (with its major), CPU, or neither."""
+    if dep.name is None or dep.requirement is None:
+        return None
+    return distribution_variant(dep.name, str(dep.requirement.specifier))
+
+
+def cuda_requests(spec: Spec) -> list[CondaDep | PipDep]:
+    """The lines that ask for CUDA (the same test ``recenv check`` and drift use): CUDA conda
+    packages and ``*cuda*`` builds, and pip lines of CUDA builds (``faiss-gpu-cu12``,
+    ``cupy-cuda12x``, ``nvidia-*-cu12``, ``torch==2.3.1+cu121``)."""
+    conda: list[CondaDep | PipDep] = [
         d for d in spec.conda if d.name in names.CUDA_PACKAGES or (d.build and "cuda" in d.build)
     ]
+    return conda + [d for d in spec.pip if (pip_variant(d) or ("",))[0] == "cuda"]
 
 
-def spec_cuda_major(spec: Spec) -> tuple[int, CondaDep] | None:
+def cpu_marks(spec: Spec) -> list[CondaDep | PipDep]:
+    """The lines that make an environment a CPU one: ``cpuonly``, ``pytorch-cpu``,
+    ``faiss-cpu`` and ``*cpu*`` builds on the conda side; ``faiss-cpu`` and ``+cpu`` builds
+    of torch under ``pip:``."""
+    conda: list[CondaDep | PipDep] = [
+        d
+        for d in spec.conda
+        if d.name in ("cpuonly", "pytorch-cpu", "faiss-cpu") or (d.build and "cpu" in d.build)
+    ]
+    return conda + [d for d in spec.pip if (pip_variant(d) or ("",))[0] == "cpu"]
+
+
+def spec_cuda_major(spec: Spec) -> tuple[int, CondaDep | PipDep] | None:
     """The CUDA major version a spec names (``cuda-version=12.6`` -> 12), with its line."""
     for dep in spec.conda:
         # '12.6.*', '==12.6', '>=12.4', '~=12.1': the major; '<13' or '!=12' name none
@@ -51,7 +104,23 @@ def spec_cuda_major(spec: Spec) -> tuple[int, CondaDep] | None:
         match = re.match(r"cuda(\d\d)", dep.build or "")
         if match:
             return int(match.group(1)), dep
+    for pdep in spec.pip:  # faiss-gpu-cu12, cupy-cuda12x, torch==2.3.1+cu121
+        variant = pip_variant(pdep)
+        if variant and variant[0] == "cuda" and variant[1] is not None:
+            return variant[1], pdep
     return None
+
+
+def renamed_for(name: str, major: int) -> str:
+    """How to ask for the CUDA ``major`` build of the same project: ``faiss-gpu-cu12``."""
+    name = names.canonical(name)
+    if _FAISS_GPU.match(name):
+        return f"'faiss-gpu-cu{major}'"
+    if _CUPY_CUDA.match(name):
+        return f"'cupy-cuda{major}x'"
+    if match := _NVIDIA_CU.match(name):
+        return f"'{name[: match.start(1)]}{major}'"
+    return f"a CUDA {major} build of {name}"
 
 
 def torch_variant(pins: dict[str, str]) -> tuple[str, int | None]:

@@ -194,3 +194,31 @@ def test_spec_cuda_major_reads_the_cuda_version_a_spec_names(
     spec = Spec(path=tmp_path / "environment.yml", conda=[parse_matchspec(t) for t in lines])
     found = spec_cuda_major(spec)
     assert (found[0] if found else None) == expected
+
+
+@pytest.mark.parametrize(
+    ("name", "version", "expected"),
+    [
+        ("faiss-gpu", "", ("cuda", None)),
+        ("faiss-gpu-cu11", "", ("cuda", 11)),
+        ("faiss_gpu_cu12", "==1.9.0", ("cuda", 12)),
+        ("faiss-cpu", "", ("cpu", None)),
+        ("cupy-cuda12x", "", ("cuda", 12)),
+        ("cupy-cuda117", "", ("cuda", 11)),
+        ("cupy-cuda80", "", ("cuda", 8)),
+        ("nvidia-cudnn-cu12", "9.1.0.70", ("cuda", 12)),
+        ("nvidia-cuda-runtime-cu11", "", ("cuda", 11)),
+        ("torch", "==2.3.1+cu121", ("cuda", 12)),
+        ("torchvision", "0.18.1+cu118", ("cuda", 11)),
+        ("torch", "2.13.0+cpu", ("cpu", None)),
+        ("torch", "==2.13.*", None),
+        ("cupy", "", None),
+        ("numpy", "2.4.6", None),
+    ],
+)
+def test_distribution_variant_reads_cuda_and_cpu_builds_from_pypi_names(
+    name: str, version: str, expected: tuple[str, int | None] | None
+) -> None:
+    from pytest_recenv.variants import distribution_variant
+
+    assert distribution_variant(name, version) == expected

@@ -59,3 +59,45 @@ def test_missing_and_too_old_packages_are_reported_at_their_lines(tmp_path: Path
         "7: 'numpy>=1.26': numpy 1.25.0 does not satisfy '>=1.26'",
         "8: 'faiss-cpu=1.15': not installed",
     ]
+
+
+def test_cuda_suffixed_builds_clash_with_their_cpu_twins_and_each_other(tmp_path: Path) -> None:
+    spec = CPU.replace("  - pytorch=2.13=cpu*\n", "")
+    installed = {
+        "numpy": "2.4.6",
+        "faiss-cpu": "1.15.1",
+        "faiss-gpu-cu12": "1.15.1",
+        "cupy-cuda11x": "13.6.0",
+        "cupy-cuda12x": "13.6.0",
+    }
+    assert _drift(tmp_path, spec, installed) == [
+        "1: cupy-cuda11x 13.6.0 and cupy-cuda12x 13.6.0 are both installed and overwrite each "
+        "other's 'cupy' module; uninstall one",
+        "1: faiss-cpu 1.15.1 and faiss-gpu-cu12 1.15.1 are both installed and overwrite each "
+        "other's 'faiss' module; uninstall one",
+        "7: spec asks for CPU builds ('faiss-cpu=1.15') but CUDA builds are installed "
+        "(cupy-cuda11x 13.6.0, cupy-cuda12x 13.6.0, faiss-gpu-cu12 1.15.1); uninstall them",
+    ]
+
+
+def test_nvidia_runtime_wheels_make_a_plain_torch_a_cuda_one_in_a_cpu_spec(tmp_path: Path) -> None:
+    installed = {
+        "torch": "2.13.0",
+        "numpy": "2.4.6",
+        "faiss-cpu": "1.15.1",
+        "nvidia-cublas-cu12": "12.6.4.1",
+    }
+    assert _drift(tmp_path, CPU, installed) == [
+        "6: spec asks for CPU builds ('pytorch=2.13=cpu*') but a CUDA torch is installed "
+        "(torch 2.13.0); reinstall the CPU wheel"
+    ]
+
+
+def test_a_pip_cuda_build_makes_the_spec_a_cuda_one_for_drift(tmp_path: Path) -> None:
+    spec = CPU.replace("  - pytorch=2.13=cpu*\n", "  - pytorch=2.13\n").replace(
+        "  - faiss-cpu=1.15\n", "  - pip:\n      - faiss-gpu-cu12\n"
+    )
+    installed = {"torch": "2.13.0+cpu", "numpy": "2.4.6", "faiss-gpu-cu12": "1.15.1"}
+    assert _drift(tmp_path, spec, installed) == [
+        "6: spec asks for CUDA ('faiss-gpu-cu12') but the CPU torch 2.13.0+cpu is installed",
+    ]
