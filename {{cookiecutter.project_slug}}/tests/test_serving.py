@@ -9,9 +9,12 @@ serving code.
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
@@ -24,7 +27,21 @@ from {{ cookiecutter.package_name }}.channels import co_occurrence_neighbours
 from {{ cookiecutter.package_name }}.retrieval import build_index
 from {{ cookiecutter.package_name }}.router import RouteConfigError
 from {{ cookiecutter.package_name }}.serving import create_app
+from {{ cookiecutter.package_name }}.serving.body import EXCERPT_CHARS, lone_surrogate
+from {{ cookiecutter.package_name }}.serving.hostile import (
+    VALID,
+    HostileCase,
+    hostile_corpus,
+    problems,
+    send,
+)
 from {{ cookiecutter.package_name }}.serving.schemas import MAX_K
+from {{ cookiecutter.package_name }}.serving.smoke import (
+    free_port,
+    spawn_server,
+    stop_server,
+    wait_until_ready,
+)
 
 N_USERS, N_ITEMS, DIM = 40, 60, 8
 
@@ -371,3 +388,138 @@ def test_startup_fails_naming_a_bad_routes_file(artifacts_dir: Path, tmp_path: P
         TestClient(create_app(artifacts_dir, routes_file=routes)),
     ):
         pass
+
+
+# Hostile input: the corpus lives in serving/hostile.py as data; every case must get its
+# status, never a 5xx, and any 4xx as a short JSON body.
+
+CORPUS = hostile_corpus()
+
+
+@pytest.fixture(scope="module")
+def lenient(artifacts_dir: Path) -> Iterator[TestClient]:
+    """A client that shows a 500 as a response, as a real server would, instead of raising."""
+    with TestClient(create_app(artifacts_dir), raise_server_exceptions=False) as test_client:
+        yield test_client
+
+
+@pytest.fixture(scope="module")
+def live_url(artifacts_dir: Path) -> Iterator[str]:
+    """`python -m {{ cookiecutter.package_name }} serve` on loopback, as in test_server_process.py."""
+    port = free_port()
+    process = spawn_server(artifacts_dir, port, capture=True)
+    try:
+        try:
+            wait_until_ready(process, port, 90.0)
+        except SystemExit as failure:
+            pytest.fail(str(failure))
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        stop_server(process)
+
+
+@pytest.mark.parametrize("case", CORPUS, ids=lambda case: case.id)
+def test_hostile_bodies_get_their_4xx_in_process_never_a_5xx_or_a_long_echo(
+    lenient: TestClient, case: HostileCase
+) -> None:
+    assert problems(case, send(lenient, case)) == []
+
+
+@pytest.mark.parametrize("case", CORPUS, ids=lambda case: case.id)
+def test_hostile_bodies_get_their_4xx_from_a_real_server_over_loopback(
+    live_url: str, case: HostileCase
+) -> None:
+    with httpx.Client(base_url=live_url, timeout=10.0) as client:
+        assert problems(case, send(client, case)) == []
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        (b'{"k": NaN}', "NaN is not a JSON value"),
+        (b'{"k": -Infinity}', "-Infinity is not a JSON value"),
+        (b'{"k": 1e400}', "too large for a 64-bit float"),
+        (b'{"user_id": "ab\\ud800"}', "lone UTF-16 surrogate \\ud800"),
+        (b"[" * 10_000 + b"]" * 10_000, "nested deeper than the parser allows"),
+        (b'{"k": ' + b"9" * 5000 + b"}", "more than 4300 digits"),
+    ],
+    ids=["nan", "minus-infinity", "float-overflow", "lone-surrogate", "deep", "huge-int"],
+)
+def test_json_that_python_reads_but_json_forbids_gets_a_422_naming_the_problem(
+    lenient: TestClient, body: bytes, message: str
+) -> None:
+    response = lenient.post(
+        "/recommend", content=body, headers={"content-type": "application/json"}
+    )
+    assert response.status_code == 422
+    assert response.json()["errors"][0]["field"] == "body"
+    assert message in response.json()["errors"][0]["message"]
+
+
+def test_a_long_bad_value_is_quoted_as_a_short_excerpt_with_its_length(client: TestClient) -> None:
+    response = client.post("/recommend", json={**VALID, "device": "d" * 50_000})
+    assert response.status_code == 422
+    quoted = response.json()["errors"][0]["input"]
+    assert quoted.startswith("d" * EXCERPT_CHARS) and quoted.endswith("(50000 characters)")
+    assert len(response.content) < 600
+
+
+def test_thousands_of_bad_fields_are_counted_but_only_the_first_are_listed(
+    client: TestClient,
+) -> None:
+    response = client.post("/recommend", json={**VALID, **{f"f{i}": i for i in range(3000)}})
+    assert response.status_code == 422
+    payload = response.json()
+    assert payload["detail"].startswith("3000 invalid fields in the request; the first ")
+    assert 0 < len(payload["errors"]) < 3000 and len(response.content) < 2048
+
+
+def test_the_body_limit_is_configurable_and_413_names_it(artifacts_dir: Path) -> None:
+    with TestClient(create_app(artifacts_dir, max_body_bytes=200)) as small:
+        assert small.post("/recommend", json=VALID).status_code == 200
+        response = small.post("/recommend", json={**VALID, "item_id": "i" * 128})
+        assert response.status_code == 413
+        assert "larger than 200 bytes" in response.json()["detail"]
+
+
+def test_a_bad_body_limit_in_the_environment_is_refused_naming_the_variable(
+    artifacts_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    variable = "{{ cookiecutter.package_name|upper }}_MAX_BODY_BYTES"
+    monkeypatch.setenv(variable, "64k")
+    with pytest.raises(ValueError, match=f"{variable}='64k': expected a positive"):
+        create_app(artifacts_dir)
+
+
+@pytest.mark.parametrize(
+    ("text", "lone"),
+    [
+        ('"\\ud83d\\ude00"', None),  # a pair: one emoji
+        ('"\\\\ud800"', None),  # an escaped backslash, then the letters ud800
+        ('"\\ud800"', "\\ud800"),
+        ('"\\udc00\\ud800"', "\\udc00"),
+        ('"\\ud800x\\udc00"', "\\ud800"),  # the halves are not adjacent
+        ('{"\\ud83d\\ude00": "\\ud83d"}', "\\ud83d"),
+    ],
+)
+def test_lone_surrogates_are_found_and_pairs_and_escaped_backslashes_are_not(
+    text: str, lone: str | None
+) -> None:
+    found = lone_surrogate(text)
+    assert (found.group(0) if found else None) == lone
+
+
+def test_the_fuzz_script_sends_the_hostile_corpus_and_finds_no_5xx(
+    artifacts_dir: Path, tmp_path: Path
+) -> None:
+    summary = tmp_path / "fuzz.json"
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "fuzz.py"
+    done = subprocess.run(
+        [sys.executable, str(script), "--artifacts", str(artifacts_dir), "--max-examples", "3",
+         "--json", str(summary), "--report-dir", str(tmp_path)],
+        capture_output=True, text=True, timeout=300, cwd=tmp_path,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    result = json.loads(summary.read_text(encoding="utf-8"))
+    assert result["hostile_cases"] == len(CORPUS) and result["hostile_failures"] == []
+    assert result["server_errors_5xx"] == 0

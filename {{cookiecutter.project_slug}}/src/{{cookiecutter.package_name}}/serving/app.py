@@ -5,9 +5,11 @@ Configuration comes from the arguments of `create_app`, else from the environmen
 - `{{ cookiecutter.package_name|upper }}_ARTIFACTS`: the artifacts folder to serve (default `artifacts`)
 - `{{ cookiecutter.package_name|upper }}_ROUTES`: a YAML routes file (see `router.py`; default: built-in routes)
 - `{{ cookiecutter.package_name|upper }}_FAISS_THREADS`: OpenMP threads per faiss search (default 1)
+- `{{ cookiecutter.package_name|upper }}_MAX_BODY_BYTES`: request-body limit, 413 past it (default 65536)
 
 Missing or mismatched artifacts stop the startup with the file named (`ArtifactError`), so a
-broken deployment fails its rollout instead of answering 500s.
+broken deployment fails its rollout instead of answering 500s. A client's mistake gets a 4xx
+with a short JSON body, never a 500 (see `body.py`).
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from starlette.concurrency import run_in_threadpool
 from .. import PROJECT_NAME, __version__
 from ..artifacts import load_artifacts
 from ..router import load_router
+from .body import MAX_BODY_BYTES, LimitRequestBody, StrictJSONRoute, excerpt
 from .recommender import Recommender
 from .schemas import (
     ErrorDetail,
@@ -43,18 +46,32 @@ ENV_PREFIX = "{{ cookiecutter.package_name|upper }}_"
 OFFLOAD_ABOVE_ITEMS = 50_000
 """Catalogs bigger than this are searched in the thread pool instead of on the event loop."""
 
+MAX_ERRORS_BYTES = 1536
+"""Budget for the 'errors' list of a 422 body: errors past it are counted, not listed."""
+
 
 def _setting(name: str, default: str | None = None) -> str | None:
     return os.environ.get(ENV_PREFIX + name, default)
 
 
+def _body_limit(value: int | None) -> int:
+    """The request-body limit in bytes: the argument, else the environment, else the default."""
+    name = ENV_PREFIX + "MAX_BODY_BYTES"
+    raw = str(value) if value is not None else _setting("MAX_BODY_BYTES", str(MAX_BODY_BYTES))
+    if not (raw or "").isdigit() or int(raw or 0) < 1:
+        raise ValueError(f"{name}={raw!r}: expected a positive number of bytes, e.g. 65536.")
+    return int(raw or 0)
+
+
 def create_app(
     artifacts_dir: str | os.PathLike[str] | None = None,
     routes_file: str | os.PathLike[str] | None = None,
+    max_body_bytes: int | None = None,
 ) -> FastAPI:
     """Build the app. Nothing heavy happens here; loading waits for the lifespan (startup)."""
     directory = Path(artifacts_dir or _setting("ARTIFACTS", "artifacts") or "artifacts")
     routes = routes_file or _setting("ROUTES")
+    body_limit = _body_limit(max_body_bytes)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -75,21 +92,38 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.ready = False
+    app.state.max_body_bytes = body_limit
+    # Every route reads its body through StrictJSONRoute (415/400/422 for what is not JSON),
+    # and the middleware caps the body size for all of them (413).
+    app.router.route_class = StrictJSONRoute
+    app.add_middleware(LimitRequestBody, max_bytes=body_limit)
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
-        """One readable line per problem instead of pydantic's internals."""
-        errors = [
-            {
-                "field": ".".join(str(part) for part in error.get("loc", ())),
-                "message": error.get("msg", "invalid"),
-                "input": _jsonable(error.get("input")),
+        """One readable line per problem instead of pydantic's internals.
+
+        Inputs and field names are quoted as short excerpts, and the list stops at a byte
+        budget, so a megabyte of bad input never comes back as a megabyte of error.
+        """
+        problems = exc.errors()
+        errors: list[dict[str, Any]] = []
+        used = 0
+        for error in problems:
+            entry = {
+                "field": excerpt(".".join(str(part) for part in error.get("loc", ()))),
+                "message": excerpt(str(error.get("msg", "invalid")), limit=200),
+                "input": excerpt(error.get("input")),
             }
-            for error in exc.errors()
-        ]
-        count = len(errors)
+            used += len(json.dumps(entry, ensure_ascii=False).encode("utf-8"))
+            if used > MAX_ERRORS_BYTES:
+                break
+            errors.append(entry)
+        count = len(problems)
+        shown = (
+            "see 'errors'" if len(errors) == count else f"the first {len(errors)} are in 'errors'"
+        )
         body = {
-            "detail": f"{count} invalid field{'s' * (count != 1)} in the request; see 'errors'.",
+            "detail": f"{count} invalid field{'s' * (count != 1)} in the request; {shown}.",
             "errors": errors,
         }
         return JSONResponse(status_code=422, content=body)
@@ -124,8 +158,10 @@ def create_app(
         "/recommend",
         response_model=RecommendResponse,
         responses={
-            400: {"model": ErrorDetail, "description": "Body is not decodable text."},
-            422: {"model": ValidationErrorBody, "description": "Invalid request."},
+            400: {"model": ErrorDetail, "description": "Body is not UTF-8 text."},
+            413: {"model": ErrorDetail, "description": "Body larger than the limit."},
+            415: {"model": ErrorDetail, "description": "Body is not application/json."},
+            422: {"model": ValidationErrorBody, "description": "Not JSON, or invalid fields."},
         },
         tags=["recommendations"],
     )
@@ -161,19 +197,6 @@ def create_app(
         )
 
     return app
-
-
-def _jsonable(value: Any) -> Any:
-    """Echo simple inputs back; anything else as its repr (never fail while reporting a failure)."""
-    if value is None or isinstance(value, (str, int, float, bool)):
-        return value
-    if isinstance(value, (list, dict)):
-        try:
-            json.dumps(value)
-            return value
-        except (TypeError, ValueError):
-            pass
-    return repr(value)[:200]
 
 
 def _limit_faiss_threads(threads: int) -> None:

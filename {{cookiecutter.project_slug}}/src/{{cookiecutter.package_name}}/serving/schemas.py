@@ -119,11 +119,14 @@ class Readiness(BaseModel):
 class FieldError(BaseModel):
     field: str = Field(description="Where the problem is, e.g. 'body.k'.", examples=["body.k"])
     message: str = Field(examples=["Input should be less than or equal to 100"])
-    input: object | None = Field(default=None, description="The value that was sent, if any.")
+    input: object | None = Field(
+        default=None,
+        description="The value that was sent, if any: as sent when short, else a short excerpt.",
+    )
 
 
 class ErrorDetail(BaseModel):
-    """400: the body could not even be decoded (not UTF-8 text)."""
+    """400 (not UTF-8 text), 413 (over the size limit) or 415 (not JSON): one readable line."""
 
     detail: str = Field(examples=["There was an error parsing the body"])
 
