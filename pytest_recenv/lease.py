@@ -42,8 +42,11 @@ class Lease:
         self._fd: int | None = None
         if fcntl is None:
             return
-        root.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)  # not inherited by children
+        try:
+            root.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)  # not inherited by children
+        except OSError:  # a read-only cache: nobody can remove anything from it either
+            return
         try:
             fcntl.flock(fd, fcntl.LOCK_SH)  # waits only while gc is removing this env
         except BaseException:

@@ -26,7 +26,7 @@ UNFINISHED = ".unfinished"
 
 def marked(env: Mapping[str, str] | None, folder: Path) -> dict[str, str]:
     """``env`` (default: ours) with the build folder named, for every process of a build."""
-    return {**(os.environ if env is None else env), MARK: str(folder)}
+    return {**(os.environ if env is None else env), MARK: os.path.abspath(folder)}
 
 
 def processes_in(folder: Path) -> list[int]:
@@ -34,7 +34,7 @@ def processes_in(folder: Path) -> list[int]:
     proc = Path("/proc")
     if not proc.is_dir():
         return []
-    needle = f"{MARK}={folder}".encode()
+    needle = f"{MARK}={os.path.abspath(folder)}".encode()
     found = []
     for entry in proc.iterdir():
         if not entry.name.isdigit() or int(entry.name) == os.getpid():
