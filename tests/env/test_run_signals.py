@@ -122,6 +122,24 @@ def read_port(path: Path) -> int:
     return int(wait_for(lambda: path.is_file() and path.read_text()))  # type: ignore[arg-type]
 
 
+def start_http_server(
+    env: tuple[Path, dict[str, str]], reap: list[int], **popen: object
+) -> tuple[subprocess.Popen[bytes], int, int]:
+    """`recenv run -- python -m http.server` on a free loopback port, answering: (recenv's
+    process, the port, the server's pid); both pids are reaped after the test."""
+    proc = start(
+        env, "python", "-u", "-m", "http.server", "0", "--bind", "127.0.0.1",
+        stdout=subprocess.PIPE, **popen,
+    )  # fmt: skip
+    reap.append(proc.pid)
+    line = proc.stdout.readline().decode()  # type: ignore[union-attr]
+    port = int(line.split(" port ")[1].split()[0])
+    server = wait_for(lambda: children(proc.pid))[0]  # type: ignore[index]
+    reap.append(server)
+    assert answers(port)
+    return proc, port, server
+
+
 @pytest.fixture
 def reap() -> Iterator[list[int]]:
     """PIDs a test started; whatever is still running at the end is killed (by PID)."""
@@ -149,24 +167,7 @@ def test_a_signal_to_recenv_run_stops_the_server_and_recenv_ends_as_it_did(
     sig: signal.Signals,
     expected: int,
 ) -> None:
-    proc = start(
-        tiny_env,
-        "python",
-        "-u",
-        "-m",
-        "http.server",
-        "0",
-        "--bind",
-        "127.0.0.1",
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )
-    reap.append(proc.pid)
-    line = proc.stdout.readline().decode()  # type: ignore[union-attr]
-    port = int(line.split(" port ")[1].split()[0])
-    server = wait_for(lambda: children(proc.pid))[0]  # type: ignore[index]
-    reap.append(server)
-    assert answers(port)
+    proc, port, server = start_http_server(tiny_env, reap, stderr=subprocess.PIPE)
     os.kill(proc.pid, sig)
     assert proc.wait(timeout=10) == expected
     wait_for(lambda: not alive(server), timeout=5)
@@ -244,23 +245,7 @@ def test_ctrl_c_reaches_the_server_exactly_once_and_recenv_prints_no_traceback(
 def test_kill_9_of_recenv_run_leaves_no_orphan_server(
     tiny_env: tuple[Path, dict[str, str]], tmp_path: Path, reap: list[int]
 ) -> None:
-    proc = start(
-        tiny_env,
-        "python",
-        "-u",
-        "-m",
-        "http.server",
-        "0",
-        "--bind",
-        "127.0.0.1",
-        stdout=subprocess.PIPE,
-    )
-    reap.append(proc.pid)
-    line = proc.stdout.readline().decode()  # type: ignore[union-attr]
-    port = int(line.split(" port ")[1].split()[0])
-    server = wait_for(lambda: children(proc.pid))[0]  # type: ignore[index]
-    reap.append(server)
-    assert answers(port)
+    proc, port, server = start_http_server(tiny_env, reap)
     os.kill(proc.pid, signal.SIGKILL)
     assert proc.wait(timeout=10) == -signal.SIGKILL
     wait_for(lambda: not alive(server), timeout=5)
