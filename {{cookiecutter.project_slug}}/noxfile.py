@@ -158,6 +158,13 @@ def serve(session: nox.Session) -> None:
 
 
 @nox.session(default=False)
+def stress(session: nox.Session) -> None:
+    """Two-process (gloo) training, repeated beside CPU hogs; any rank that fails fails it."""
+    args = session.posargs or ["--runs", "30", "--hogs", "2"]
+    in_env(session, "python", "benchmarks/stress_ddp.py", *args)
+
+
+@nox.session(default=False)
 def bench(session: nox.Session) -> None:
     """Benchmarks: training, retrieval, ML-100K, router{% if cookiecutter.include_serving %}, load and fuzz on loopback{% endif %}."""
     results = Path("benchmarks/results")
