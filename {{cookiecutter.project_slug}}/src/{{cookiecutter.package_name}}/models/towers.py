@@ -178,8 +178,8 @@ def bag_adder(device: torch.device) -> Callable[..., torch.Tensor]:
     """``sparse_product`` on a CPU that torch runs on one thread (as torchrun starts each
     process), ``gather_index_add`` elsewhere.
 
-    The sparse kernel is serial and ``index_add_`` spreads over torch's threads: per training
-    step the product was 1.1x faster on one thread and level on two (docs/pipeline.md;
+    The sparse kernel is serial and ``index_add_`` spreads over torch's threads, so the product
+    wins on one thread and not beyond (docs/pipeline.md;
     ``benchmarks/bench_training.py --compare-bag-adds`` times both). On CUDA ``index_add_`` is
     one kernel of atomic adds.
     """

@@ -40,8 +40,8 @@ class TrainConfig:
     deterministic: bool = False  # torch.use_deterministic_algorithms + fixed cuBLAS workspace
 
     dim: int = 64
-    # Tower MLP width. 64: test Recall@10 over seeds 0-4 matched 128 (synthetic 0.185 vs 0.186,
-    # MovieLens-100K 0.270 vs 0.268) and the CPU training loop is 1.15x faster (docs/pipeline.md).
+    # Tower MLP width. 64 keeps the test Recall@10 of wider towers at a cheaper step; compare
+    # widths with `benchmarks/bench_training.py --compare-hidden` (docs/pipeline.md).
     hidden: int = 64
     history_len: int = 100  # training items per user fed to the user tower (most recent kept)
     temperature: float = 0.2  # softmax temperature on cosine scores; 0.05 overfits small data
@@ -49,9 +49,8 @@ class TrainConfig:
     logq: bool = True  # popularity correction for in-batch negatives
 
     epochs: int = 20
-    # Global: split across DDP processes. 512 with lr 7e-3 matched 256 with 3e-3 in test
-    # Recall@10 over seeds 0-4 (synthetic 0.1852 vs 0.1851, MovieLens-100K 0.2724 vs 0.2688) and
-    # trains 1.3-1.8x faster on CPU (docs/pipeline.md).
+    # Global: split across DDP processes. The lr grows with the batch: 512 with 7e-3 keeps the
+    # test Recall@10 of smaller batches with fewer, cheaper-per-sample steps (docs/pipeline.md).
     batch_size: int = 512
     lr: float = 7e-3
     weight_decay: float = 0.0
@@ -59,8 +58,8 @@ class TrainConfig:
     patience: int = 3  # epochs without a better validation Recall@K before stopping
 
     device: str = "auto"  # "auto" (cuda > mps > cpu), or forced "cuda", "cuda:1", "mps", "cpu"
-    # "off" by default: on an H100, bf16/fp16 autocast made the default towers 14-27 % slower
-    # (kernel-launch bound; README Performance). "auto" = bf16 on CUDA if supported, else fp16.
+    # "off" by default: towers this small are bound by kernel launches, so autocast's casts cost
+    # more than they save (docs/pipeline.md). "auto" = bf16 on CUDA if supported, else fp16.
     amp: str = "off"
 
     runs_dir: str = "runs"
