@@ -54,11 +54,13 @@ def _parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--k", type=int, nargs="+", default=[5, 10, 20, 50])
     evaluate.add_argument("--out", help="where evaluation.json/.png go (default: the run folder)")
 
-    export = sub.add_parser("export", help="TorchScript + ONNX towers with a parity check")
+    export = sub.add_parser(
+        "export", help="towers as torch.export (.pt2) and ONNX programs, parity checked"
+    )
     export.add_argument("--run", help="run folder (default: latest under --runs-dir)")
     export.add_argument("--runs-dir", default="runs")
     export.add_argument("--out", default="artifacts/export")
-    export.add_argument("--no-onnx", action="store_true", help="TorchScript only")
+    _export_args(export)
 
     demo = sub.add_parser(
         "demo", help="data -> train -> index -> evaluate -> export on the synthetic sample"
@@ -69,7 +71,7 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--epochs", type=int, default=10)
     demo.add_argument("--seed", type=int, default=0)
     demo.add_argument("--device", default="auto")
-    demo.add_argument("--no-onnx", action="store_true")
+    _export_args(demo)
 {%- if cookiecutter.include_serving %}
 
     # --- serve: added by the serving module (FastAPI) -----------------------------------------
@@ -86,6 +88,33 @@ def _parser() -> argparse.ArgumentParser:
     )
 {%- endif %}
     return parser
+
+
+def _export_args(p: argparse.ArgumentParser) -> None:
+    """The format flags shared by ``export`` and ``demo``."""
+    p.add_argument(
+        "--formats",
+        type=_formats,
+        default="pt2,onnx",
+        help="comma-separated: pt2 (torch.export), onnx, torchscript (deprecated upstream; "
+        "only when asked for). Default pt2,onnx",
+    )
+    p.add_argument("--no-onnx", action="store_true", help="drop onnx from --formats")
+
+
+def _formats(text: str) -> tuple[str, ...]:
+    """``--formats`` as a tuple; an unknown name is a usage error that lists the choices."""
+    from .export import parse_formats
+
+    try:
+        return parse_formats(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _export_formats(args: argparse.Namespace) -> tuple[str, ...]:
+    """--formats less onnx under --no-onnx (the older flag, kept so existing scripts still run)."""
+    return tuple(f for f in args.formats if not (args.no_onnx and f == "onnx"))
 
 
 def _train_args(p: argparse.ArgumentParser) -> None:
@@ -203,7 +232,7 @@ def demo(args: argparse.Namespace) -> int:
         f"[bold]index[/]   {info['index_type']} over {info['n_items']} items -> {info['artifacts']}"
     )
     results = run_evaluate(run_dir)
-    exported = run_export(run_dir, work / "artifacts" / "export", onnx=not args.no_onnx)
+    exported = run_export(run_dir, work / "artifacts" / "export", _export_formats(args))
     worst = max(exported["max_abs_diff"].values())
     console.print(f"[bold]export[/]  {len(exported['files'])} files, parity max |diff| {worst:.2e}")
     _print_metrics(results, "Test metrics (full ranking, seen items excluded)")
@@ -287,7 +316,7 @@ def _route(args: argparse.Namespace) -> int:
             from .pipeline import run_export
 
             console.print_json(
-                data=run_export(_run_dir(args), Path(args.out), onnx=not args.no_onnx)
+                data=run_export(_run_dir(args), Path(args.out), _export_formats(args))
             )
         case "demo":
             return demo(args)

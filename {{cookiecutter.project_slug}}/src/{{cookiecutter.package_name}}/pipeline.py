@@ -10,6 +10,7 @@ import json
 import os
 import time
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -114,17 +115,19 @@ def run_evaluate(
     return results
 
 
-def run_export(run_dir: Path, out_dir: Path, onnx: bool = True) -> dict[str, Any]:
-    """TorchScript + ONNX towers with a parity report."""
+def run_export(
+    run_dir: Path, out_dir: Path, formats: str | Sequence[str] = ("pt2", "onnx")
+) -> dict[str, Any]:
+    """The towers as ``formats`` (export.FORMATS), each parity checked; the report as a dict."""
     from .export import export_towers
 
     _, model, split = load_trained(run_dir)
     history = user_histories(split, model.history_len).numpy()
     new_folders = [p for p in (Path(out_dir), *Path(out_dir).parents) if not p.exists()]
     report = export_towers(
-        model, split.data.user_features, history, split.data.item_features, out_dir, onnx=onnx
+        model, split.data.user_features, history, split.data.item_features, out_dir, formats
     )
-    info = {"files": report.files, "max_abs_diff": report.max_abs_diff}
+    info = report.to_dict()
     (Path(out_dir) / "export_report.json").write_text(json.dumps(info, indent=2), encoding="utf-8")
     # Readable by the serving image's user like the artifacts (artifacts.py): the files this
     # step wrote and the folders it made; existing folders keep the modes their owner chose.
