@@ -80,7 +80,7 @@ def test_two_nccl_processes_train_the_same_model_as_one(tmp_path: Path) -> None:
 
 @pytest.mark.cuda
 def test_the_training_benchmark_times_every_amp_mode_on_cuda(tmp_path: Path) -> None:
-    # The README's GPU rows come from these two commands; a tiny run checks they still report.
+    # `nox -s bench` on a GPU box runs these two commands; a tiny run checks they still report.
     both = run_benchmark(
         "bench_training.py", "--device", "cuda", "--epochs", "1", "--repeats", "1",
         "--batch-sizes", "8192", "--dim", "8", cwd=tmp_path,
