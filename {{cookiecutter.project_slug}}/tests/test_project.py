@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib.metadata
+import re
 import sys
 from pathlib import Path
 
@@ -10,8 +12,26 @@ import {{ cookiecutter.package_name }}
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def test_the_package_imports_with_its_version() -> None:
-    assert {{ cookiecutter.package_name }}.__version__ == "0.1.0"
+def test_the_package_the_installed_metadata_and_pyproject_agree_on_the_version() -> None:
+    """A release bumps ``version`` in pyproject.toml and ``__version__`` together; pip and the
+    artifacts manifest report one, code the other. The installed metadata is what pip read
+    from pyproject.toml at install time."""
+    table = (ROOT / "pyproject.toml").read_text(encoding="utf-8").split("\n[project]\n", 1)[1]
+    table = table.split("\n[", 1)[0]
+    fields = dict(re.findall(r'^(name|version) = "([^"]+)"$', table, flags=re.MULTILINE))
+    try:
+        installed = importlib.metadata.version(fields["name"])
+    except importlib.metadata.PackageNotFoundError:
+        installed = f"nothing ({fields['name']} is not installed; run `pip install -e .`)"
+    version = {{ cookiecutter.package_name }}.__version__
+    assert version == fields["version"], (
+        f"__init__.py: __version__ {version!r}, pyproject.toml: version {fields['version']!r}; "
+        "bump both"
+    )
+    assert installed == fields["version"], (
+        f"installed metadata says {installed}, pyproject.toml {fields['version']!r}: "
+        "reinstall with `pip install -e .`"
+    )
 
 
 def test_the_interpreter_is_the_one_the_environment_pins() -> None:
