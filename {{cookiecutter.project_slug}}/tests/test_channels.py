@@ -8,7 +8,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from {{ cookiecutter.package_name }}.artifacts import Artifacts, load_artifacts, save_artifacts
+from {{ cookiecutter.package_name }}.artifacts import (
+    Artifacts,
+    load_artifacts,
+    save_artifacts,
+)
 from {{ cookiecutter.package_name }}.channels import (
     Channel,
     ItemGraphChannel,

@@ -96,7 +96,8 @@ def test_the_exploration_notebook_stats_add_up_for_the_sample_it_loads(executed:
         for output in cell.outputs
     ]
     printed = "".join(o.get("text", "") for o in outputs if o.output_type == "stream")
-    assert "package: {{ cookiecutter.package_name }}\n" in printed  # found under ../src by itself
+    # The notebook finds the package under ../src by itself.
+    assert "package: {{ cookiecutter.package_name }}\n" in printed
     stats = next(
         ast.literal_eval(o["data"]["text/plain"])
         for o in outputs
