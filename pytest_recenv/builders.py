@@ -27,7 +27,7 @@ from pytest_recenv import names, pipconfig
 from pytest_recenv.backends import BuildError, select_backend
 from pytest_recenv.interpreters import Interpreter, choose, discover
 from pytest_recenv.lease import Lease
-from pytest_recenv.spec import RecenvError, Spec, load_spec
+from pytest_recenv.spec import RecenvError, Spec, expand_pip_vars, load_spec
 
 STAMP = ".recenv-stamp.json"
 KEY_FORMAT = 1
@@ -150,14 +150,16 @@ def translate(spec: Spec) -> tuple[list[str], list[str], list[str]]:
     for dep in spec.pip:
         text = dep.raw.strip()
         if dep.kind == "editable":
-            target = text.split(None, 1)[-1].removeprefix("--editable=").strip()
+            # pip expands ${VAR} in requirement files: open what pip would (spec.expand_pip_vars)
+            target, _ = expand_pip_vars(text.split(None, 1)[-1].removeprefix("--editable="))
+            target = target.strip()
             if "://" not in target:
                 target = str((folder / target).resolve())
             pip_lines.append(f"-e {target}")
         elif dep.kind == "option":
             words = text.split(None, 1)
             if words[0] in ("-r", "--requirement", "-c", "--constraint") and len(words) == 2:
-                text = f"{words[0]} {(folder / words[1]).resolve()}"
+                text = f"{words[0]} {(folder / expand_pip_vars(words[1])[0]).resolve()}"
             pip_lines.append(text)
         else:
             pip_lines.append(text)

@@ -212,3 +212,21 @@ def test_load_spec_refuses_yaml_aliases_so_build_key_and_lock_do_too(tmp_path: P
         load_spec(path)
     assert [p.line for p in err.value.problems] == [11]
     assert "YAML alias '*n' (its anchor '&n' is on line 10)" in str(err.value)
+
+
+def test_translate_expands_pip_variables_before_resolving_paths(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """pip expands ${VAR} in requirement files; the builds must open what pip would."""
+    (tmp_path / "pkgs" / "shop").mkdir(parents=True)
+    (tmp_path / "reqs.txt").write_text("rich\n")
+    monkeypatch.setenv("RECENV_PKGS", str(tmp_path / "pkgs"))
+    monkeypatch.setenv("RECENV_REQS", "reqs.txt")
+    pip_lines = "      - -e ${RECENV_PKGS}/shop\n      - -r ${RECENV_REQS}\n"
+    text = BASE.replace("      - -e .\n", pip_lines)
+    _, pip, _ = translate(load_spec(_env(tmp_path, text)))
+    assert pip == [
+        "rich>=13",
+        f"-e {(tmp_path / 'pkgs' / 'shop').resolve()}",
+        f"-r {(tmp_path / 'reqs.txt').resolve()}",
+    ]
