@@ -183,7 +183,7 @@ def _cuda_index(spec: Spec) -> str:
 
 
 def _found(name: str, res: Resolution, words: str) -> str:
-    """``torch 2.13.0+cpu (a CPU build, from file:///opt/wheels)``"""
+    """``torch 2.13.0+cpu (a CPU build, from file:///<a find-links folder>)``"""
     where = res.sources.get(name)
     return f"{name} {res.pins[name]} ({words}" + (f", from {where})" if where else ")")
 

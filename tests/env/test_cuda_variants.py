@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from recenv_helpers import make_wheel, write_env
 
+from pytest_recenv import pipconfig
 from pytest_recenv.cli import main
 from pytest_recenv.matchspec import parse_matchspec
 from pytest_recenv.spec import Spec
@@ -19,9 +20,30 @@ from pytest_recenv.variants import spec_cuda_major, torch_variant
 
 pytestmark = pytest.mark.slow
 
-LOCAL_WHEELS = Path("/opt/wheels")
-LOCAL_INDEX = Path("/opt/pypi/simple")
-CPU_TORCH = sorted(LOCAL_WHEELS.glob("torch-2.13.0+cpu-cp311-*.whl"))
+
+def _local_folder(link: str) -> Path | None:
+    path = Path(link[len("file://") :] if link.startswith("file://") else link)
+    return path if "://" not in link or link.startswith("file://") else None
+
+
+# The user's own pip configuration (as recenv reads it) says where a CPU torch wheel and a local
+# index may be; nothing of this machine is written here.
+USER_PIP = pipconfig.load()
+CPU_TORCH = sorted(
+    wheel
+    for link in USER_PIP.find_links
+    if (folder := _local_folder(link)) and folder.is_dir()
+    for wheel in folder.glob("torch-2.13.0+cpu-cp311-*.whl")
+)
+LOCAL_WHEELS = CPU_TORCH[0].parent if CPU_TORCH else None
+LOCAL_INDEX = next(
+    (
+        folder
+        for url in [USER_PIP.index_url or "", *USER_PIP.extra_index_urls]
+        if url.startswith("file://") and (folder := _local_folder(url)) and folder.is_dir()
+    ),
+    None,
+)
 CUDA12 = "  - cuda-version=12.6\n  - pytorch=2.13=cuda*\n"
 
 
@@ -42,8 +64,12 @@ def _pip_config(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, body: str) -> N
 def machine_torch(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """This machine's CPU torch wheel (find-links) and its local index for torch's
     dependencies; no PyPI, so the result does not depend on the network."""
-    if not CPU_TORCH or not LOCAL_INDEX.is_dir():
-        pytest.skip(f"needs torch 2.13.0+cpu in {LOCAL_WHEELS} and an index at {LOCAL_INDEX}")
+    if LOCAL_WHEELS is None or LOCAL_INDEX is None:
+        pytest.skip(
+            "needs a torch 2.13.0+cpu cp311 wheel in a local find-links folder and a local "
+            f"(file://) index in your pip config; found find-links {USER_PIP.find_links}, "
+            f"indexes {[USER_PIP.index_url, *USER_PIP.extra_index_urls]}"
+        )
     _pip_config(
         monkeypatch,
         tmp_path,
