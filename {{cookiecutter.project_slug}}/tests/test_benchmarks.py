@@ -12,21 +12,19 @@ import importlib.util
 import json
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import ModuleType
 
 import pytest
 import torch
 
-from test_training import child_env
 
-BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
-
-
-def load_script(name: str) -> ModuleType:
-    """A benchmark script imported as a module (its ``main`` not run)."""
-    spec = importlib.util.spec_from_file_location(Path(name).stem, BENCHMARKS / name)
+@pytest.fixture
+def bench(benchmarks_dir: Path) -> ModuleType:
+    """``benchmarks/bench_training.py`` imported as a module (its ``main`` not run)."""
+    path = benchmarks_dir / "bench_training.py"
+    spec = importlib.util.spec_from_file_location(path.stem, path)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
@@ -42,20 +40,9 @@ def run_main(
     return json.loads(out.read_text(encoding="utf-8"))
 
 
-def run_benchmark(script: str, *args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    done = subprocess.run(
-        [sys.executable, str(BENCHMARKS / script), *args],
-        cwd=cwd,
-        env=child_env(),
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert done.returncode == 0, done.stdout + done.stderr
-    return done
-
-
-def test_training_benchmark_compares_both_loops_and_writes_its_json(tmp_path: Path) -> None:
+def test_training_benchmark_compares_both_loops_and_writes_its_json(
+    tmp_path: Path, run_benchmark: Callable[..., subprocess.CompletedProcess[str]]
+) -> None:
     out = tmp_path / "training.json"
     run_benchmark(
         "bench_training.py", "--epochs", "1", "--repeats", "1", "--batch-sizes", "8192", "--dim", "8",
@@ -70,7 +57,7 @@ def test_training_benchmark_compares_both_loops_and_writes_its_json(tmp_path: Pa
 
 
 def test_training_benchmark_phases_and_width_comparison_report_per_sample_figures(
-    tmp_path: Path,
+    tmp_path: Path, run_benchmark: Callable[..., subprocess.CompletedProcess[str]]
 ) -> None:
     phases = json.loads(
         run_benchmark(
@@ -106,9 +93,8 @@ def test_training_benchmark_phases_and_width_comparison_report_per_sample_figure
 
 
 def test_training_speedups_are_ratios_of_median_throughputs(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+    bench: ModuleType, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    bench = load_script("bench_training.py")
     # Samples/s of each timed run, in call order, by (loop, trains the model?). The medians
     # sit in different repeats and differ from the means, so any other statistic shows.
     speeds: dict[tuple[str, bool], Iterator[float]] = {
@@ -135,9 +121,8 @@ def test_training_speedups_are_ratios_of_median_throughputs(
 
 
 def test_width_comparison_times_each_width_interleaved_against_the_first(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+    bench: ModuleType, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    bench = load_script("bench_training.py")
     speeds = {16: iter([100.0, 80.0, 120.0]), 8: iter([150.0, 240.0, 200.0])}
     widths: list[int] = []
 
@@ -157,9 +142,8 @@ def test_width_comparison_times_each_width_interleaved_against_the_first(
 
 
 def test_bag_add_comparison_times_each_adder_and_restores_the_choice(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+    bench: ModuleType, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    bench = load_script("bench_training.py")
     chooser = bench.towers.bag_adder
     speeds = {
         "sparse_product": iter([100.0, 50.0, 80.0]),
@@ -181,11 +165,13 @@ def test_bag_add_comparison_times_each_adder_and_restores_the_choice(
     assert bench.towers.bag_adder is chooser
 
 
-def test_training_benchmark_refuses_two_modes_at_once(tmp_path: Path) -> None:
+def test_training_benchmark_refuses_two_modes_at_once(
+    tmp_path: Path, benchmarks_dir: Path, child_env: Callable[..., dict[str, str]]
+) -> None:
     done = subprocess.run(
         [
             sys.executable,
-            str(BENCHMARKS / "bench_training.py"),
+            str(benchmarks_dir / "bench_training.py"),
             "--phases",
             "--compare-hidden",
             "8",
@@ -199,7 +185,9 @@ def test_training_benchmark_refuses_two_modes_at_once(tmp_path: Path) -> None:
     assert "--phases and --compare-hidden time different things" in done.stderr
 
 
-def test_retrieval_benchmark_reports_ann_recall_and_speedup(tmp_path: Path) -> None:
+def test_retrieval_benchmark_reports_ann_recall_and_speedup(
+    tmp_path: Path, run_benchmark: Callable[..., subprocess.CompletedProcess[str]]
+) -> None:
     out = tmp_path / "retrieval.json"
     run_benchmark(
         "bench_retrieval.py", "--n", "20000", "--queries", "200", "--batch", "100",

@@ -11,12 +11,10 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-
-from test_benchmarks import BENCHMARKS, run_benchmark
-from test_training import child_env
 
 RANK_SCRIPT = """
 import json, os, sys
@@ -38,7 +36,9 @@ out.write_text(json.dumps({"before": before, "after": threads()}))
 
 
 @pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="counts threads in /proc (Linux)")
-def test_a_torchrun_rank_has_no_process_group_threads_left_after_train(tmp_path: Path) -> None:
+def test_a_torchrun_rank_has_no_process_group_threads_left_after_train(
+    tmp_path: Path, child_env: Callable[..., dict[str, str]]
+) -> None:
     script = tmp_path / "rank.py"
     script.write_text(RANK_SCRIPT, encoding="utf-8")
     runs = tmp_path / "runs"
@@ -54,7 +54,9 @@ def test_a_torchrun_rank_has_no_process_group_threads_left_after_train(tmp_path:
         assert seen["after"] == seen["before"], f"rank {rank}: {seen}"
 
 
-def test_the_ddp_stress_script_passes_two_launches_beside_a_busy_process(tmp_path: Path) -> None:
+def test_the_ddp_stress_script_passes_two_launches_beside_a_busy_process(
+    tmp_path: Path, run_benchmark: Callable[..., subprocess.CompletedProcess[str]]
+) -> None:
     out = tmp_path / "stress.json"
     done = run_benchmark(
         "stress_ddp.py", "--runs", "2", "--hogs", "1", "--epochs", "1", "--json", str(out),
@@ -67,7 +69,7 @@ def test_the_ddp_stress_script_passes_two_launches_beside_a_busy_process(tmp_pat
 
 
 def test_the_ddp_stress_script_names_the_rank_that_aborts_and_exits_non_zero(
-    tmp_path: Path,
+    tmp_path: Path, benchmarks_dir: Path, child_env: Callable[..., dict[str, str]]
 ) -> None:
     # Every process started with this on its path runs sitecustomize.py: rank 1 aborts on exit.
     inject = tmp_path / "inject"
@@ -81,7 +83,7 @@ def test_the_ddp_stress_script_names_the_rank_that_aborts_and_exits_non_zero(
     env = child_env()
     env["PYTHONPATH"] = os.pathsep.join([str(inject), env["PYTHONPATH"]])
     done = subprocess.run(
-        [sys.executable, str(BENCHMARKS / "stress_ddp.py"), "--runs", "1", "--hogs", "0",
+        [sys.executable, str(benchmarks_dir / "stress_ddp.py"), "--runs", "1", "--hogs", "0",
          "--epochs", "1"],
         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300, check=False,
     )  # fmt: skip

@@ -10,12 +10,10 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-
-from test_benchmarks import run_benchmark
-from test_training import child_env, run_cli
 
 SMALL = ["--n-users", "300", "--n-items", "120", "--events-per-user", "12", "--batch-size", "256",
          "--no-progress"]  # fmt: skip
@@ -23,7 +21,10 @@ SMALL = ["--n-users", "300", "--n-items", "120", "--events-per-user", "12", "--b
 
 @pytest.mark.cuda
 def test_the_demo_trains_on_cuda_and_its_artifacts_serve_from_cpu(
-    tmp_path: Path, torch_device: str
+    tmp_path: Path,
+    torch_device: str,
+    run_cli: Callable[..., subprocess.CompletedProcess[str]],
+    child_env: Callable[..., dict[str, str]],
 ) -> None:
     done = run_cli(["demo", "--device", torch_device, "--epochs", "3", "--n-users", "400", "--n-items", "150",
                     "--workdir", str(tmp_path)], cwd=tmp_path)  # fmt: skip
@@ -47,7 +48,9 @@ def test_the_demo_trains_on_cuda_and_its_artifacts_serve_from_cpu(
 
 
 @pytest.mark.cuda
-def test_torchrun_starts_the_same_training_entry_point_on_cuda(tmp_path: Path) -> None:
+def test_torchrun_starts_the_same_training_entry_point_on_cuda(
+    tmp_path: Path, run_cli: Callable[..., subprocess.CompletedProcess[str]]
+) -> None:
     run_cli(["train", *SMALL, "--epochs", "2", "--device", "cuda", "--amp", "bf16", "--run-id", "tr",
              "--runs-dir", str(tmp_path / "runs")], cwd=tmp_path, torchrun_procs=1)  # fmt: skip
     metrics = json.loads((tmp_path / "runs" / "tr" / "metrics.json").read_text())
@@ -62,7 +65,9 @@ def test_torchrun_starts_the_same_training_entry_point_on_cuda(tmp_path: Path) -
 
 
 @pytest.mark.multi_gpu(2)
-def test_two_nccl_processes_train_the_same_model_as_one(tmp_path: Path) -> None:
+def test_two_nccl_processes_train_the_same_model_as_one(
+    tmp_path: Path, run_cli: Callable[..., subprocess.CompletedProcess[str]]
+) -> None:
     # The nccl twin of the gloo test in test_training.py: full-catalog softmax makes the
     # average of two half-batch gradients equal the full-batch gradient.
     common = [*SMALL, "--epochs", "2", "--negatives", "full", "--device", "cuda", "--amp", "off", "--deterministic",
@@ -79,7 +84,9 @@ def test_two_nccl_processes_train_the_same_model_as_one(tmp_path: Path) -> None:
 
 
 @pytest.mark.cuda
-def test_the_training_benchmark_times_every_amp_mode_on_cuda(tmp_path: Path) -> None:
+def test_the_training_benchmark_times_every_amp_mode_on_cuda(
+    tmp_path: Path, run_benchmark: Callable[..., subprocess.CompletedProcess[str]]
+) -> None:
     # `nox -s bench` on a GPU box runs these two commands; a tiny run checks they still report.
     both = run_benchmark(
         "bench_training.py", "--device", "cuda", "--epochs", "1", "--repeats", "1",

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import subprocess
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -22,8 +24,6 @@ from {{ cookiecutter.package_name }}.training import (
     train,
     two_tower_embeddings,
 )
-
-from test_benchmarks import run_benchmark
 
 pytestmark = pytest.mark.skipif(
     importlib.util.find_spec("recbole") is None,
@@ -66,7 +66,9 @@ def test_two_tower_beats_popularity_by_half_and_the_item_graph_on_ml100k(tmp_pat
     assert recall["two_tower"] > recall["item_graph"], recall
 
 
-def test_the_ml100k_benchmark_reports_every_channel_and_the_ratio_it_quotes(tmp_path: Path) -> None:
+def test_the_ml100k_benchmark_reports_every_channel_and_the_ratio_it_quotes(
+    tmp_path: Path, run_benchmark: Callable[..., subprocess.CompletedProcess[str]]
+) -> None:
     out = tmp_path / "ml100k.json"
     run_benchmark("bench_ml100k.py", "--epochs", "1", "--json", str(out), cwd=tmp_path)
     result = json.loads(out.read_text(encoding="utf-8"))

@@ -8,12 +8,11 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
 
 import pytest
-
-from test_training import child_env
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -89,7 +88,7 @@ def test_nox_gpu_tests_with_skip_mode_fails_with_the_reason() -> None:
 
 
 def test_the_ml100k_benchmark_skips_with_exit_0_and_the_reason_without_recbole(
-    tmp_path: Path,
+    tmp_path: Path, child_env: Callable[..., dict[str, str]]
 ) -> None:
     # A `recbole` that cannot be imported stands in for a missing one, installed or not.
     blocked = tmp_path / "blocked" / "recbole"

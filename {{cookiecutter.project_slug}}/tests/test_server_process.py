@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import signal
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
@@ -24,8 +24,6 @@ from {{ cookiecutter.package_name }}.serving.smoke import (
     stop_server,
     wait_until_ready,
 )
-
-from test_serving import write_sample_artifacts
 
 STARTUP_TIMEOUT_S = 90.0
 
@@ -50,7 +48,9 @@ def server(artifacts: Path) -> Iterator[tuple[str, subprocess.Popen[str]]]:
 
 
 @pytest.fixture(scope="module")
-def artifacts_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def artifacts_dir(
+    tmp_path_factory: pytest.TempPathFactory, write_sample_artifacts: Callable[..., Path]
+) -> Path:
     return write_sample_artifacts(tmp_path_factory.mktemp("process") / "artifacts")
 
 

@@ -1,7 +1,7 @@
 """The service answers every route correctly, explains itself, and refuses bad input clearly.
 
-The artifacts are a small synthetic catalog written by the real `save_artifacts` (real faiss
-index, real item graph from `co_occurrence_neighbours`), loaded by the app's lifespan exactly
+The artifacts are a small synthetic catalog written by the real `save_artifacts` (conftest's
+`write_sample_artifacts`: real faiss index, real item graph), loaded by the app's lifespan exactly
 as in production. Expected answers are recomputed here with plain numpy, independently of the
 serving code.
 """
@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
@@ -19,12 +19,7 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
-from {{ cookiecutter.package_name }}.artifacts import (
-    ArtifactError,
-    save_artifacts,
-)
-from {{ cookiecutter.package_name }}.channels import co_occurrence_neighbours
-from {{ cookiecutter.package_name }}.retrieval import build_index
+from {{ cookiecutter.package_name }}.artifacts import ArtifactError
 from {{ cookiecutter.package_name }}.router import RouteConfigError
 from {{ cookiecutter.package_name }}.serving import create_app
 from {{ cookiecutter.package_name }}.serving.body import EXCERPT_CHARS, lone_surrogate
@@ -46,47 +41,12 @@ from {{ cookiecutter.package_name }}.serving.smoke import (
 N_USERS, N_ITEMS, DIM = 40, 60, 8
 
 
-def write_sample_artifacts(folder: Path, seed: int = 7) -> Path:
-    """A tiny, fully consistent artifacts folder (users u0.., items i0..)."""
-    rng = np.random.default_rng(seed)
-    users_emb = rng.normal(size=(N_USERS, DIM)).astype(np.float32)
-    items_emb = rng.normal(size=(N_ITEMS, DIM)).astype(np.float32)
-    users_emb /= np.linalg.norm(users_emb, axis=1, keepdims=True)
-    items_emb /= np.linalg.norm(items_emb, axis=1, keepdims=True)
-    # Skewed item popularity, like real logs: low item ids are taken more often.
-    seen = [
-        np.unique(rng.choice(N_ITEMS, size=rng.integers(3, 8), p=_zipf(N_ITEMS)))
-        for _ in range(N_USERS)
-    ]
-    seen[5] = np.zeros(0, dtype=np.int64)  # a known user with no history
-    pairs_u = np.concatenate([np.full(len(s), u) for u, s in enumerate(seen)])
-    pairs_i = np.concatenate(seen)
-    neighbours, weights = co_occurrence_neighbours(
-        pairs_u, pairs_i, N_USERS, N_ITEMS, n_neighbours=10
-    )
-    return save_artifacts(
-        folder,
-        user_ids=[f"u{u}" for u in range(N_USERS)],
-        item_ids=[f"i{i}" for i in range(N_ITEMS)],
-        user_embeddings=users_emb,
-        item_embeddings=items_emb,
-        index=build_index(items_emb, kind="flat"),
-        popularity_scores=np.bincount(pairs_i, minlength=N_ITEMS).astype(np.float32),
-        neighbours=neighbours,
-        neighbour_weights=weights,
-        seen=seen,
-        config={"seed": seed, "purpose": "serving tests"},
-    )
-
-
-def _zipf(n: int) -> np.ndarray:
-    p = 1.0 / np.arange(1, n + 1)
-    return p / p.sum()
-
-
 @pytest.fixture(scope="module")
-def artifacts_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return write_sample_artifacts(tmp_path_factory.mktemp("serving") / "artifacts")
+def artifacts_dir(
+    tmp_path_factory: pytest.TempPathFactory, write_sample_artifacts: Callable[..., Path]
+) -> Path:
+    folder = tmp_path_factory.mktemp("serving") / "artifacts"
+    return write_sample_artifacts(folder, n_users=N_USERS, n_items=N_ITEMS, dim=DIM)
 
 
 @pytest.fixture(scope="module")
@@ -360,7 +320,9 @@ def test_startup_fails_naming_the_missing_artifacts_folder(tmp_path: Path) -> No
         pass
 
 
-def test_startup_fails_naming_a_missing_artifact_file(artifacts_dir: Path, tmp_path: Path) -> None:
+def test_startup_fails_naming_a_missing_artifact_file(
+    tmp_path: Path, write_sample_artifacts: Callable[..., Path]
+) -> None:
     broken = write_sample_artifacts(tmp_path / "artifacts")
     (broken / "index.faiss").unlink()
     with (
@@ -370,7 +332,9 @@ def test_startup_fails_naming_a_missing_artifact_file(artifacts_dir: Path, tmp_p
         pass
 
 
-def test_startup_fails_naming_a_file_that_does_not_match_the_manifest(tmp_path: Path) -> None:
+def test_startup_fails_naming_a_file_that_does_not_match_the_manifest(
+    tmp_path: Path, write_sample_artifacts: Callable[..., Path]
+) -> None:
     broken = write_sample_artifacts(tmp_path / "artifacts")
     np.save(broken / "popularity.npy", np.arange(N_ITEMS + 1, dtype=np.int64))
     with (

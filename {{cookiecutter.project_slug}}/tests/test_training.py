@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
+from collections.abc import Callable
 from importlib import metadata
 from pathlib import Path
 
 import pytest
 import torch
 
-import {{ cookiecutter.package_name }}
 from {{ cookiecutter.package_name }}.training import (
     CheckpointMismatch,
     TrainConfig,
@@ -24,38 +21,6 @@ from {{ cookiecutter.package_name }}.training.batches import TrainingTensors
 SMALL = dict(
     n_users=150, n_items=60, events_per_user=12, batch_size=256, progress=False, patience=50
 )
-
-
-SRC = str(Path({{ cookiecutter.package_name }}.__file__).resolve().parents[1])
-
-
-def child_env(**extra: str) -> dict[str, str]:
-    """This environment for a child process: the package importable, one OpenMP thread each."""
-    path = os.pathsep.join([SRC, os.environ.get("PYTHONPATH", "")])
-    return {**os.environ, "PYTHONPATH": path, "OMP_NUM_THREADS": "1", **extra}
-
-
-def run_cli(
-    args: list[str], cwd: Path, torchrun_procs: int = 0
-) -> subprocess.CompletedProcess[str]:
-    """``python -m {{ cookiecutter.package_name }} ARGS`` in a child process, or under torchrun with N processes."""
-    launcher = [sys.executable, "-m", "{{ cookiecutter.package_name }}"]
-    if torchrun_procs:
-        launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone",
-                    "--nproc-per-node", str(torchrun_procs), "-m", "{{ cookiecutter.package_name }}"]  # fmt: skip
-    done = subprocess.run(
-        [*launcher, *args],
-        cwd=cwd,
-        env=child_env(),
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
-    assert done.returncode == 0, (
-        f"{' '.join(args)} failed:\n{done.stdout[-2000:]}\n{done.stderr[-3000:]}"
-    )
-    return done
 
 
 def config(tmp_path: Path, **overrides: object) -> TrainConfig:
@@ -144,7 +109,9 @@ def test_resuming_continues_where_the_checkpoint_stopped(tmp_path: Path) -> None
     assert resumed.test["recall@10"] == pytest.approx(straight.test["recall@10"], abs=1e-6)
 
 
-def test_one_torchrun_process_still_trains_inside_a_process_group(tmp_path: Path) -> None:
+def test_one_torchrun_process_still_trains_inside_a_process_group(
+    tmp_path: Path, run_cli: Callable[..., object]
+) -> None:
     # What a one-GPU runner relies on to exercise the DDP path: gloo here, nccl on CUDA.
     run_cli(["train", "--n-users", "100", "--n-items", "40", "--epochs", "1", "--device", "cpu", "--no-progress",
              "--runs-dir", str(tmp_path / "runs"), "--run-id", "one"], cwd=tmp_path, torchrun_procs=1)  # fmt: skip
@@ -193,7 +160,9 @@ def test_forcing_cuda_without_a_gpu_says_what_torch_found(tmp_path: Path) -> Non
         train(config(tmp_path, device="cuda"))
 
 
-def test_two_gloo_processes_train_the_same_model_as_one(tmp_path: Path) -> None:
+def test_two_gloo_processes_train_the_same_model_as_one(
+    tmp_path: Path, run_cli: Callable[..., object]
+) -> None:
     # Full-catalog softmax makes each sample's loss independent of its batch-mates, so
     # averaging the gradients of two half-batches equals the full-batch gradient.
     common = [
