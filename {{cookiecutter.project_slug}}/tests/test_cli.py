@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shlex
@@ -12,8 +13,14 @@ from pathlib import Path
 
 import pytest
 
-from {{ cookiecutter.package_name }}.__main__ import main, next_steps
+from {{ cookiecutter.package_name }}.__main__ import (
+    _parser,
+    _train_config,
+    main,
+    next_steps,
+)
 from {{ cookiecutter.package_name }}.artifacts import load_artifacts
+from {{ cookiecutter.package_name }}.training import TrainConfig
 
 TINY = ["--n-users", "150", "--n-items", "60", "--epochs", "2", "--device", "cpu"]
 
@@ -49,7 +56,7 @@ def test_demo_runs_every_step_and_prints_the_metrics_table(
     commands = [shlex.split(line, comments=True) for line in hint if line.startswith("  ")]
     assert commands and all(cmd[0] == sys.executable for cmd in commands), hint
     art = load_artifacts(tmp_path / "artifacts")
-    assert art.n_items == 60 and art.user_tower is not None
+    assert art.n_items == 60 and len(art.user_embeddings) == art.n_users  # no model to serve
     report = json.loads((tmp_path / "artifacts" / "export" / "export_report.json").read_text())
     assert max(report["max_abs_diff"].values()) < 1e-4
     (run,) = (tmp_path / "runs").iterdir()
@@ -156,3 +163,96 @@ def test_index_and_export_write_what_the_image_user_can_read_whatever_the_umask(
     want = {p.relative_to(tmp_path).as_posix(): 0o755 if p.is_dir() else 0o644 for p in paths}
     assert "artifacts/export/export_report.json" in modes and "artifacts/index_report.json" in modes
     assert modes == want
+
+
+def test_a_run_evaluates_resumes_and_exports_from_another_folder_and_refuses_changed_data(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    project, elsewhere = tmp_path / "project", tmp_path / "elsewhere"
+    project.mkdir()
+    elsewhere.mkdir()
+    monkeypatch.chdir(project)
+    # The data path as the user types it: relative to the project folder.
+    csv = "data/generated/interactions.csv"
+    assert main(["data", "--out", csv, "--n-users", "120", "--n-items", "50"]) == 0
+    assert train_one_epoch(Path("runs"), "--data", csv, "--run-id", "r") == 0
+    run = (project / "runs" / "r").resolve()
+    trained = json.loads((run / "metrics.json").read_text())["test"]
+
+    monkeypatch.chdir(elsewhere)  # where data/generated/interactions.csv does not exist
+    capsys.readouterr()
+    assert main(["evaluate", "--run", str(run), "--k", "10"]) == 0
+    evaluation = json.loads((run / "evaluation.json").read_text())
+    assert evaluation["two_tower"]["recall@10"] == pytest.approx(trained["recall@10"], abs=1e-9)
+    assert main(["export", "--run", str(run), "--out", "export", "--formats", "pt2"]) == 0
+    assert (elsewhere / "export" / "export_report.json").is_file()
+    assert main(["train", "--resume", str(run), "--epochs", "2", "--no-progress"]) == 0
+    assert len(json.loads((run / "metrics.json").read_text())["history"]) == 2
+    resumed = json.loads((run / "metrics.json").read_text())["test"]
+
+    # `data` rewrites the file with another seed: the old run refuses, naming the change.
+    monkeypatch.chdir(project)
+    assert main(["data", "--out", csv, "--n-users", "120", "--n-items", "50", "--seed", "1"]) == 0
+    monkeypatch.chdir(elsewhere)
+    capsys.readouterr()
+    for command in (["evaluate", "--run", str(run)], ["index", "--run", str(run)],
+                    ["export", "--run", str(run)], ["train", "--resume", str(run), "--epochs", "3"]):  # fmt: skip
+        assert main(command) == 2, command
+        out = capsys.readouterr().out.strip()
+        assert len(out.splitlines()) == 1 and "Traceback" not in out, out
+        assert "now holds other data" in out and "sha256" in out, out
+        assert str(project / csv) in out, out
+    assert json.loads((run / "metrics.json").read_text())["test"] == resumed  # untouched
+
+    # Removed, it is named as gone; restored with the same content, the run evaluates again.
+    (project / csv).unlink()
+    assert main(["evaluate", "--run", str(run)]) == 2
+    assert "which is gone" in capsys.readouterr().out
+    monkeypatch.chdir(project)
+    assert main(["data", "--out", csv, "--n-users", "120", "--n-items", "50"]) == 0
+    assert main(["evaluate", "--run", str(run), "--k", "10"]) == 0
+    evaluation = json.loads((run / "evaluation.json").read_text())
+    assert evaluation["two_tower"]["recall@10"] == pytest.approx(resumed["recall@10"], abs=1e-9)
+
+
+def test_every_config_setting_is_a_train_flag_that_reaches_the_config(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)  # `--resume x` looks for ./x and ./config.json
+    defaults = TrainConfig()
+    for field in dataclasses.fields(TrainConfig):
+        if "help" not in field.metadata:  # made without flags.setting: not a flag
+            continue
+        flag, value = "--" + field.name.replace("_", "-"), getattr(defaults, field.name)
+        if isinstance(value, bool):
+            args, want = [f"--no-{flag[2:]}" if value else flag], not value
+        elif field.metadata["choices"]:
+            want = next(c for c in field.metadata["choices"] if c != value)
+            args = [flag, want]
+        else:
+            want = {int: 7, float: 0.25, str: "x"}[type(value) if value is not None else str]
+            args = [flag, str(want)]
+        cfg = _train_config(_parser().parse_args(["train", *args]))
+        assert getattr(cfg, field.name) == want, (args, getattr(cfg, field.name))
+        assert dataclasses.replace(cfg, **{field.name: value}) == defaults, args
+
+
+def test_a_value_outside_a_settings_choices_is_a_usage_error_listing_them(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        main(["train", "--split", "weekly"])
+    assert exit_.value.code == 2
+    assert "invalid choice: 'weekly' (choose from " in capsys.readouterr().err
+    with pytest.raises(ValueError, match=r"negatives='sampled': expected 'in_batch' or 'full'"):
+        TrainConfig(negatives="sampled").validate()  # a --config file goes through validate
+
+
+def test_the_demo_shows_and_uses_its_own_epoch_default(capsys: pytest.CaptureFixture[str]) -> None:
+    args = _parser().parse_args(["demo"])
+    assert args.epochs == 10 and args.n_users is None  # the rest come from TrainConfig
+    with pytest.raises(SystemExit):
+        main(["demo", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "most epochs to train (default: 10)" in text
+    assert "synthetic users (ignored for other data) (default: 2000)" in text

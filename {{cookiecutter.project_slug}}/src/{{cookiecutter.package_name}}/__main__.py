@@ -6,6 +6,7 @@ This module only parses arguments and routes; the work lives in the package modu
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import shlex
 import shutil
@@ -16,6 +17,13 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
+
+from .flags import add_flags, given
+from .training.config import TrainConfig
+
+# The TrainConfig fields `data` and `demo` take as flags: the synthetic sample's, and the demo's.
+SYNTHETIC_FIELDS = ("n_users", "n_items", "events_per_user", "seed")
+DEMO_FIELDS = (*SYNTHETIC_FIELDS, "epochs", "device")
 
 # Wide and unwrapped when not a terminal (CI logs, pipes): tables and paths stay on one line.
 console = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 120)
@@ -32,12 +40,13 @@ def _parser() -> argparse.ArgumentParser:
     data.add_argument(
         "--out", default="data/generated/interactions.csv", help="CSV or .parquet path"
     )
-    data.add_argument("--n-users", type=int, default=2000)
-    data.add_argument("--n-items", type=int, default=1000)
-    data.add_argument("--seed", type=int, default=0)
+    add_flags(data, TrainConfig, only=SYNTHETIC_FIELDS)
 
     train = sub.add_parser("train", help="train the two-tower model (torchrun-compatible)")
-    _train_args(train)
+    train.add_argument(
+        "--config", help="JSON file of TrainConfig fields; flags given here override it"
+    )
+    add_flags(train, TrainConfig)
 
     index = sub.add_parser("index", help="embed items, build the faiss index, write artifacts")
     index.add_argument("--run", help="run folder (default: latest under --runs-dir)")
@@ -66,11 +75,7 @@ def _parser() -> argparse.ArgumentParser:
         "demo", help="data -> train -> index -> evaluate -> export on the synthetic sample"
     )
     demo.add_argument("--workdir", default=".", help="runs/ and artifacts/ are created here")
-    demo.add_argument("--n-users", type=int, default=2000)
-    demo.add_argument("--n-items", type=int, default=1000)
-    demo.add_argument("--epochs", type=int, default=10)
-    demo.add_argument("--seed", type=int, default=0)
-    demo.add_argument("--device", default="auto")
+    add_flags(demo, TrainConfig, only=DEMO_FIELDS, defaults={"epochs": 10})
     _export_args(demo)
 {%- if cookiecutter.include_serving %}
 
@@ -117,58 +122,16 @@ def _export_formats(args: argparse.Namespace) -> tuple[str, ...]:
     return tuple(f for f in args.formats if not (args.no_onnx and f == "onnx"))
 
 
-def _train_args(p: argparse.ArgumentParser) -> None:
-    from .training import TrainConfig
-
-    d = TrainConfig()
-    p.add_argument("--config", help="JSON file of TrainConfig fields; flags given here override it")
-    p.add_argument("--data", help=f"synthetic, ml-100k or a CSV/Parquet path (default {d.data})")
-    p.add_argument("--split", choices=["random", "temporal"])
-    for name, typ in (
-        ("n_users", int),
-        ("n_items", int),
-        ("events_per_user", float),
-        ("epochs", int),
-        ("batch_size", int),
-        ("lr", float),
-        ("dim", int),
-        ("hidden", int),
-        ("temperature", float),
-        ("weight_decay", float),
-        ("eval_k", int),
-        ("patience", int),
-        ("seed", int),
-        ("history_len", int),
-    ):
-        p.add_argument(f"--{name.replace('_', '-')}", type=typ, help=f"default {getattr(d, name)}")
-    p.add_argument("--negatives", choices=["in_batch", "full"])
-    p.add_argument("--no-logq", dest="logq", action="store_const", const=False)
-    p.add_argument("--device", help="auto, cpu, mps, cuda or cuda:N (default auto)")
-    p.add_argument("--amp", choices=["auto", "bf16", "fp16", "off"])
-    p.add_argument("--deterministic", action="store_const", const=True)
-    p.add_argument("--runs-dir")
-    p.add_argument("--run-id")
-    p.add_argument(
-        "--resume",
-        help="run folder or checkpoint.pt to continue, with that run's config.json "
-        "(flags given here override it)",
-    )
-    p.add_argument("--no-progress", dest="progress", action="store_const", const=False)
-
-
-def _train_config(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+def _train_config(args: argparse.Namespace) -> TrainConfig:
     """The config to train with, each layer overriding the one before it:
 
     the defaults; with --resume, the resumed run's saved ``config.json`` (so a run continues
     with the settings it started with); the --config file; the flags given on this command line.
     """
-    from .training import TrainConfig
-
     values: dict[str, Any] = _resumed_config(args.resume) if args.resume else {}
     if args.config:
         values.update(json.loads(Path(args.config).read_text(encoding="utf-8")))
-    skip = {"command", "config"}
-    values.update({k: v for k, v in vars(args).items() if k not in skip and v is not None})
+    values.update(given(args, TrainConfig))
     return TrainConfig.from_dict(values)
 
 
@@ -201,32 +164,27 @@ def _print_metrics(results: dict[str, dict[str, float]], title: str) -> None:
 
 def demo(args: argparse.Namespace) -> int:
     """The whole pipeline on the synthetic sample, timed step by step."""
-    from .data import generate_synthetic, write_interactions
+    from .data import write_interactions
     from .pipeline import run_evaluate, run_export, run_index
-    from .training import TrainConfig, train
+    from .training import train
+    from .training.run_data import load_data
 
     work = Path(args.workdir)
     t0 = time.perf_counter()
-    data = generate_synthetic(n_users=args.n_users, n_items=args.n_items, seed=args.seed)
+    cfg = TrainConfig(**given(args, TrainConfig), runs_dir=str(work / "runs"))
+    data = load_data(cfg)
     csv = write_interactions(data, work / "data" / "generated" / "interactions.csv")
     console.print(
         f"[bold]data[/]    {len(data)} events, {data.n_users} users, {data.n_items} items -> {csv}"
     )
-    cfg = TrainConfig(
-        data=str(csv),
-        epochs=args.epochs,
-        seed=args.seed,
-        device=args.device,
-        runs_dir=str(work / "runs"),
-    )
-    metrics = train(cfg)
+    metrics = train(dataclasses.replace(cfg, data=str(csv)))
     console.print(
         f"[bold]train[/]   best epoch {metrics.best_epoch}/{metrics.epochs_run}, "
         f"{metrics.samples_per_second:,.0f} samples/s on {metrics.device} -> {metrics.run_dir}"
     )
     run_dir = Path(metrics.run_dir)
     info = run_index(
-        run_dir, work / "artifacts", device=args.device if args.device.startswith("cuda") else "cpu"
+        run_dir, work / "artifacts", device=cfg.device if cfg.device.startswith("cuda") else "cpu"
     )
     console.print(
         f"[bold]index[/]   {info['index_type']} over {info['n_items']} items -> {info['artifacts']}"
@@ -285,9 +243,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _route(args: argparse.Namespace) -> int:
     match args.command:
         case "data":
-            from .data import generate_synthetic, write_interactions
+            from .data import write_interactions
+            from .training.run_data import load_data
 
-            data = generate_synthetic(n_users=args.n_users, n_items=args.n_items, seed=args.seed)
+            data = load_data(TrainConfig(**given(args, TrainConfig)))
             path = write_interactions(data, args.out)
             console.print(
                 f"wrote {len(data)} events ({data.n_users} users, {data.n_items} items) to {path}"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from .interactions import (
     EVENT_NAMES,
+    SPLITS,
     Interactions,
     Split,
     group_by_user,
@@ -23,6 +24,7 @@ from .synthetic import generate_synthetic
 
 __all__ = [
     "EVENT_NAMES",
+    "SPLITS",
     "DatasetUnavailable",
     "Interactions",
     "Split",

@@ -6,11 +6,13 @@ the raw ids are kept in ``user_ids``/``item_ids`` so results can be mapped back.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 
 import numpy as np
 
 EVENT_NAMES = ("browse", "click", "cart", "purchase")
+SPLITS = ("random", "temporal")  # the kinds make_split knows
 
 
 @dataclass(frozen=True)
@@ -66,6 +68,20 @@ class Interactions:
     @property
     def item_cardinalities(self) -> list[int]:
         return [int(c.max()) + 1 for c in self.item_features.T]
+
+    def content_hash(self) -> str:
+        """sha256 of everything a model or a split reads from this log (not its ``name``):
+        two logs with the same hash train and evaluate alike, whatever file they came from."""
+        digest = hashlib.sha256()
+        for column in (self.users, self.items, self.events, self.timestamps):
+            digest.update(np.ascontiguousarray(column, dtype="<i8").tobytes())
+        for features in (self.user_features, self.item_features):
+            digest.update(repr(features.shape).encode())
+            digest.update(np.ascontiguousarray(features, dtype="<i8").tobytes())
+        for names in (self.user_ids, self.item_ids, self.event_names,
+                      self.user_feature_names, self.item_feature_names):  # fmt: skip
+            digest.update("\x1f".join(names).encode("utf-8", "surrogatepass") + b"\x1e")
+        return digest.hexdigest()
 
     def unique_pairs(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(users, items, first_timestamp) of distinct user-item pairs, in time order.
@@ -185,4 +201,5 @@ def make_split(data: Interactions, kind: str, seed: int = 0) -> Split:
         case "temporal":
             return temporal_split(data)
         case _:
-            raise ValueError(f"unknown split {kind!r}; expected 'random' or 'temporal'")
+            expected = " or ".join(repr(k) for k in SPLITS)
+            raise ValueError(f"unknown split {kind!r}; expected {expected}")

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 from .towers import CategoricalFeatures, ItemTower, UserTower, history_columns, history_table
-from .two_tower import NEGATIVES, TwoTower, build_two_tower, embed_all
+from .two_tower import TwoTower, build_two_tower, embed_all
 
 __all__ = [
-    "NEGATIVES",
     "CategoricalFeatures",
     "ItemTower",
     "TwoTower",

@@ -17,8 +17,6 @@ from torch import nn
 
 from .towers import ItemTower, UserTower
 
-NEGATIVES = ("in_batch", "full")
-
 
 class TwoTower(nn.Module):
     """A user tower and an item tower; ``forward`` returns the training loss."""
@@ -32,8 +30,8 @@ class TwoTower(nn.Module):
         history_len: int = 100,
     ) -> None:
         super().__init__()
-        if negatives not in NEGATIVES:
-            raise ValueError(f"negatives={negatives!r}; expected one of {NEGATIVES}")
+        if negatives not in ("in_batch", "full"):  # the two branches of forward
+            raise ValueError(f"negatives={negatives!r}; expected 'in_batch' or 'full'")
         if temperature <= 0:
             raise ValueError(f"temperature must be > 0, got {temperature}")
         self.user_tower = user_tower

@@ -9,6 +9,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..data.interactions import SPLITS
+from ..flags import problems, setting
+
 # Fields that decide the shape/meaning of the weights: a checkpoint may only be resumed by a
 # config that agrees on all of them.
 MODEL_FIELDS = (
@@ -27,45 +30,73 @@ MODEL_FIELDS = (
 )
 
 
+# The values of the choice fields (the split kinds are the data package's, ``make_split``).
+NEGATIVES = ("in_batch", "full")
+AMP_MODES = ("off", "auto", "bf16", "fp16")
+
+
 @dataclass
 class TrainConfig:
-    """Everything ``train`` needs. Defaults train the synthetic sample in well under a minute."""
+    """Everything ``train`` needs. Defaults train the synthetic sample in well under a minute.
 
-    data: str = "synthetic"  # "synthetic", "ml-100k" or a path to an interactions file
-    n_users: int = 2000  # synthetic sizes (ignored for other data)
-    n_items: int = 1000
-    events_per_user: float = 30.0
-    split: str = "random"  # "random" 80/10/10 per user, or "temporal" leave-last-out
-    seed: int = 0
-    deterministic: bool = False  # torch.use_deterministic_algorithms + fixed cuBLAS workspace
+    Each field made with ``setting`` is also a ``train`` flag (``--n-users``, ``--no-logq``),
+    with this help text, default and choices (``flags.py``).
+    """
 
-    dim: int = 64
-    # Tower MLP width. 64 keeps the test Recall@10 of wider towers at a cheaper step; compare
-    # widths with `benchmarks/bench_training.py --compare-hidden` (docs/pipeline.md).
-    hidden: int = 64
-    history_len: int = 100  # training items per user fed to the user tower (most recent kept)
-    temperature: float = 0.2  # softmax temperature on cosine scores; 0.05 overfits small data
-    negatives: str = "in_batch"  # or "full" (softmax over the whole catalog)
-    logq: bool = True  # popularity correction for in-batch negatives
+    data: str = setting("synthetic", "synthetic, ml-100k or a CSV/Parquet interactions file")
+    n_users: int = setting(2000, "synthetic users (ignored for other data)", at_least=1)
+    n_items: int = setting(1000, "synthetic items (ignored for other data)", at_least=2)
+    events_per_user: float = setting(30.0, "synthetic events per user", above=0)
+    split: str = setting(
+        "random", "random: 80/10/10 per user; temporal: leave-last-out", choices=SPLITS
+    )
+    seed: int = setting(0, "seed of the synthetic data, the split and the weights")
+    deterministic: bool = setting(
+        False, "torch.use_deterministic_algorithms, with a fixed cuBLAS workspace"
+    )
 
-    epochs: int = 20
-    # Global: split across DDP processes. The lr grows with the batch: 512 with 7e-3 keeps the
-    # test Recall@10 of smaller batches with fewer, cheaper-per-sample steps (docs/pipeline.md).
-    batch_size: int = 512
-    lr: float = 7e-3
-    weight_decay: float = 0.0
-    eval_k: int = 10
-    patience: int = 3  # epochs without a better validation Recall@K before stopping
+    dim: int = setting(64, "embedding size of both towers", at_least=1)
+    # 64 keeps the Recall@10 of wider towers at a cheaper step; compare widths with
+    # `benchmarks/bench_training.py --compare-hidden` (docs/pipeline.md).
+    hidden: int = setting(64, "width of the tower MLPs", at_least=1)
+    history_len: int = setting(
+        100, "training items per user fed to the user tower (most recent kept)", at_least=1
+    )
+    # 0.05 overfits small data.
+    temperature: float = setting(0.2, "softmax temperature on cosine scores", above=0)
+    negatives: str = setting(
+        "in_batch", "in_batch: the batch's other items; full: the whole catalog", choices=NEGATIVES
+    )
+    logq: bool = setting(True, "popularity correction of in-batch negatives")
 
-    device: str = "auto"  # "auto" (cuda > mps > cpu), or forced "cuda", "cuda:1", "mps", "cpu"
-    # "off" by default: towers this small are bound by kernel launches, so autocast's casts cost
-    # more than they save (docs/pipeline.md). "auto" = bf16 on CUDA if supported, else fp16.
-    amp: str = "off"
+    epochs: int = setting(20, "most epochs to train", at_least=1)
+    # The lr grows with the batch: 512 with 7e-3 keeps the Recall@10 of smaller batches with
+    # fewer, cheaper-per-sample steps (docs/pipeline.md).
+    batch_size: int = setting(512, "global batch (split across DDP processes)", at_least=1)
+    lr: float = setting(7e-3, "Adam learning rate", above=0)
+    weight_decay: float = setting(0.0, "Adam weight decay", at_least=0)
+    eval_k: int = setting(
+        10, "K of the validation Recall@K that early stopping watches", at_least=1
+    )
+    patience: int = setting(
+        3, "epochs without a better validation Recall@K before stopping", at_least=1
+    )
 
-    runs_dir: str = "runs"
-    run_id: str | None = None
-    resume: str | None = None  # a run folder or checkpoint.pt to continue from
-    progress: bool = True
+    device: str = setting("auto", "auto (cuda > mps > cpu), cpu, mps, cuda or cuda:N")
+    # Off by default: towers this small are bound by kernel launches, so autocast's casts cost
+    # more than they save (docs/pipeline.md).
+    amp: str = setting(
+        "off", "mixed precision on CUDA; auto = bf16 where supported, else fp16", choices=AMP_MODES
+    )
+
+    runs_dir: str = setting("runs", "where run folders are created")
+    run_id: str | None = setting(None, "run folder name (default: time stamp + config hash)")
+    resume: str | None = setting(
+        None,
+        "run folder or checkpoint.pt to continue, with that run's config.json "
+        "(flags given here override it)",
+    )
+    progress: bool = setting(True, "progress bar")
     extra: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
@@ -91,20 +122,10 @@ class TrainConfig:
         return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
     def validate(self) -> None:
-        problems = []
-        if self.split not in ("random", "temporal"):
-            problems.append(f"split={self.split!r}: expected 'random' or 'temporal'")
-        if self.negatives not in ("in_batch", "full"):
-            problems.append(f"negatives={self.negatives!r}: expected 'in_batch' or 'full'")
-        if self.amp not in ("auto", "bf16", "fp16", "off"):
-            problems.append(f"amp={self.amp!r}: expected 'auto', 'bf16', 'fp16' or 'off'")
-        for name in ("epochs", "batch_size", "dim", "hidden", "eval_k", "patience", "history_len"):
-            if getattr(self, name) < 1:
-                problems.append(f"{name}={getattr(self, name)}: expected >= 1")
-        if self.lr <= 0:
-            problems.append(f"lr={self.lr}: expected > 0")
-        if problems:
-            raise ValueError("invalid training config:\n  " + "\n  ".join(problems))
+        """Every value outside its field's choices or bounds, in one error."""
+        found = problems(self)
+        if found:
+            raise ValueError("invalid training config:\n  " + "\n  ".join(found))
 
 
 @dataclass

@@ -22,12 +22,13 @@ import numpy as np
 import torch
 from torch.nn.parallel import DistributedDataParallel
 
-from ..data import Split, load_dataset, make_split
+from ..data import Split, make_split
 from ..evaluation import check_k, rank_metrics
 from ..models import TwoTower, build_two_tower, embed_all
 from .batches import Batch, TrainingTensors, user_histories
 from .config import Metrics as Metrics
 from .config import TrainConfig
+from .run_data import DATA_RECORD, load_data, load_split, record_split
 from .runtime import (
     DistContext,
     amp_dtype,
@@ -51,18 +52,7 @@ class CheckpointMismatch(ValueError):
 
 def prepare_split(cfg: TrainConfig) -> Split:
     """The dataset and split a config describes (deterministic: same config, same split)."""
-    data = (
-        load_dataset(
-            cfg.data,
-            seed=cfg.seed,
-            n_users=cfg.n_users,
-            n_items=cfg.n_items,
-            events_per_user=cfg.events_per_user,  # type: ignore[arg-type]
-        )
-        if cfg.data == "synthetic"
-        else load_dataset(cfg.data, seed=cfg.seed)
-    )
-    return make_split(data, cfg.split, seed=cfg.seed)
+    return make_split(load_data(cfg), cfg.split, seed=cfg.seed)
 
 
 def model_for(cfg: TrainConfig, split: Split) -> TwoTower:
@@ -188,12 +178,17 @@ def _train(cfg: TrainConfig, ctx: DistContext) -> Metrics:
 
     # Everything that can fail on bad input happens before anything is written.
     resume_state = load_checkpoint(_resolve_resume(cfg.resume), cfg) if cfg.resume else None
-    split = prepare_split(cfg)
+    # A resumed run trains on the data and split it recorded (from any working directory).
+    resumed_dir = _resolve_resume(cfg.resume).parent if cfg.resume else None
+    if resumed_dir is not None and (resumed_dir / DATA_RECORD).is_file():
+        split = load_split(resumed_dir, cfg)
+    else:
+        split = prepare_split(cfg)
     ks = check_k(
         sorted({5, 10, 20, 50, cfg.eval_k} & set(range(1, split.n_items + 1))), split.n_items
     )
-    if cfg.resume:
-        run_dir = _resolve_resume(cfg.resume).parent
+    if resumed_dir is not None:
+        run_dir = resumed_dir
     else:
         run_dir = Path(cfg.runs_dir) / (cfg.run_id or new_run_id(cfg.fingerprint_hash()))
         if ctx.is_main and run_dir.exists() and any(run_dir.iterdir()):
@@ -202,6 +197,8 @@ def _train(cfg: TrainConfig, ctx: DistContext) -> Metrics:
             )
     if ctx.is_main:
         write_snapshot(run_dir, cfg.to_dict())
+        if not (run_dir / DATA_RECORD).is_file():
+            record_split(run_dir, cfg, split)
 
     model = model_for(cfg, split).to(device)
     optimizer = make_optimizer(model, cfg, device)
@@ -324,7 +321,11 @@ def _train(cfg: TrainConfig, ctx: DistContext) -> Metrics:
 
 
 def load_trained(run_dir: str | Path) -> tuple[TrainConfig, TwoTower, Split]:
-    """The config, best model (CPU, eval mode) and split of a finished run."""
+    """The config, best model (CPU, eval mode) and split of a finished run.
+
+    The split is the one the run recorded, on its data checked against the recorded hash
+    (``run_data.load_split``): ``RunDataChanged`` if the data has changed since.
+    """
     path = Path(run_dir) / MODEL
     if not path.is_file():
         raise FileNotFoundError(
@@ -332,7 +333,7 @@ def load_trained(run_dir: str | Path) -> tuple[TrainConfig, TwoTower, Split]:
         )
     saved = torch.load(path, map_location="cpu", weights_only=False)
     cfg = TrainConfig.from_dict(saved["config"])
-    split = prepare_split(cfg)
+    split = load_split(run_dir, cfg)
     model = model_for(cfg, split)
     model.load_state_dict(saved["state_dict"])
     return cfg, model.eval(), split
