@@ -110,6 +110,20 @@ def test_the_gpu_job_runs_on_a_self_hosted_gpu_runner_in_require_mode(
     assert "--recenv-gpu=require" in noxfile
 
 
+def test_the_gpu_job_is_opt_in_so_a_repository_without_a_gpu_runner_never_queues_it(
+    workflow: dict[str, Any],
+) -> None:
+    condition = " ".join(workflow["jobs"]["gpu-tests"]["if"].split())
+    # The switch is ANDed with everything else: no variable, no job, whatever the event.
+    assert condition.startswith("vars.GPU_RUNNER == 'true' && ("), condition
+    assert condition.endswith(")") and condition.count("(") == condition.count(")"), condition
+    # The CPU job says so where the lane is off, and the docs say how to turn it on.
+    notice = next(s for s in steps(workflow["jobs"]["tests"]) if "GPU_RUNNER" in s.get("if", ""))
+    assert notice["if"] == "vars.GPU_RUNNER != 'true'" and "::notice" in notice["run"]
+    docs = " ".join((ROOT / "docs" / "ci.md").read_text(encoding="utf-8").split())
+    assert "`GPU_RUNNER` = `true`" in docs and "gh variable set GPU_RUNNER --body true" in docs
+
+
 def test_every_nox_session_the_workflow_calls_exists(workflow: dict[str, Any]) -> None:
     tree = ast.parse((ROOT / "noxfile.py").read_text(encoding="utf-8"))
     sessions = {
