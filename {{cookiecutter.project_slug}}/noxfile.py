@@ -131,7 +131,7 @@ def demo(session: nox.Session) -> None:
 {%- if cookiecutter.include_serving %}
     """Pipeline on the synthetic sample, metrics table, then the server answering every route."""
     in_env(session, "python", "-m", PACKAGE, "demo", *session.posargs)
-    in_env(session, "python", "-m", f"{PACKAGE}.serving.smoke", "--artifacts", "artifacts")
+    in_env(session, "python", "tests/servers.py", "--artifacts", "artifacts")
 {%- else %}
     """Run the whole pipeline on the embedded synthetic sample and print the metrics."""
     in_env(session, "python", "-m", PACKAGE, "demo", *session.posargs)

@@ -1,7 +1,7 @@
 """Fuzz the real service with hostile bodies and from its own OpenAPI schema: zero 5xx allowed.
 
 Starts `python -m {{ cookiecutter.package_name }} serve` on 127.0.0.1 (or uses `--url`, loopback only).
-First it sends the hostile corpus of `serving/hostile.py` as raw bytes: NaN and Infinity,
+First it sends the hostile corpus of `tests/hostile.py` as raw bytes: NaN and Infinity,
 lone surrogates in keys and values, a 1 MiB body (with and without Content-Length), 10,000
 levels of nesting, invalid UTF-8, wrong content types, an empty body, huge integers. Each case
 must get its documented status, and every 4xx must be a JSON body under 2 KB. A schema-driven
@@ -33,10 +33,12 @@ import httpx
 from load import check_loopback
 
 from {{ cookiecutter.package_name }}.serving.body import MAX_BODY_BYTES
-from {{ cookiecutter.package_name }}.serving.hostile import hostile_corpus, problems, send
-from {{ cookiecutter.package_name }}.serving.smoke import (
-    running_server,
-)
+
+# The hostile corpus and the server helpers live with the tests (tests/hostile.py,
+# tests/servers.py): the service never needs them.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from hostile import hostile_corpus, problems, send  # noqa: E402
+from servers import running_server  # noqa: E402
 
 MAX_EXAMPLES_CAP = 5000
 

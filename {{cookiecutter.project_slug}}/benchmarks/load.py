@@ -27,10 +27,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from urllib.parse import urlparse
 
-from {{ cookiecutter.package_name }}.serving.smoke import (
-    PACKAGE,
-    running_server,
-)
+# The server helpers live with the tests (tests/servers.py): the service never needs them.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from servers import PACKAGE, running_server  # noqa: E402
 
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 MAX_DURATION_S = 120.0

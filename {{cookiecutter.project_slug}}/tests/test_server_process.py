@@ -18,12 +18,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from {{ cookiecutter.package_name }}.serving.smoke import (
-    free_port,
-    spawn_server,
-    stop_server,
-    wait_until_ready,
-)
+from servers import free_port, spawn_server, stop_server, wait_until_ready
 
 STARTUP_TIMEOUT_S = 90.0
 

@@ -23,20 +23,10 @@ from {{ cookiecutter.package_name }}.artifacts import ArtifactError
 from {{ cookiecutter.package_name }}.router import RouteConfigError
 from {{ cookiecutter.package_name }}.serving import create_app
 from {{ cookiecutter.package_name }}.serving.body import EXCERPT_CHARS, lone_surrogate
-from {{ cookiecutter.package_name }}.serving.hostile import (
-    VALID,
-    HostileCase,
-    hostile_corpus,
-    problems,
-    send,
-)
 from {{ cookiecutter.package_name }}.serving.schemas import MAX_K
-from {{ cookiecutter.package_name }}.serving.smoke import (
-    free_port,
-    spawn_server,
-    stop_server,
-    wait_until_ready,
-)
+
+from hostile import VALID, HostileCase, hostile_corpus, problems, send
+from servers import free_port, spawn_server, stop_server, wait_until_ready
 
 N_USERS, N_ITEMS, DIM = 40, 60, 8
 
@@ -91,7 +81,7 @@ def test_health_and_readiness_report_the_loaded_catalog(
     assert ready.status_code == 200
     assert ready.json()["n_items"] == N_ITEMS and ready.json()["n_users"] == N_USERS
     assert ready.json()["dim"] == DIM
-    assert ready.json()["user_tower"] is False  # the sample folder exports no tower
+    assert ready.json()["channels"] == ["popularity", "item_graph", "two_tower"]
     assert Path(ready.json()["artifacts"]) == artifacts_dir
 
 
@@ -354,7 +344,7 @@ def test_startup_fails_naming_a_bad_routes_file(artifacts_dir: Path, tmp_path: P
         pass
 
 
-# Hostile input: the corpus lives in serving/hostile.py as data; every case must get its
+# Hostile input: the corpus lives in tests/hostile.py as data; every case must get its
 # status, never a 5xx, and any 4xx as a short JSON body.
 
 CORPUS = hostile_corpus()

@@ -27,11 +27,13 @@ Layout of an artifacts folder::
     seen_indices.npy         (nnz,) int64          CSR column indices (item indices)
     user_features.npy        (n_users, n_user_features) int64, optional
     user_history.npy         (n_users, L) int64 training items per user, padded with n_items, optional
-    user_tower.pt            TorchScript user tower, optional:
-                             forward(user_ids (b,), user_features (b, f), user_history (b, L)) -> (b, dim)
+    <channel>.<what>.npy     arrays a further channel needs (``channel_arrays``), optional
 
-A service normally looks users up in ``user_embeddings``; ``user_tower`` (with ``user_features``
-and ``user_history``) is there to embed a user whose history changed since the export.
+The service answers from these files alone (``channels.load_channels``): user embeddings are
+computed for every known user at ``index`` time, so nothing on the request path runs a model
+and the service never imports torch. To embed a user whose history changed since, run the
+exported user tower (``export``: ``user_tower.onnx`` with onnxruntime, or ``user_tower.pt2``)
+with ``user_features`` and ``user_history`` as inputs, in a job of its own.
 """
 
 from __future__ import annotations
@@ -39,7 +41,9 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
+import sys
 import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -70,7 +74,9 @@ _REQUIRED = (
     "seen_indptr.npy",
     "seen_indices.npy",
 )
-_OPTIONAL = ("user_features.npy", "user_history.npy", "user_tower.pt")
+_OPTIONAL = ("user_features.npy", "user_history.npy")
+_CHANNEL_ARRAY = re.compile(r"[a-z][a-z0-9_]*\.[a-z][a-z0-9_]*\.npy")
+"""Name of a channel's own array file: ``<channel>.<what>.npy``, e.g. ``ease.weights.npy``."""
 
 
 class ArtifactError(RuntimeError):
@@ -97,7 +103,7 @@ class Artifacts:
     seen_indices: np.ndarray
     user_features: np.ndarray | None = None
     user_history: np.ndarray | None = None
-    user_tower: Any = None  # torch.jit.ScriptModule or None
+    channel_arrays: dict[str, np.ndarray] = field(default_factory=dict)  # "<channel>.<what>.npy"
     user_index: dict[str, int] = field(init=False, repr=False)
     item_index: dict[str, int] = field(init=False, repr=False)
 
@@ -207,13 +213,13 @@ def save_artifacts(
     config: Mapping[str, Any],
     user_features: np.ndarray | None = None,
     user_history: np.ndarray | None = None,
-    user_tower: Any = None,
+    channel_arrays: Mapping[str, np.ndarray] | None = None,
 ) -> Path:
     """Write an artifacts folder atomically and return its path.
 
     ``seen`` is either one array of item indices per user or a ready (indptr, indices) pair.
-    ``user_tower`` is a ``torch.jit.ScriptModule`` or a path to a saved one (optional).
-    ``index`` may be a GPU faiss index; it is stored in CPU form.
+    ``index`` may be a GPU faiss index; it is stored in CPU form. ``channel_arrays`` holds the
+    arrays of further channels by file name, ``<channel>.<what>.npy`` (checked like the rest).
     """
     import faiss
 
@@ -243,6 +249,13 @@ def save_artifacts(
         indptr, indices = seen_to_csr(seen)  # type: ignore[arg-type]
     arrays["seen_indptr.npy"], arrays["seen_indices.npy"] = indptr, indices
     _check_shapes(len(user_ids), len(item_ids), arrays, where=f"save_artifacts({out})")
+    for name, arr in (channel_arrays or {}).items():
+        if not _CHANNEL_ARRAY.fullmatch(name) or name in arrays:
+            raise ArtifactError(
+                f"save_artifacts({out}): channel array {name!r}: expected a new file name "
+                "'<channel>.<what>.npy' in lower case, e.g. 'ease.weights.npy'"
+            )
+        arrays[name] = np.asarray(arr)
     if index.ntotal != len(item_ids):
         raise ArtifactError(
             f"save_artifacts({out}): index holds {index.ntotal} vectors, expected {len(item_ids)} items"
@@ -261,11 +274,6 @@ def save_artifacts(
         if hasattr(faiss, "index_gpu_to_cpu") and "Gpu" in type(index).__name__:
             cpu_index = faiss.index_gpu_to_cpu(index)
         faiss.write_index(cpu_index, str(tmp / "index.faiss"))
-        if user_tower is not None:
-            if isinstance(user_tower, (str, os.PathLike)):
-                shutil.copyfile(user_tower, tmp / "user_tower.pt")
-            else:
-                user_tower.save(str(tmp / "user_tower.pt"))
         manifest = _manifest(tmp, len(user_ids), len(item_ids), arrays)
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2), "utf-8")
         make_readable(tmp)  # before the rename: the folder appears with its final modes
@@ -288,7 +296,6 @@ def _manifest(
     folder: Path, n_users: int, n_items: int, arrays: Mapping[str, np.ndarray | None]
 ) -> dict[str, Any]:
     import faiss
-    import torch
 
     files = {
         p.name: {"sha256": _sha256(p), "bytes": p.stat().st_size}
@@ -306,8 +313,10 @@ def _manifest(
         "package_version": __version__,
         "versions": {
             "numpy": np.__version__,
-            "torch": torch.__version__,
             "faiss": faiss.__version__,
+            # The torch that computed the embeddings (loaded by the step that writes them);
+            # looked up, not imported, so writing artifacts never pulls torch in.
+            **({"torch": sys.modules["torch"].__version__} if "torch" in sys.modules else {}),
         },
         "n_users": n_users,
         "n_items": n_items,
@@ -365,6 +374,7 @@ def load_artifacts(
         return arr
 
     arrays = {name: npy(name) for name in _REQUIRED + _OPTIONAL if name.endswith(".npy")}
+    channel_arrays = {name: npy(name) for name in files if _CHANNEL_ARRAY.fullmatch(name)}
     user_ids = json.loads((folder / "user_ids.json").read_text("utf-8"))
     item_ids = json.loads((folder / "item_ids.json").read_text("utf-8"))
     if len(user_ids) != manifest["n_users"] or len(item_ids) != manifest["n_items"]:
@@ -379,15 +389,6 @@ def load_artifacts(
             f"{folder / 'index.faiss'}: {index.ntotal} vectors of dim {index.d}, expected "
             f"{len(item_ids)} of dim {manifest['dim']}"
         )
-    user_tower = None
-    if "user_tower.pt" in files:
-        import warnings
-
-        import torch
-
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", DeprecationWarning)  # TorchScript: see export.py
-            user_tower = torch.jit.load(str(folder / "user_tower.pt"), map_location="cpu").eval()
     return Artifacts(
         directory=folder,
         manifest=manifest,
@@ -405,5 +406,5 @@ def load_artifacts(
         seen_indices=arrays["seen_indices.npy"],  # type: ignore[arg-type]
         user_features=arrays["user_features.npy"],
         user_history=arrays["user_history.npy"],
-        user_tower=user_tower,
+        channel_arrays=channel_arrays,  # type: ignore[arg-type]
     )

@@ -6,7 +6,10 @@ For a user with held-out items T and top-K list R (seen items removed before ran
 * HitRate@K  = 1 if R ∩ T is non-empty else 0
 * NDCG@K     = sum_{r in R, rank p from 0} [r in T] / log2(p + 2)  /  IDCG(min(|T|, K))
 
-Each metric is averaged over users with at least one held-out item.
+Each metric is averaged over users with at least one held-out item. The top-K lists come from
+``top_k``, which every channel's ``recommend`` uses too: the service answers with the ranking
+evaluation measures (ties to the lower item index). This module imports nothing else of the
+package, so channels can import it.
 """
 
 from __future__ import annotations
@@ -17,21 +20,39 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
-import torch
 
 METRICS = ("recall", "ndcg", "hit")
 ScoreFn = Callable[[np.ndarray], np.ndarray]  # user indices (b,) -> scores (b, n_items)
 
 
-def _csr_mask(rows: Sequence[np.ndarray], n_items: int) -> torch.Tensor:
-    """Per-row item lists -> dense (len(rows), n_items) bool mask."""
-    mask = torch.zeros(len(rows), n_items, dtype=torch.bool)
-    lengths = [len(r) for r in rows]
-    if sum(lengths):
-        r = torch.repeat_interleave(torch.arange(len(rows)), torch.as_tensor(lengths))
-        c = torch.as_tensor(np.concatenate([np.asarray(x, dtype=np.int64) for x in rows]))
-        mask[r, c] = True
-    return mask
+def top_k(
+    scores: np.ndarray, k: int, exclude: Sequence[np.ndarray] | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """The ``k`` best items of each row: (item indices, scores), each (batch, k), best first.
+
+    Ties go to the lower item index, so the same scores always give the same list (evaluation
+    and service agree item for item). ``exclude[row]`` items are never returned; a row with
+    fewer than ``k`` items left is padded with index -1 and score -inf.
+    """
+    scores = np.array(scores, dtype=np.float32, copy=True)  # (batch, n_items)
+    batch, n_items = scores.shape
+    if exclude is not None:
+        for row, items in enumerate(exclude):
+            scores[row, np.asarray(items, dtype=np.int64)] = -np.inf
+    take = min(k, n_items)
+    # The k-th best value of each row; every item at or above it is a candidate (ties included).
+    kth = np.partition(scores, n_items - take, axis=1)[:, n_items - take]
+    rows, cols = np.nonzero(scores >= kth[:, None])
+    values = scores[rows, cols]
+    order = np.lexsort((cols, -values, rows))  # by row, then best score, then lower index
+    rows, cols, values = rows[order], cols[order], values[order]
+    position = np.arange(len(rows)) - np.searchsorted(rows, rows)  # rank inside its row
+    keep = (position < take) & (values > -np.inf)
+    ids = np.full((batch, k), -1, dtype=np.int64)
+    top = np.full((batch, k), -np.inf, dtype=np.float32)
+    ids[rows[keep], position[keep]] = cols[keep]
+    top[rows[keep], position[keep]] = values[keep]
+    return ids, top
 
 
 def check_k(ks: Sequence[int], n_items: int) -> list[int]:
@@ -44,6 +65,19 @@ def check_k(ks: Sequence[int], n_items: int) -> list[int]:
             f"K={ks[-1]} is larger than the catalog ({n_items} items); use K <= {n_items}"
         )
     return ks
+
+
+def ranked(
+    score_fn: ScoreFn, users: np.ndarray, seen: Sequence[np.ndarray], n_items: int, k: int
+) -> np.ndarray:
+    """(len(users), k) top-k item indices per user, ``seen[u]`` masked: what evaluation ranks."""
+    users = np.asarray(users, dtype=np.int64)
+    scores = np.asarray(score_fn(users), dtype=np.float32)
+    if scores.shape != (len(users), n_items):
+        raise ValueError(
+            f"score_fn returned shape {tuple(scores.shape)}, expected ({len(users)}, {n_items})"
+        )
+    return top_k(scores, k, [seen[u] for u in users])[0]
 
 
 def rank_metrics(
@@ -66,36 +100,28 @@ def rank_metrics(
     if len(users) == 0:
         raise ValueError("no user has a held-out item; nothing to evaluate")
     k_max = ks[-1]
-    discounts = 1.0 / torch.log2(torch.arange(k_max, dtype=torch.float64) + 2.0)  # (k_max,)
-    ideal = torch.cumsum(discounts, 0)  # IDCG for 1..k_max relevant items
+    discounts = 1.0 / np.log2(np.arange(k_max, dtype=np.float64) + 2.0)  # (k_max,)
+    ideal = np.cumsum(discounts)  # IDCG for 1..k_max relevant items
     sums = {f"{m}@{k}": 0.0 for m in METRICS for k in ks}
     counted = 0
     for start in range(0, len(users), batch_size):
         batch = users[start : start + batch_size]
-        scores = torch.as_tensor(np.asarray(score_fn(batch), dtype=np.float32))
-        if scores.shape != (len(batch), n_items):
-            raise ValueError(
-                f"score_fn returned shape {tuple(scores.shape)}, expected ({len(batch)}, {n_items})"
-            )
-        excluded = _csr_mask([seen[u] for u in batch], n_items)
-        scores = scores.masked_fill(excluded, float("-inf"))
-        top = torch.topk(scores, k_max, dim=1).indices  # (batch, k_max)
-        # A held-out item that is also "seen" can never be recommended: it is not a target.
-        relevant = _csr_mask([truth[u] for u in batch], n_items) & ~excluded
-        n_true = relevant.sum(1).double()  # (batch,)
-        rows = n_true > 0
-        hits = torch.gather(relevant, 1, top).double()[rows]  # (rows, k_max) 1.0 where a hit
-        n_true = n_true[rows]
-        counted += int(rows.sum())
-        for k in ks:
-            h = hits[:, :k]
-            sums[f"recall@{k}"] += float((h.sum(1) / n_true).sum())
-            sums[f"hit@{k}"] += float((h.sum(1) > 0).double().sum())
-            idcg = ideal[(n_true.clamp(max=k) - 1).long()]
-            sums[f"ndcg@{k}"] += float(((h * discounts[:k]).sum(1) / idcg).sum())
+        top = ranked(score_fn, batch, seen, n_items, k_max)  # (batch, k_max), -1 = nothing left
+        for row, u in enumerate(batch):
+            # A held-out item that is also "seen" can never be recommended: it is not a target.
+            relevant = np.setdiff1d(truth[u], seen[u])
+            if len(relevant) == 0:
+                continue
+            hits = np.isin(top[row], relevant).astype(np.float64)  # (k_max,) 1.0 where a hit
+            counted += 1
+            for k in ks:
+                h = hits[:k]
+                sums[f"recall@{k}"] += h.sum() / len(relevant)
+                sums[f"hit@{k}"] += float(h.sum() > 0)
+                sums[f"ndcg@{k}"] += (h * discounts[:k]).sum() / ideal[min(len(relevant), k) - 1]
     if counted == 0:
         raise ValueError("every held-out item is also a seen item; nothing to evaluate")
-    return {name: total / counted for name, total in sums.items()}
+    return {name: float(total / counted) for name, total in sums.items()}
 
 
 def evaluate_channels(

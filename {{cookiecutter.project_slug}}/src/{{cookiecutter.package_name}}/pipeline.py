@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import os
 import time
-import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -51,9 +50,11 @@ def build_channels(
 def run_index(
     run_dir: Path, out_dir: Path, kind: str = "auto", device: str = "cpu"
 ) -> dict[str, Any]:
-    """Embed everything, build the faiss index, fit the other channels, write artifacts."""
-    import torch
+    """Embed everything, build the faiss index, fit the other channels, write artifacts.
 
+    Every known user is embedded here, so the service answers from the folder alone (no
+    model, no torch); the exported towers (``export``) embed users that change later.
+    """
     cfg, model, split = load_trained(run_dir)
     user_emb, item_emb = two_tower_embeddings(model, split)
     t0 = time.perf_counter()
@@ -62,9 +63,6 @@ def run_index(
     k = min(10, split.n_items)
     recall = ann_recall(index, item_emb, user_emb[: min(len(user_emb), 2000)], k)
     channels = build_channels(split, user_emb, item_emb)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)  # TorchScript: see export.py
-        scripted_user_tower = torch.jit.script(model.user_tower.eval())
     graph: ItemGraphChannel = channels["item_graph"]
     save_artifacts(
         out_dir,
@@ -80,7 +78,6 @@ def run_index(
         config={**cfg.to_dict(), "run_dir": str(run_dir)},
         user_features=split.data.user_features,
         user_history=user_histories(split, model.history_len).numpy(),
-        user_tower=scripted_user_tower,
     )
     info = {
         "artifacts": str(out_dir),

@@ -1,17 +1,43 @@
-"""Recall channels behind one interface (``Channel``): popularity, item graph, two-tower."""
+"""Recall channels behind one interface (``Channel``): popularity, item graph, two-tower.
+
+Evaluation fits them on a split and ranks their ``score``; the service rebuilds the same
+classes from an artifacts folder (``load_channels``) and answers with their ``recommend``.
+Importing this package does not import torch (only fitting the item graph does).
+"""
 
 from __future__ import annotations
 
-from .base import Channel, ScoringChannel
+from typing import TYPE_CHECKING
+
+from .base import Channel, ScoringChannel, top_k
 from .item_graph import ItemGraphChannel, co_occurrence_neighbours
 from .popularity import PopularityChannel
 from .two_tower import TwoTowerChannel
 
+if TYPE_CHECKING:
+    from ..artifacts import Artifacts
+
+SERVED: dict[str, type[ScoringChannel]] = {
+    PopularityChannel.name: PopularityChannel,
+    ItemGraphChannel.name: ItemGraphChannel,
+    TwoTowerChannel.name: TwoTowerChannel,
+}
+"""The channels a service loads from an artifacts folder, by name (the router's channel names)."""
+
+
+def load_channels(artifacts: Artifacts) -> dict[str, ScoringChannel]:
+    """Every channel in ``SERVED``, rebuilt from a loaded artifacts folder."""
+    return {name: cls.from_artifacts(artifacts) for name, cls in SERVED.items()}
+
+
 __all__ = [
+    "SERVED",
     "Channel",
     "ItemGraphChannel",
     "PopularityChannel",
     "ScoringChannel",
     "TwoTowerChannel",
     "co_occurrence_neighbours",
+    "load_channels",
+    "top_k",
 ]

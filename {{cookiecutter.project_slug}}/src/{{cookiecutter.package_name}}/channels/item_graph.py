@@ -7,14 +7,24 @@ Edge weight between items i and j (both taken by the same user in training)::
 ``co`` counts users who have both, ``deg`` users who have each; ``alpha = 0.5`` is cosine
 similarity (ItemKNN), which damps the pull of blockbuster items. Only the top ``n_neighbours``
 edges per item are kept. A user's score for j sums w(i, j) over the items i in their history.
+
+Fitting (``co_occurrence_neighbours``) uses torch's sparse products; scoring is plain numpy
+over the kept edges, so the service loads this channel without importing torch.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
 import numpy as np
-import torch
 
 from .base import ScoringChannel
+
+if TYPE_CHECKING:
+    import torch
+
+    from ..artifacts import Artifacts
 
 
 class _CSR:
@@ -30,6 +40,8 @@ class _CSR:
 
     def dense_rows(self, rows: np.ndarray) -> torch.Tensor:
         """(len(rows), n_cols) float32 0/1 matrix of the given rows."""
+        import torch
+
         starts, stops = self.indptr[rows], self.indptr[rows + 1]
         lengths = stops - starts
         out = torch.zeros(len(rows), self.n_cols)
@@ -46,6 +58,8 @@ def _sparse(
     rows: np.ndarray, cols: np.ndarray, values: torch.Tensor, shape: tuple[int, int]
 ) -> torch.Tensor:
     """Coalesced sparse COO matrix with ``values`` at (rows, cols)."""
+    import torch
+
     return torch.sparse_coo_tensor(
         torch.as_tensor(np.stack([rows, cols]), dtype=torch.long),
         values,
@@ -64,6 +78,8 @@ def co_occurrence_neighbours(
     block_bytes: int = 1 << 27,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Top neighbours per item: (n_items, n_neighbours) indices (-1 padded) and weights."""
+    import torch
+
     if n_neighbours < 1:
         raise ValueError(f"n_neighbours must be >= 1, got {n_neighbours}")
     n_nb = min(n_neighbours, max(n_items - 1, 1))
@@ -106,21 +122,66 @@ class ItemGraphChannel(ScoringChannel):
         n_neighbours: int = 100,
         alpha: float = 0.5,
     ) -> None:
-        self.n_users, self.n_items = n_users, n_items
-        self.neighbours, self.weights = co_occurrence_neighbours(
+        neighbours, weights = co_occurrence_neighbours(
             train_users, train_items, n_users, n_items, n_neighbours, alpha
         )
-        self.history = _CSR(np.asarray(train_users), np.asarray(train_items), n_users, n_items)
-        valid = self.neighbours >= 0
-        src = np.repeat(np.arange(n_items), valid.sum(1))
-        # graph[i, j] = w(i, j) for the kept edges; (n_items, n_items) sparse
-        self.graph = _sparse(
-            src, self.neighbours[valid], torch.as_tensor(self.weights[valid]), (n_items, n_items)
+        pairs = np.unique(np.stack([train_users, train_items], 1).astype(np.int64), axis=0)
+        indptr = np.searchsorted(pairs[:, 0], np.arange(n_users + 1)).astype(np.int64)
+        self._init(neighbours, weights, indptr, pairs[:, 1].copy())
+
+    def _init(
+        self, neighbours: Any, weights: Any, history_indptr: Any, history_indices: Any
+    ) -> None:
+        self.neighbours = np.asarray(neighbours, dtype=np.int64)  # (n_items, n_nb), -1 padded
+        self.weights = np.asarray(weights, dtype=np.float32)  # (n_items, n_nb)
+        self.history_indptr = np.asarray(history_indptr, dtype=np.int64)  # (n_users + 1,)
+        self.history_indices = np.asarray(history_indices, dtype=np.int64)  # (nnz,)
+        self.n_items = len(self.neighbours)
+        self.n_users = len(self.history_indptr) - 1
+
+    @classmethod
+    def from_arrays(
+        cls,
+        neighbours: np.ndarray,
+        weights: np.ndarray,
+        history_indptr: np.ndarray,
+        history_indices: np.ndarray,
+    ) -> ItemGraphChannel:
+        """The channel from a fitted graph and the users' histories in CSR form."""
+        channel = cls.__new__(cls)
+        channel._init(neighbours, weights, history_indptr, history_indices)
+        return channel
+
+    @classmethod
+    def from_artifacts(cls, artifacts: Artifacts) -> ItemGraphChannel:
+        # The seen items of the artifacts are the training histories the graph was fitted on.
+        return cls.from_arrays(
+            artifacts.neighbours,
+            artifacts.neighbour_weights,
+            artifacts.seen_indptr,
+            artifacts.seen_indices,
+        )
+
+    def history(self, user: int) -> np.ndarray:
+        """The user's training items, each once (the seeds of ``score``)."""
+        return np.unique(
+            self.history_indices[self.history_indptr[user] : self.history_indptr[user + 1]]
         )
 
     def score(self, users: np.ndarray) -> np.ndarray:
         users = self._check_users(users, self.n_users)
-        hist = self.history.dense_rows(users)  # (batch, n_items) 0/1
-        # (n_items, n_items)^T sparse @ (n_items, batch) dense -> (n_items, batch)
-        scores = torch.sparse.mm(self.graph.t(), hist.T.contiguous()).T
-        return scores.numpy().astype(np.float32)
+        return self.score_seeds([self.history(int(u)) for u in users])
+
+    def score_seeds(self, seeds: Sequence[np.ndarray]) -> np.ndarray:
+        """(batch,) lists of seed items -> (batch, n_items) summed edge weights from the seeds."""
+        lengths = np.fromiter((len(s) for s in seeds), dtype=np.int64, count=len(seeds))
+        out = np.zeros(len(seeds) * self.n_items, dtype=np.float64)
+        if lengths.sum():
+            flat = np.concatenate([np.asarray(s, dtype=np.int64) for s in seeds])
+            rows = np.repeat(np.arange(len(seeds)), lengths)  # (n_seeds,)
+            nb, w = self.neighbours[flat], self.weights[flat]  # (n_seeds, n_nb) each
+            valid = nb >= 0
+            # Row r's score for item j sits at r * n_items + j of the flat output.
+            at = (rows[:, None] * self.n_items + nb)[valid]
+            out += np.bincount(at, weights=w[valid], minlength=len(out))
+        return out.reshape(len(seeds), self.n_items).astype(np.float32)

@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
 import numpy as np
 
-from .base import ScoringChannel
+from .base import ScoringChannel, top_k
+
+if TYPE_CHECKING:
+    from ..artifacts import Artifacts
 
 
 class PopularityChannel(ScoringChannel):
@@ -20,6 +26,20 @@ class PopularityChannel(ScoringChannel):
         self.n_users = n_users
         self.counts = np.bincount(train_items, minlength=n_items).astype(np.float32)
 
+    @classmethod
+    def from_counts(cls, counts: np.ndarray, n_users: int | None = None) -> PopularityChannel:
+        """The channel from per-item training counts (n_items,)."""
+        channel = cls(np.zeros(0, dtype=np.int64), len(counts), n_users)
+        channel.counts = np.asarray(counts, dtype=np.float32)
+        return channel
+
+    @classmethod
+    def from_artifacts(cls, artifacts: Artifacts) -> PopularityChannel:
+        # popularity.npy holds item indices most popular first, popularity_scores.npy their counts.
+        counts = np.zeros(artifacts.n_items, dtype=np.float32)
+        counts[artifacts.popularity] = artifacts.popularity_scores
+        return cls.from_counts(counts, artifacts.n_users)
+
     def ranking(self) -> np.ndarray:
         """Item indices, most popular first (ties: lower index first)."""
         return np.argsort(-self.counts, kind="stable")
@@ -29,3 +49,12 @@ class PopularityChannel(ScoringChannel):
         if self.n_users is not None:
             self._check_users(users, self.n_users)
         return np.broadcast_to(self.counts, (len(users), self.n_items)).copy()
+
+    def recommend_to_anyone(
+        self, k: int, exclude: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Top-``k`` for a user the model does not know (same ranking as ``recommend``): (k,) each."""
+        self._check_k(k)
+        excluded: Sequence[np.ndarray] | None = None if exclude is None else [exclude]
+        ids, scores = top_k(self.counts[None, :], k, excluded)
+        return ids[0], scores[0]

@@ -3,15 +3,22 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from .base import ScoringChannel
 
+if TYPE_CHECKING:
+    from ..artifacts import Artifacts
+
 
 class TwoTowerChannel(ScoringChannel):
-    """Exact scores for evaluation; ``recommend`` goes through a faiss index when given one."""
+    """Exact scores for evaluation; ``recommend`` goes through a faiss index when given one.
+
+    The user embeddings are computed once, at ``index`` time, for every known user, so
+    answering needs no model: a lookup and a search.
+    """
 
     name = "two_tower"
 
@@ -26,6 +33,10 @@ class TwoTowerChannel(ScoringChannel):
         self.item_embeddings = np.ascontiguousarray(item_embeddings, dtype=np.float32)
         self.n_users, self.n_items = len(user_embeddings), len(item_embeddings)
         self.index = index
+
+    @classmethod
+    def from_artifacts(cls, artifacts: Artifacts) -> TwoTowerChannel:
+        return cls(artifacts.user_embeddings, artifacts.item_embeddings, artifacts.index)
 
     def score(self, users: np.ndarray) -> np.ndarray:
         users = self._check_users(users, self.n_users)

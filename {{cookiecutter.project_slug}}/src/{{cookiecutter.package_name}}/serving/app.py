@@ -143,14 +143,15 @@ def create_app(
         """Readiness: artifacts are loaded and requests can be served."""
         if not request.app.state.ready:
             return JSONResponse(status_code=503, content={"status": "not ready"})
-        art = request.app.state.recommender.artifacts
+        recommender: Recommender = request.app.state.recommender
+        art = recommender.artifacts
         return Readiness(
             status="ready",
             artifacts=str(art.directory),
             n_users=art.n_users,
             n_items=art.n_items,
             dim=art.dim,
-            user_tower=art.user_tower is not None,
+            channels=list(recommender.channels),
             package_version=str(art.manifest.get("package_version", "")),
         )
 

@@ -1,8 +1,8 @@
 """Request-time recommendation over a loaded artifacts folder.
 
 The router picks a channel from (user_type, device, action); this module answers with that
-channel from the exported artifacts, and degrades instead of failing when the channel cannot
-answer for this request:
+channel, the same class evaluation measures (``channels.load_channels`` rebuilds them from the
+artifacts), and degrades instead of failing when the channel cannot answer for this request:
 
 * two_tower needs the user's embedding: an unknown user is served by cold-start popularity.
 * item_graph needs seed items: the request's `item_id`, else the user's history; with neither,
@@ -10,7 +10,7 @@ answer for this request:
 * popularity always answers.
 
 Every downgrade is added to the reason, so the caller can see exactly why it got what it got.
-Pure numpy + the faiss index: no torch work on the request path.
+Pure numpy + the faiss index: no torch in the process.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..artifacts import Artifacts
-from ..retrieval import search_excluding
+from ..channels import ItemGraphChannel, PopularityChannel, TwoTowerChannel, load_channels, top_k
 from ..router import Channel, Decision, Router
 
 _EMPTY = np.zeros(0, dtype=np.int64)
@@ -40,11 +40,16 @@ class Recommendation:
 
 
 class Recommender:
-    """Holds the artifacts and a router; `recommend` is safe to call from many threads."""
+    """Holds the artifacts, their channels and a router; `recommend` is safe to call from many
+    threads (the channels are read-only once loaded)."""
 
     def __init__(self, artifacts: Artifacts, router: Router | None = None) -> None:
         self.artifacts = artifacts
         self.router = router or Router()
+        self.channels = load_channels(artifacts)
+        self.popularity: PopularityChannel = self.channels[Channel.POPULARITY.value]  # type: ignore[assignment]
+        self.item_graph: ItemGraphChannel = self.channels[Channel.ITEM_GRAPH.value]  # type: ignore[assignment]
+        self.two_tower: TwoTowerChannel = self.channels[Channel.TWO_TOWER.value]  # type: ignore[assignment]
 
     def recommend(
         self,
@@ -85,12 +90,8 @@ class Recommender:
             reasons.append(f"{why}: popularity instead")
 
         if channel is Channel.TWO_TOWER and user is not None:
-            ids, scores = search_excluding(
-                art.index, art.user_embeddings[user : user + 1], k, [exclude]
-            )
-            ids, scores = ids[0], scores[0]
-            keep = ids >= 0  # a tiny catalog minus the user's history can hold fewer than k
-            return self._answer(ids[keep], scores[keep], channel, decision, reasons, fallback, user)
+            ids, scores = self.two_tower.recommend(np.array([user]), k, [exclude])
+            return self._answer(ids[0], scores[0], channel, decision, reasons, fallback, user)
 
         ids, scores = self._popularity(exclude, k)
         return self._answer(ids, scores, Channel.POPULARITY, decision, reasons, fallback, user)
@@ -99,6 +100,7 @@ class Recommender:
         self, user_id: str, user: int | None, seen: np.ndarray, item_id: str | None
     ) -> tuple[np.ndarray, str]:
         """Items to expand in the graph, and a sentence saying where they came from."""
+        seen = np.unique(seen)  # the history as the channel scores it: each item once
         if item_id is not None:
             item = self.artifacts.item_index.get(item_id)
             if item is not None:
@@ -120,29 +122,16 @@ class Recommender:
     def _item_graph(
         self, seeds: np.ndarray, exclude: np.ndarray, k: int
     ) -> tuple[np.ndarray, np.ndarray]:
-        """Sum edge weights from the seeds: (n_seeds, n_nb) neighbours -> per-item scores."""
-        art = self.artifacts
-        nb = art.neighbours[seeds].ravel()
-        w = art.neighbour_weights[seeds].ravel()
-        valid = nb >= 0
-        scores = np.bincount(nb[valid], weights=w[valid], minlength=art.n_items)
-        scores[np.concatenate([exclude, seeds])] = 0.0
-        candidates = np.flatnonzero(scores > 0)
-        if len(candidates) > k:
-            candidates = candidates[np.argpartition(-scores[candidates], k - 1)[:k]]
-        # Ties broken by item index so the same request always gets the same list.
-        order = np.lexsort((candidates, -scores[candidates]))
-        top = candidates[order]
-        return top, scores[top].astype(np.float32)
+        """The graph's top items from the seeds (never the seeds themselves): only those it
+        reaches, so the list can be shorter than k."""
+        scores = self.item_graph.score_seeds([seeds])  # (1, n_items)
+        ids, top = top_k(scores, k, [np.concatenate([exclude, seeds])])
+        reached = top[0] > 0
+        return ids[0][reached], top[0][reached]
 
     def _popularity(self, exclude: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        art = self.artifacts
-        if len(exclude) == 0:
-            return art.popularity[:k], art.popularity_scores[:k]
-        # Over-fetch by the number excluded, so the mask leaves at least k when it can.
-        head = min(art.n_items, k + len(exclude))
-        keep = ~np.isin(art.popularity[:head], exclude)
-        return art.popularity[:head][keep][:k], art.popularity_scores[:head][keep][:k]
+        ids, scores = self.popularity.recommend_to_anyone(k, exclude)
+        return ids, scores
 
     def _answer(
         self,
@@ -155,6 +144,9 @@ class Recommender:
         user: int | None,
     ) -> Recommendation:
         item_ids = self.artifacts.item_ids
+        # A tiny catalog minus the user's history can hold fewer than k: drop the padding.
+        keep = ids >= 0
+        ids, scores = ids[keep], scores[keep]
         return Recommendation(
             item_ids=[item_ids[i] for i in ids.tolist()],
             scores=[round(float(s), 6) for s in scores.tolist()],

@@ -112,7 +112,10 @@ class Readiness(BaseModel):
     n_users: int
     n_items: int
     dim: int
-    user_tower: bool = Field(description="Whether the exported TorchScript user tower was loaded.")
+    channels: list[str] = Field(
+        description="The recall channels loaded from the artifacts.",
+        examples=[["popularity", "item_graph", "two_tower"]],
+    )
     package_version: str
 
 

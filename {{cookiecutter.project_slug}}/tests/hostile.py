@@ -6,7 +6,8 @@ JSON and shorter than `MAX_ERROR_BODY_BYTES`, however big or strange the input w
 
 tests/test_serving.py sends the corpus to the app in-process and to a real server on
 loopback; benchmarks/fuzz.py sends it before its schemathesis run. Add a case here when a new
-kind of input breaks the service, before fixing it.
+kind of input breaks the service, before fixing it. (A helper module, not a test module: it
+lives under tests/ because only tests and benchmarks use it, never the service.)
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from dataclasses import dataclass
 
 import httpx
 
-from .body import MAX_BODY_BYTES
+from {{ cookiecutter.package_name }}.serving.body import MAX_BODY_BYTES
 
 MAX_ERROR_BODY_BYTES = 2048
 """A 4xx body quotes at most short excerpts of the input, so it stays under this size."""

@@ -1,11 +1,12 @@
 """Start the real server on loopback, send one request per route, print the answers.
 
-    python -m {{ cookiecutter.package_name }}.serving.smoke --artifacts artifacts
+    python tests/servers.py --artifacts artifacts
 
 The last step of `nox -s demo`: proof that the artifacts the pipeline just wrote are served.
 The helpers that start and stop a server process are shared with benchmarks/load.py,
 benchmarks/fuzz.py and tests/test_server_process.py, so all exercise the same
-`python -m {{ cookiecutter.package_name }} serve`.
+`python -m {{ cookiecutter.package_name }} serve`. A helper module, not a test module: it lives under tests/
+because only tests, benchmarks and the demo use it, never the service.
 """
 
 from __future__ import annotations
