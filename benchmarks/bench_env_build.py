@@ -118,7 +118,7 @@ def timed(cmd: list[str], env: dict[str, str], cwd: Path | None = None) -> float
 
 def recenv_build(env_file: Path, env: dict[str, str]) -> tuple[float, dict[str, float]]:
     seconds, out = run(
-        [sys.executable, "-m", "pytest_recenv.cli", "build", "-q", str(env_file)], env
+        [sys.executable, "-m", "pytest_recenv.env.cli", "build", "-q", str(env_file)], env
     )
     stamp = json.loads((Path(out.strip()) / ".recenv-stamp.json").read_text())
     return seconds, stamp["timings"]
@@ -198,7 +198,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
 
-    from pytest_recenv.builders import make_plan
+    from pytest_recenv.env.builders import make_plan
 
     with tempfile.TemporaryDirectory(prefix="recenv-bench-") as tmp_name:
         tmp = Path(tmp_name)
@@ -248,7 +248,8 @@ def main(argv: list[str] | None = None) -> int:
             note("pip_warm_cache", venv_pip(python, requirements, fresh / "venv-2", env, cwd))
             reuse = [
                 timed(
-                    [sys.executable, "-m", "pytest_recenv.cli", "build", "-q", str(env_file)], env
+                    [sys.executable, "-m", "pytest_recenv.env.cli", "build", "-q", str(env_file)],
+                    env,
                 )
                 for _ in range(5)
             ]

@@ -1,8 +1,8 @@
 """pytest hooks of pytest-recenv, in lifecycle order. Glue only: the work lives elsewhere.
 
-Probing (:mod:`pytest_recenv.hardware`), evaluation (:mod:`pytest_recenv.markers`), the run-time
-state and xdist plumbing (:mod:`pytest_recenv.hwsession`) and the printed text
-(:mod:`pytest_recenv.hwreport`) are imported inside the hooks.
+Probing (:mod:`pytest_recenv.hardware.report`), evaluation (:mod:`pytest_recenv.hardware.markers`), the run-time
+state and xdist plumbing (:mod:`pytest_recenv.hardware.session`) and the printed text
+(:mod:`pytest_recenv.hardware.text`) are imported inside the hooks.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 # Fixtures are registered by being importable from the plugin module.
-from pytest_recenv.fixtures import (
+from pytest_recenv.hardware.fixtures import (
     MODES,
     REQS_KEY,
     STATE_KEY,
@@ -86,7 +86,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 @pytest.hookimpl(tryfirst=True)  # first: ini `markers` still holds only the project's own lines
 def pytest_configure(config: pytest.Config) -> None:
-    from pytest_recenv import hwsession
+    from pytest_recenv.hardware import session as hwsession
 
     left_to_project = hwsession.register_markers(config, MARKERS)
     state = hwsession.configure(config)
@@ -96,13 +96,13 @@ def pytest_configure(config: pytest.Config) -> None:
 
 @pytest.hookimpl(optionalhook=True)
 def pytest_configure_node(node: Any) -> None:
-    from pytest_recenv import hwsession
+    from pytest_recenv.hardware import session as hwsession
 
     hwsession.configure_node(node.config, node)
 
 
 def pytest_itemcollected(item: pytest.Item) -> None:
-    from pytest_recenv import hwsession
+    from pytest_recenv.hardware import session as hwsession
 
     hwsession.imply_markers(item)
 
@@ -111,7 +111,7 @@ def pytest_itemcollected(item: pytest.Item) -> None:
 def pytest_collection_modifyitems(
     session: pytest.Session, config: pytest.Config, items: list[pytest.Item]
 ) -> None:
-    from pytest_recenv import hwsession
+    from pytest_recenv.hardware import session as hwsession
 
     hwsession.evaluate_items(config, items)
     # Per-test hooks cost every test a few microseconds; register them only where they matter.
@@ -132,7 +132,7 @@ class ReportHooks:
         report = yield
         if not item.stash.get(REQS_KEY, ()):
             return report
-        from pytest_recenv import hwsession
+        from pytest_recenv.hardware import session as hwsession
 
         return hwsession.after_report(item, report)
 
@@ -144,45 +144,45 @@ class MultiGpuLock:
     def pytest_runtest_protocol(
         self, item: pytest.Item, nextitem: pytest.Item | None
     ) -> Generator[None]:
-        from pytest_recenv import hwsession
+        from pytest_recenv.hardware import session as hwsession
 
         with hwsession.multi_gpu_lock(item):
             return (yield)
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:
-    from pytest_recenv import hwreport
+    from pytest_recenv.hardware import text as hwreport
 
     return hwreport.header_lines(config.stash[STATE_KEY])
 
 
 @pytest.hookimpl(optionalhook=True, tryfirst=True)  # before xdist prints the worker's traceback
 def pytest_testnodedown(node: Any, error: Any) -> None:
-    from pytest_recenv import hwsession
+    from pytest_recenv.hardware import session as hwsession
 
     hwsession.node_down(node.config, getattr(node, "workeroutput", {}), node.gateway.id, error)
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    from pytest_recenv import hwsession
+    from pytest_recenv.hardware import session as hwsession
 
     hwsession.finish(session)
 
 
 def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
-    from pytest_recenv import hwreport
+    from pytest_recenv.hardware import text as hwreport
 
     for line in hwreport.summary_lines(config):
         terminalreporter.write_line(line)
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
-    from pytest_recenv import hwsession
+    from pytest_recenv.hardware import session as hwsession
 
     hwsession.unconfigure(config)
 
 
 # Environment hooks and fixtures live in their own plugin module, registered with this one.
-pytest_plugins = ["pytest_recenv.envplugin"]
+pytest_plugins = ["pytest_recenv.env.fixtures"]
 
 __all__ = ["MARKERS", "MODES", "faiss_gpu_resources", "hardware", "torch_device"]

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from recenv_helpers import make_wheel, write_env
 
-from pytest_recenv.builders import STAMP, ensure_env, make_plan
+from pytest_recenv.env.builders import STAMP, ensure_env, make_plan
 
 pytestmark = [
     pytest.mark.slow,
@@ -66,7 +66,7 @@ def test_kill_9_of_a_build_kills_its_children_and_the_next_build_clears_the_rest
     spec = write_env(tmp_path / "proj", "  - recenv-writer\n")
     key = make_plan(spec).key
     build = subprocess.Popen(
-        [sys.executable, "-m", "pytest_recenv.cli", "build", "-q", str(spec)],
+        [sys.executable, "-m", "pytest_recenv.env.cli", "build", "-q", str(spec)],
         env={**os.environ, "RECENV_TEST_WRITER": str(flag)},
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,

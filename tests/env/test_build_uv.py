@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 from recenv_helpers import make_wheel, write_env
 
-from pytest_recenv.builders import STAMP, BuildError, ensure_env, make_plan
-from pytest_recenv.interpreters import discover
+from pytest_recenv.env.builders import STAMP, BuildError, ensure_env, make_plan
+from pytest_recenv.env.interpreters import discover
 
 pytestmark = pytest.mark.slow
 
@@ -101,7 +101,7 @@ def test_four_processes_asking_at_once_build_once(
     flag.write_text("2")  # the build holds the lock >= 2 s, so all four overlap with it
     spec = write_env(tmp_path / "proj", "  - recenv-slow\n")
     code = (
-        "import json, sys; from pytest_recenv.builders import ensure_env; "
+        "import json, sys; from pytest_recenv.env.builders import ensure_env; "
         "e = ensure_env(sys.argv[1], progress=False); "
         "print(json.dumps([e.created, str(e.prefix)]))"
     )
@@ -134,7 +134,7 @@ def test_a_build_killed_halfway_is_never_reused(
     spec = write_env(tmp_path / "proj", "  - recenv-slow\n")
     key = make_plan(spec).key
     proc = subprocess.Popen(
-        [sys.executable, "-m", "pytest_recenv.cli", "build", "-q", str(spec)],
+        [sys.executable, "-m", "pytest_recenv.env.cli", "build", "-q", str(spec)],
         env={**os.environ, "RECENV_TEST_SLOW": str(flag)},
         start_new_session=True,
         stdout=subprocess.DEVNULL,

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from pytest_recenv.cli import main
+from pytest_recenv.env.cli import main
 
 CORPUS = Path(__file__).parents[1] / "data" / "envs"
 FILES = sorted(CORPUS.glob("*.yml"))
@@ -49,7 +49,7 @@ def test_check_reports_exactly_the_expected_file_line_messages(
 
 def test_one_run_reports_every_error_of_every_file_without_a_traceback() -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "pytest_recenv.cli", "check", *[p.name for p in FILES]],
+        [sys.executable, "-m", "pytest_recenv.env.cli", "check", *[p.name for p in FILES]],
         cwd=CORPUS,
         capture_output=True,
         text=True,
@@ -101,7 +101,7 @@ def run_measured(args: list[str], cwd: Path) -> tuple[int, str, float, float]:
     with tempfile.TemporaryFile() as out:
         start = time.perf_counter()
         proc = subprocess.Popen(
-            [sys.executable, "-m", "pytest_recenv.cli", *args],
+            [sys.executable, "-m", "pytest_recenv.env.cli", *args],
             cwd=cwd,
             stdout=out,
             stderr=subprocess.DEVNULL,

@@ -12,15 +12,15 @@ from pathlib import Path
 import pytest
 from recenv_helpers import write_env
 
-from pytest_recenv.builders import ensure_env
-from pytest_recenv.cli import main
+from pytest_recenv.env.builders import ensure_env
+from pytest_recenv.env.cli import main
 
 pytestmark = pytest.mark.slow
 
 
 def recenv(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "pytest_recenv.cli", *args],
+        [sys.executable, "-m", "pytest_recenv.env.cli", *args],
         cwd=cwd,
         capture_output=True,
         text=True,

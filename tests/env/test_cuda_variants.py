@@ -12,11 +12,11 @@ from pathlib import Path
 import pytest
 from recenv_helpers import make_wheel, write_env
 
-from pytest_recenv import pipconfig
-from pytest_recenv.cli import main
-from pytest_recenv.matchspec import parse_matchspec
-from pytest_recenv.spec import Spec
-from pytest_recenv.variants import spec_cuda_major, torch_variant
+from pytest_recenv.env import pipconfig
+from pytest_recenv.env.cli import main
+from pytest_recenv.env.matchspec import parse_matchspec
+from pytest_recenv.env.spec import Spec
+from pytest_recenv.env.variants import spec_cuda_major, torch_variant
 
 pytestmark = pytest.mark.slow
 
@@ -245,6 +245,6 @@ def test_spec_cuda_major_reads_the_cuda_version_a_spec_names(
 def test_distribution_variant_reads_cuda_and_cpu_builds_from_pypi_names(
     name: str, version: str, expected: tuple[str, int | None] | None
 ) -> None:
-    from pytest_recenv.variants import distribution_variant
+    from pytest_recenv.env.variants import distribution_variant
 
     assert distribution_variant(name, version) == expected

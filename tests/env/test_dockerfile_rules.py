@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from pytest_recenv.dockerfile import check_dockerfile
+from pytest_recenv.env.dockerfile import check_dockerfile
 
 DIGEST = "sha256:1c62a28916ad7a4533555a542a5410e55ea2ed2c1e29f00c8fc3f1c8add111d5"
 GOOD = f"""\

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pytest_recenv.locks import drift
-from pytest_recenv.spec import load_spec
+from pytest_recenv.env.locks import drift
+from pytest_recenv.env.spec import load_spec
 
 CPU = """name: shop-dev-me
 channels: [conda-forge, nodefaults]

@@ -19,7 +19,7 @@ FORTY_DAYS_AGO = time.time() - 40 * 86400
 
 def recenv(*args: str, **kwargs: object) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "pytest_recenv.cli", *args],
+        [sys.executable, "-m", "pytest_recenv.env.cli", *args],
         capture_output=True,
         text=True,
         check=False,
@@ -104,7 +104,17 @@ def test_an_env_in_use_by_recenv_run_is_never_removed_under_it(
     code = "import sys; print('ready', flush=True); sys.stdin.readline(); import recenv_tiny"
     waits = ["python", "-c", code]
     run = subprocess.Popen(
-        [sys.executable, "-m", "pytest_recenv.cli", "run", "-q", "--file", str(spec), "--", *waits],
+        [
+            sys.executable,
+            "-m",
+            "pytest_recenv.env.cli",
+            "run",
+            "-q",
+            "--file",
+            str(spec),
+            "--",
+            *waits,
+        ],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,
@@ -140,7 +150,7 @@ def test_the_env_fixture_holds_a_lease_for_the_whole_session(
         import subprocess, sys
 
         def test_gc_cannot_take_the_env(recenv_env):
-            gc = subprocess.run([{sys.executable!r}, "-m", "pytest_recenv.cli", "gc",
+            gc = subprocess.run([{sys.executable!r}, "-m", "pytest_recenv.env.cli", "gc",
                                  "--max-size", "0"], capture_output=True, text=True)
             assert "in use       " + recenv_env.key in gc.stdout, gc.stdout
             recenv_env.run(["python", "-c", "import recenv_tiny"])

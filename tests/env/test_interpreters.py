@@ -8,13 +8,13 @@ from pathlib import Path
 
 import pytest
 
-from pytest_recenv.interpreters import (
+from pytest_recenv.env.interpreters import (
     Interpreter,
     InterpreterFallbackWarning,
     choose,
     discover,
 )
-from pytest_recenv.spec import RecenvError, parse_matchspec
+from pytest_recenv.env.spec import RecenvError, parse_matchspec
 
 
 def _fake_pyenv(tmp_path: Path) -> Path:

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 from recenv_helpers import write_env
 
-from pytest_recenv import pipconfig
-from pytest_recenv.builders import ensure_env
+from pytest_recenv.env import pipconfig
+from pytest_recenv.env.builders import ensure_env
 
 
 def _isolated(tmp_path: Path, **extra: str) -> dict[str, str]:

@@ -60,7 +60,16 @@ def tiny_env(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, 
     spec = write_env(root / "proj", "")
     env = {**os.environ, "RECENV_CACHE_DIR": str(root / "cache"), "PIP_CONFIG_FILE": os.devnull}
     built = subprocess.run(
-        [sys.executable, "-m", "pytest_recenv.cli", "build", "-q", "--backend", "uv", str(spec)],
+        [
+            sys.executable,
+            "-m",
+            "pytest_recenv.env.cli",
+            "build",
+            "-q",
+            "--backend",
+            "uv",
+            str(spec),
+        ],
         env=env,
         capture_output=True,
         text=True,
@@ -75,7 +84,7 @@ def start(
     tiny_env: tuple[Path, dict[str, str]], *command: str, **popen: object
 ) -> subprocess.Popen[bytes]:
     spec, env = tiny_env
-    recenv = [sys.executable, "-m", "pytest_recenv.cli", "run", "-q", "--file", str(spec)]
+    recenv = [sys.executable, "-m", "pytest_recenv.env.cli", "run", "-q", "--file", str(spec)]
     return subprocess.Popen(
         [*recenv, "--", *command],
         env=env,

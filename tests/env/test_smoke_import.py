@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 from recenv_helpers import make_wheel
 
-from pytest_recenv.smoke import _import_weights, smoke_test, verify
-from pytest_recenv.spec import BuildError
+from pytest_recenv.env.smoke import _import_weights, smoke_test, verify
+from pytest_recenv.env.spec import BuildError
 
 
 def _install(
@@ -89,7 +89,7 @@ def test_a_missing_requirement_fails_verification_and_is_reported_with_the_faile
     """A real venv broken the way a half-finished manual fix breaks one: a package whose
     requirement was uninstalled after it.  ``uv pip check`` must catch it, and the import
     smoke test still runs, so the one report names both kinds of problem."""
-    from pytest_recenv.interpreters import find_uv
+    from pytest_recenv.env.interpreters import find_uv
 
     uv = find_uv()
     make_wheel(wheelhouse, "recenv-broken", "1.0", module="raise RuntimeError('boom at import')\n")

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from pytest_recenv import names
-from pytest_recenv.builders import translate
-from pytest_recenv.spec import SpecError, load_spec, parse_matchspec
+from pytest_recenv.env import names
+from pytest_recenv.env.builders import translate
+from pytest_recenv.env.spec import SpecError, load_spec, parse_matchspec
 
 
 @pytest.mark.parametrize(

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from pytest_recenv.fixtures import State
-from pytest_recenv.hardware import FaissInfo, TorchInfo, arch_supported, load_probe_file
-from pytest_recenv.hwreport import header_lines
-from pytest_recenv.markers import MarkerError, evaluate_requirements, parse, parse_size
+from pytest_recenv.hardware.fixtures import State
+from pytest_recenv.hardware.markers import MarkerError, evaluate_requirements, parse, parse_size
+from pytest_recenv.hardware.report import FaissInfo, TorchInfo, arch_supported, load_probe_file
+from pytest_recenv.hardware.text import header_lines
 
 REPORTS = Path(__file__).resolve().parents[1] / "data" / "reports"
 
@@ -227,7 +227,7 @@ def test_sizes_use_binary_and_decimal_units_as_written() -> None:
 
 @pytest.mark.parametrize("name", sorted(p.name for p in REPORTS.glob("*.json")))
 def test_recorded_reports_round_trip_through_json(name: str) -> None:
-    from pytest_recenv.hardware import HardwareReport
+    from pytest_recenv.hardware.report import HardwareReport
 
     report = load_probe_file(REPORTS / name, None)
     assert HardwareReport.from_json(report.to_json()) == report

@@ -11,8 +11,8 @@ from typing import Any
 import pynvml
 import pytest
 
-from pytest_recenv import hardware
-from pytest_recenv import nvml as tier0
+from pytest_recenv.hardware import nvml as tier0
+from pytest_recenv.hardware import report as hardware
 
 
 def _not_supported() -> pynvml.NVMLError:

@@ -10,7 +10,7 @@ from collections.abc import Callable
 
 import pytest
 
-from pytest_recenv.hardware import HardwareReport
+from pytest_recenv.hardware.report import HardwareReport
 
 Run = Callable[..., pytest.RunResult]
 

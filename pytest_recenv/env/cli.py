@@ -15,13 +15,13 @@ from typing import TYPE_CHECKING
 from pytest_recenv import __version__
 
 if TYPE_CHECKING:
-    from pytest_recenv.builders import Env
+    from pytest_recenv.env.builders import Env
 
 DEFAULT_FILE = "environment.yml"
 
 
 def _cmd_check(args: argparse.Namespace) -> int:
-    from pytest_recenv.checks import Policy, check_file
+    from pytest_recenv.env.checks import Policy, check_file
 
     policy = Policy(allow_defaults=args.allow_defaults, check_name=not args.no_name_check)
     files = args.files or [DEFAULT_FILE]
@@ -45,7 +45,7 @@ def backend_chain_arg(args: argparse.Namespace) -> list[str] | None:
 
 
 def _ensure(args: argparse.Namespace, lease: bool = False) -> Env:
-    from pytest_recenv.builders import ensure_env
+    from pytest_recenv.env.builders import ensure_env
 
     backends = backend_chain_arg(args)
     return ensure_env(
@@ -66,7 +66,7 @@ def _cmd_build(args: argparse.Namespace) -> int:
 
 
 def _cmd_key(args: argparse.Namespace) -> int:
-    from pytest_recenv.builders import make_plan
+    from pytest_recenv.env.builders import make_plan
 
     backends = backend_chain_arg(args)
     print(make_plan(Path(args.file), backends=backends, python_policy=args.python_policy).key)
@@ -74,8 +74,8 @@ def _cmd_key(args: argparse.Namespace) -> int:
 
 
 def _cmd_translate(args: argparse.Namespace) -> int:
-    from pytest_recenv import names
-    from pytest_recenv.builders import make_plan
+    from pytest_recenv.env import names
+    from pytest_recenv.env.builders import make_plan
 
     plan = make_plan(Path(args.file), backends=["uv"], python_policy=args.python_policy)
     for dep in plan.spec.conda:
@@ -92,7 +92,7 @@ def _cmd_translate(args: argparse.Namespace) -> int:
     print(f"interpreter: {interp}")
     print(f"pip config for uv: {' '.join(plan.pip.uv_args()) or '(none)'}")
     print(f"key: {plan.key}")
-    from pytest_recenv.variants import cuda_requests, spec_cuda_major
+    from pytest_recenv.env.variants import cuda_requests, spec_cuda_major
 
     if cuda_requests(plan.spec):
         major = spec_cuda_major(plan.spec)
@@ -116,7 +116,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     env = _ensure(args, lease=True)  # recenv gc leaves the env alone while the command runs
     import shutil
 
-    from pytest_recenv import runner
+    from pytest_recenv.env import runner
 
     exe = shutil.which(command[0], path=str(env.bin)) or command[0]
     try:
@@ -189,7 +189,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("command", nargs=argparse.REMAINDER, help="-- CMD ARGS...")
     p.set_defaults(handler=_cmd_run)
 
-    from pytest_recenv import cli_tools
+    from pytest_recenv.env import cli_tools
 
     cli_tools.add_subcommands(sub)
     return parser
@@ -201,7 +201,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "handler", None):
         parser.print_help()
         return 2
-    from pytest_recenv.spec import RecenvError
+    from pytest_recenv.env.spec import RecenvError
 
     try:
         return int(args.handler(args) or 0)

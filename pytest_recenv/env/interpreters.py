@@ -23,7 +23,7 @@ from packaging.specifiers import SpecifierSet
 from packaging.version import Version
 
 from pytest_recenv import RecenvWarning
-from pytest_recenv.spec import CondaDep, RecenvError
+from pytest_recenv.env.spec import CondaDep, RecenvError
 
 _QUERY = (
     "import json, platform, sys; print(json.dumps([list(sys.version_info[:3]), "

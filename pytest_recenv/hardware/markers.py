@@ -1,6 +1,6 @@
 """The requirements table behind the hardware markers, and the pure ``evaluate(item, report)``.
 
-Nothing here touches the machine: evaluation reads a :class:`~pytest_recenv.hardware.HardwareReport`
+Nothing here touches the machine: evaluation reads a :class:`~pytest_recenv.hardware.report.HardwareReport`
 (live or injected), so every reason can be unit-tested from a recorded report. A report whose
 ``torch``/``faiss`` is ``None`` has not been through tier 1 yet: checks needing it are not decided
 (:func:`tier1_needed` says which probe would decide them) and evaluation returns only what tier 0
@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from pytest_recenv.hardware import (
+from pytest_recenv.hardware.report import (
     Device,
     HardwareReport,
     arch_supported,

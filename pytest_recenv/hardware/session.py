@@ -1,6 +1,6 @@
 """The run-time work behind the hardware hooks in :mod:`pytest_recenv.plugin`.
 
-One :class:`~pytest_recenv.fixtures.State` per pytest config: the mode, the report (tier 0 at
+One :class:`~pytest_recenv.hardware.fixtures.State` per pytest config: the mode, the report (tier 0 at
 configure; tier 1 added after collection when a selected test needs it), xdist pinning and the tally
 of hardware outcomes. Under xdist the controller probes, sends the report to each worker in
 ``workerinput`` and pins it; workers evaluate their own collection and send their tally back in
@@ -23,16 +23,15 @@ from typing import Any
 import pytest
 
 from pytest_recenv import RecenvPinningWarning
-from pytest_recenv.fixtures import FIXTURE_MARKERS, MODES, REQS_KEY, SKIP_KEY, STATE_KEY, State
-from pytest_recenv.hardware import (
-    HardwareReport,
-    load_probe_file,
-    probe_tier0,
-    read_tier1_dir,
-    visible_tokens,
+from pytest_recenv.hardware.fixtures import (
+    FIXTURE_MARKERS,
+    MODES,
+    REQS_KEY,
+    SKIP_KEY,
+    STATE_KEY,
+    State,
 )
-from pytest_recenv.hwreport import devices_text
-from pytest_recenv.markers import (
+from pytest_recenv.hardware.markers import (
     ALL_MARKERS,
     MarkerError,
     Skip,
@@ -40,7 +39,15 @@ from pytest_recenv.markers import (
     requirements,
     tier1_needed,
 )
-from pytest_recenv.probe_child import probe_tier1
+from pytest_recenv.hardware.probe_child import probe_tier1
+from pytest_recenv.hardware.report import (
+    HardwareReport,
+    load_probe_file,
+    probe_tier0,
+    read_tier1_dir,
+    visible_tokens,
+)
+from pytest_recenv.hardware.text import devices_text
 
 MULTI_GPU_GROUP = "recenv-multi-gpu"
 

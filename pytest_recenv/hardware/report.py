@@ -2,7 +2,7 @@
 
 Tier 0 reads the NVIDIA driver through NVML (``nvidia-ml-py``) and applies ``CUDA_VISIBLE_DEVICES``
 the way the CUDA runtime does. Tier 1 (``torch`` and ``faiss``) runs in a spawned child process, see
-:mod:`pytest_recenv.probe_child`; nothing here imports torch or faiss, so probing can never
+:mod:`pytest_recenv.hardware.probe_child`; nothing here imports torch or faiss, so probing can never
 initialise CUDA in the pytest process (forks stay safe, CPU runs stay fast).
 
 A report round-trips through JSON: that is how xdist workers receive the controller's report and
@@ -312,19 +312,19 @@ def visible_tokens(report: HardwareReport) -> list[str]:
     return [token for token, _, _ in _walk_visible(report.gpus, report.visible_env)[0]]
 
 
-# -- tier 0: the driver's view (NVML calls: pytest_recenv.nvml) ------------------------------
+# -- tier 0: the driver's view (NVML calls: pytest_recenv.hardware.nvml) ------------------------------
 
 
 def probe_tier0(environ: Mapping[str, str] | None = None) -> HardwareReport:
     env = os.environ if environ is None else environ
-    from pytest_recenv import nvml
+    from pytest_recenv.hardware import nvml
 
     driver, error, gpus = nvml.probe_nvml()
     report = HardwareReport(source="live", driver=driver, driver_error=error, gpus=gpus)
     return report.with_visibility(env.get("CUDA_VISIBLE_DEVICES"))
 
 
-# -- tier 1 verdicts (the probe itself: pytest_recenv.probe_child) ---------------------------------
+# -- tier 1 verdicts (the probe itself: pytest_recenv.hardware.probe_child) ---------------------------------
 
 
 def arch_supported(arch_list: tuple[str, ...], capability: tuple[int, int]) -> bool:

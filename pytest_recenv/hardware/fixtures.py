@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
-from pytest_recenv.hardware import HardwareReport
-from pytest_recenv.markers import ALL_MARKERS, Requirement, Skip, evaluate_requirements
+from pytest_recenv.hardware.markers import ALL_MARKERS, Requirement, Skip, evaluate_requirements
+from pytest_recenv.hardware.report import HardwareReport
 
 # Requesting one of these fixtures adds its marker, so the test is skipped (or, in require mode,
 # fails) with a reason instead of erroring inside the fixture.

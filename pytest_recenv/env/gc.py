@@ -6,7 +6,7 @@ removes a folder only when it can prove recenv made it:
 
 * an **environment**: named like a cache key (20 hex digits) and holding a readable stamp
   (``.recenv-stamp.json``) for that same key; removed by age or size, and only while nobody
-  holds a lease on it (``pytest_recenv.lease``): it is renamed to the unfinished-build naming
+  holds a lease on it (``pytest_recenv.env.lease``): it is renamed to the unfinished-build naming
   first, so no reader ever sees half of it, then deleted;
 * an **unfinished build**: ``.tmp-<key>-<pid>`` (the uv backend's build folder), or an
   unstamped ``<key>`` beside a ``<key>.unfinished`` marker (a conda-family build in place);
@@ -28,8 +28,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pytest_recenv.lease import exclusive
-from pytest_recenv.leftovers import UNFINISHED, remove_unfinished
+from pytest_recenv.env.lease import exclusive
+from pytest_recenv.env.leftovers import UNFINISHED, remove_unfinished
 
 STAMP = ".recenv-stamp.json"  # the same name as builders.STAMP, without importing the builders
 KEY = re.compile(r"[0-9a-f]{20}")

@@ -11,8 +11,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from pytest_recenv import names, variants
-from pytest_recenv.spec import (
+from pytest_recenv.env import names, variants
+from pytest_recenv.env.spec import (
     CondaDep,
     PipDep,
     Problem,

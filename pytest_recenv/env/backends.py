@@ -18,17 +18,17 @@ from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pytest_recenv.leftovers import UNFINISHED, clear_before_build, marked
-from pytest_recenv.runner import die_with_parent
-from pytest_recenv.smoke import verify
-from pytest_recenv.spec import BuildError, RecenvError
-from pytest_recenv.variants import Resolution, cuda_requests, ensure_cuda_builds
+from pytest_recenv.env.leftovers import UNFINISHED, clear_before_build, marked
+from pytest_recenv.env.runner import die_with_parent
+from pytest_recenv.env.smoke import verify
+from pytest_recenv.env.spec import BuildError, RecenvError
+from pytest_recenv.env.variants import Resolution, cuda_requests, ensure_cuda_builds
 
 _PIN = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)==([^\s;#]+)")
 
 if TYPE_CHECKING:
-    from pytest_recenv.builders import Plan
-    from pytest_recenv.progress import Progress
+    from pytest_recenv.env.builders import Plan
+    from pytest_recenv.env.progress import Progress
 
 
 def _run(step: str, cmd: Sequence[str], folder: Path, **kwargs: Any) -> subprocess.CompletedProcess:
@@ -58,7 +58,7 @@ class UvBackend:
         self.exe: str | None = None
 
     def available(self) -> tuple[bool, str]:
-        from pytest_recenv.interpreters import find_uv
+        from pytest_recenv.env.interpreters import find_uv
 
         try:
             self.exe = find_uv()
@@ -71,7 +71,7 @@ class UvBackend:
 
     def lock_for(self, spec: Any) -> Path | None:
         """The uv lock, only while it is fresh for the spec (a stale one is ignored)."""
-        from pytest_recenv.locks import lock_problems, uv_lock_path
+        from pytest_recenv.env.locks import lock_problems, uv_lock_path
 
         path = uv_lock_path(spec.path)
         return path if path.is_file() and not lock_problems(spec.path) else None
@@ -113,7 +113,7 @@ class UvBackend:
         return _parse_compiled(result.stdout)
 
     def build(self, plan: Plan, root: Path, prefix: Path, bar: Progress) -> dict[str, float]:
-        from pytest_recenv.builders import write_stamp
+        from pytest_recenv.env.builders import write_stamp
 
         assert plan.interpreter is not None  # make_plan always chooses one for uv
         requirements = list(plan.requirements)
@@ -214,7 +214,7 @@ class CondaFamilyBackend:
         return _version(self.exe or self.name)
 
     def lock_for(self, spec: Any) -> Path | None:
-        from pytest_recenv.locks import conda_lock_path
+        from pytest_recenv.env.locks import conda_lock_path
 
         path = conda_lock_path(spec.path)
         return path if path.is_file() else None
@@ -252,7 +252,7 @@ class CondaFamilyBackend:
         return out
 
     def build(self, plan: Plan, root: Path, prefix: Path, bar: Progress) -> dict[str, float]:
-        from pytest_recenv.builders import write_stamp
+        from pytest_recenv.env.builders import write_stamp
 
         # conda prefixes are not relocatable: build in place; the stamp, written last, marks it
         # complete, and an unstamped prefix (a killed build) is removed before rebuilding.
@@ -286,7 +286,7 @@ class CondaFamilyBackend:
 
 def _parse_compiled(text: str) -> Resolution:
     """Pins of ``uv pip compile``/``freeze`` output, with the ``# from <index>`` annotations."""
-    from pytest_recenv.names import canonical
+    from pytest_recenv.env.names import canonical
 
     res = Resolution({})
     last = None

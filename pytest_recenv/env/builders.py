@@ -23,11 +23,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pytest_recenv import names, pipconfig
-from pytest_recenv.backends import BuildError, select_backend
-from pytest_recenv.interpreters import Interpreter, choose, discover
-from pytest_recenv.lease import Lease
-from pytest_recenv.spec import RecenvError, Spec, expand_pip_vars, load_spec
+from pytest_recenv.env import names, pipconfig
+from pytest_recenv.env.backends import BuildError, select_backend
+from pytest_recenv.env.interpreters import Interpreter, choose, discover
+from pytest_recenv.env.lease import Lease
+from pytest_recenv.env.spec import RecenvError, Spec, expand_pip_vars, load_spec
 
 STAMP = ".recenv-stamp.json"
 KEY_FORMAT = 1
@@ -270,7 +270,7 @@ def make_plan(
     lock = backend.lock_for(spec)
     parts["spec"] = backend.lock_digest(lock) if lock else spec.digest()
     if lock is not None and backend.name == "uv":
-        from pytest_recenv.locks import read_lock
+        from pytest_recenv.env.locks import read_lock
 
         # exact pins from the lock; local paths and pip options still come from the spec
         pins = [f"{n}=={v}" for n, v in read_lock(lock)["packages"].items()]
@@ -350,7 +350,7 @@ def ensure_env(
 def _ensure(plan: Plan, root: Path, start: float, lock_timeout: float, progress: bool) -> Env:
     from filelock import FileLock, Timeout
 
-    from pytest_recenv.progress import Progress
+    from pytest_recenv.env.progress import Progress
 
     prefix = root / plan.key
     stamp = _stamped(prefix, plan.key)

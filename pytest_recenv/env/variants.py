@@ -15,8 +15,8 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from pytest_recenv import names
-from pytest_recenv.spec import CondaDep, PipDep, RecenvError, Spec
+from pytest_recenv.env import names
+from pytest_recenv.env.spec import CondaDep, PipDep, RecenvError, Spec
 
 # conda packages whose version is a CUDA version (``cuda-version=12.6`` -> CUDA 12)
 _CUDA_VERSIONED = ("cuda-version", "cudatoolkit", "cuda-toolkit", "cuda-runtime", "pytorch-cuda")

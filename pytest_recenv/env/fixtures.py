@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 if TYPE_CHECKING:
-    from pytest_recenv.builders import Env
-    from pytest_recenv.spec import Spec
+    from pytest_recenv.env.builders import Env
+    from pytest_recenv.env.spec import Spec
 
 _RESULT = pytest.StashKey[Any]()
 
@@ -62,7 +62,7 @@ def env_file(config: pytest.Config) -> Path:
 
 
 def _build(config: pytest.Config) -> Env:
-    from pytest_recenv.builders import ensure_env
+    from pytest_recenv.env.builders import ensure_env
 
     chain = config.getoption("recenv_backends") or config.getini("recenv_backends")
     return ensure_env(
@@ -76,7 +76,7 @@ def _build(config: pytest.Config) -> Env:
 
 def _build_once(config: pytest.Config) -> Env | BaseException:
     """Build at most once per process; remember a failure so every user reports the same one."""
-    from pytest_recenv.spec import RecenvError
+    from pytest_recenv.env.spec import RecenvError
 
     if _RESULT not in config.stash:
         try:
@@ -118,7 +118,7 @@ class EnvBuildItem(pytest.Item):
     def repr_failure(
         self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None
     ) -> str | Any:
-        from pytest_recenv.spec import RecenvError
+        from pytest_recenv.env.spec import RecenvError
 
         if isinstance(excinfo.value, RecenvError):
             return f"environment build failed for {env_file(self.config)}:\n{excinfo.value}"
@@ -147,7 +147,7 @@ def pytest_collection_modifyitems(
 @pytest.fixture(scope="session")
 def recenv_spec(pytestconfig: pytest.Config) -> Spec:
     """The parsed environment file (``.conda``, ``.pip``, ``.python``, ``.digest()``)."""
-    from pytest_recenv.spec import SpecError, load_spec
+    from pytest_recenv.env.spec import SpecError, load_spec
 
     path = env_file(pytestconfig)
     try:

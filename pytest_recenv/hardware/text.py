@@ -8,8 +8,8 @@ import sys
 
 import pytest
 
-from pytest_recenv.fixtures import STATE_KEY, State
-from pytest_recenv.hardware import (
+from pytest_recenv.hardware.fixtures import STATE_KEY, State
+from pytest_recenv.hardware.report import (
     FaissInfo,
     HardwareReport,
     TorchInfo,

@@ -17,8 +17,8 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from pytest_recenv.runner import die_with_parent
-from pytest_recenv.spec import BuildError
+from pytest_recenv.env.runner import die_with_parent
+from pytest_recenv.env.spec import BuildError
 
 # One long-lived worker per core: reads a distribution name per line, imports its modules and
 # answers one JSON line.  Answers go out on a private copy of stdout, and fd 1 is pointed at

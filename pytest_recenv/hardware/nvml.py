@@ -1,7 +1,7 @@
 """Tier 0 of the hardware probe: what the NVIDIA driver reports through NVML (``nvidia-ml-py``).
 
-Kept apart from :mod:`pytest_recenv.hardware` so the report types and visibility rules read
-without the driver calls; :func:`pytest_recenv.hardware.probe_tier0` imports this module only
+Kept apart from :mod:`pytest_recenv.hardware.report` so the report types and visibility rules read
+without the driver calls; :func:`pytest_recenv.hardware.report.probe_tier0` imports this module only
 when it probes the live machine.
 """
 
@@ -12,7 +12,7 @@ import sys
 import warnings
 from typing import Any
 
-from pytest_recenv.hardware import Gpu
+from pytest_recenv.hardware.report import Gpu
 
 
 def _nvml_library_loadable() -> bool:

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from pytest_recenv import __version__
-from pytest_recenv.cli import DEFAULT_FILE, backend_chain_arg
+from pytest_recenv.env.cli import DEFAULT_FILE, backend_chain_arg
 
 
 def _env_files(files: list[str]) -> list[str]:
@@ -28,11 +28,11 @@ def _env_files(files: list[str]) -> list[str]:
 
 
 def _cmd_lock(args: argparse.Namespace) -> int:
-    from pytest_recenv.locks import lock_problems, write_uv_lock
+    from pytest_recenv.env.locks import lock_problems, write_uv_lock
 
     files = _env_files(args.files)
     if args.check:
-        from pytest_recenv.locks import uv_lock_path
+        from pytest_recenv.env.locks import uv_lock_path
 
         if args.missing_ok:  # a project without a lock has nothing to keep fresh
             files = [name for name in files if uv_lock_path(Path(name)).is_file()]
@@ -48,8 +48,8 @@ def _cmd_lock(args: argparse.Namespace) -> int:
 
 
 def _cmd_drift(args: argparse.Namespace) -> int:
-    from pytest_recenv.locks import drift, installed_versions
-    from pytest_recenv.spec import RecenvError, load_spec
+    from pytest_recenv.env.locks import drift, installed_versions
+    from pytest_recenv.env.spec import RecenvError, load_spec
 
     spec = load_spec(Path(args.file))
     python = Path(args.python) if args.python else Path(sys.executable)
@@ -82,8 +82,8 @@ def _cmd_drift(args: argparse.Namespace) -> int:
 
 
 def _cmd_gc(args: argparse.Namespace) -> int:
-    from pytest_recenv.builders import cache_root
-    from pytest_recenv.gc import run_gc
+    from pytest_recenv.env.builders import cache_root
+    from pytest_recenv.env.gc import run_gc
 
     root = cache_root(args.cache_dir)
     for line in run_gc(root, args.older_than, args.max_size, args.dry_run):
@@ -92,10 +92,10 @@ def _cmd_gc(args: argparse.Namespace) -> int:
 
 
 def _cmd_doctor(args: argparse.Namespace) -> int:
-    from pytest_recenv import pipconfig
-    from pytest_recenv.backends import backend_chain, make_backend
-    from pytest_recenv.builders import cache_root
-    from pytest_recenv.interpreters import discover
+    from pytest_recenv.env import pipconfig
+    from pytest_recenv.env.backends import backend_chain, make_backend
+    from pytest_recenv.env.builders import cache_root
+    from pytest_recenv.env.interpreters import discover
 
     print(f"recenv {__version__} on python {sys.version.split()[0]} ({sys.executable})")
     print("backends (in chain order):")
@@ -119,7 +119,7 @@ def _cmd_doctor(args: argparse.Namespace) -> int:
 
 def _hardware_summary() -> str:
     try:
-        from pytest_recenv import hardware
+        from pytest_recenv.hardware import report as hardware
 
         report = hardware.probe_tier0()
         devices = getattr(report, "devices", ())
@@ -132,7 +132,7 @@ def _hardware_summary() -> str:
 
 
 def _cmd_dockerfile(args: argparse.Namespace) -> int:
-    from pytest_recenv.dockerfile import check_dockerfile
+    from pytest_recenv.env.dockerfile import check_dockerfile
 
     files = args.files or ["Dockerfile"]
     problems = [p for name in files for p in check_dockerfile(Path(name), display=name)]

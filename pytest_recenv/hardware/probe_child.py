@@ -1,4 +1,4 @@
-"""Tier-1 probe: :func:`probe_tier1` (parent side) spawns ``python -m pytest_recenv.probe_child
+"""Tier-1 probe: :func:`probe_tier1` (parent side) spawns ``python -m pytest_recenv.hardware.probe_child
 [torch] [faiss]`` and reads back what the child found.
 
 This is the only place pytest-recenv imports torch or faiss, and it is never the pytest process:
@@ -17,7 +17,7 @@ import sys
 from importlib import metadata
 from typing import Any
 
-from pytest_recenv.hardware import HardwareReport, tier1_from_dict, visible_tokens
+from pytest_recenv.hardware.report import HardwareReport, tier1_from_dict, visible_tokens
 
 DEFAULT_TIMEOUT_S = 180.0  # importing a CUDA torch and initialising a device can take a minute
 
@@ -33,7 +33,7 @@ def _timeout() -> float:
 
 
 def probe_tier1(report: HardwareReport, what: set[str]) -> HardwareReport:
-    """Fill in ``torch`` and/or ``faiss`` by running :mod:`pytest_recenv.probe_child`.
+    """Fill in ``torch`` and/or ``faiss`` by running :mod:`pytest_recenv.hardware.probe_child`.
 
     The child gets the report's visible list as its ``CUDA_VISIBLE_DEVICES`` (so kernel errors map
     back to device UUIDs) and ``PYTORCH_NVML_BASED_CUDA_CHECK=1`` so ``is_available()`` asks NVML.
@@ -41,7 +41,7 @@ def probe_tier1(report: HardwareReport, what: set[str]) -> HardwareReport:
     env = dict(os.environ, PYTORCH_NVML_BASED_CUDA_CHECK="1")
     tokens = visible_tokens(report)
     env["CUDA_VISIBLE_DEVICES"] = ",".join(tokens)
-    cmd = [sys.executable, "-m", "pytest_recenv.probe_child", *sorted(what)]
+    cmd = [sys.executable, "-m", "pytest_recenv.hardware.probe_child", *sorted(what)]
     try:
         proc = subprocess.run(
             cmd, env=env, capture_output=True, text=True, timeout=_timeout(), check=False

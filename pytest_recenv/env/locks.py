@@ -18,9 +18,9 @@ from typing import Any
 from packaging.specifiers import SpecifierSet
 from packaging.version import InvalidVersion, Version
 
-from pytest_recenv import names
-from pytest_recenv.spec import Problem, RecenvError, Spec, load_spec
-from pytest_recenv.variants import (
+from pytest_recenv.env import names
+from pytest_recenv.env.spec import Problem, RecenvError, Spec, load_spec
+from pytest_recenv.env.variants import (
     cpu_marks,
     cuda_requests,
     distribution_variant,
@@ -103,7 +103,7 @@ def write_uv_lock(
     env_file: Path, backends: list[str] | None = None, python_policy: str = "strict"
 ) -> Path:
     """Resolve the spec with ``uv pip compile`` (pip config passed through) and write the lock."""
-    from pytest_recenv.builders import make_plan
+    from pytest_recenv.env.builders import make_plan
 
     plan = make_plan(env_file, backends=backends or ["uv"], python_policy=python_policy)
     if plan.backend.name != "uv" or plan.interpreter is None:

@@ -18,8 +18,8 @@ from typing import Any
 
 from packaging.requirements import InvalidRequirement, Requirement
 
-from pytest_recenv import boundedyaml, names
-from pytest_recenv.matchspec import CondaDep, parse_matchspec, python_pin_problem
+from pytest_recenv.env import boundedyaml, names
+from pytest_recenv.env.matchspec import CondaDep, parse_matchspec, python_pin_problem
 
 TOP_LEVEL_KEYS = ("name", "channels", "dependencies", "variables", "prefix")
 

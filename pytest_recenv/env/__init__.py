@@ -1,0 +1,1 @@
+"""The environment side of pytest-recenv: environment.yml checks, locks, builds and the CLI."""
