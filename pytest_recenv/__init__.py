@@ -1,25 +1,51 @@
 """pytest-recenv: hardware-honest test markers and environment-as-code builds.
 
-The pytest plugin itself lives in :mod:`pytest_recenv.plugin` (loaded through the
-``pytest11`` entry point); the ``recenv`` command line in :mod:`pytest_recenv.env.cli`.
-Nothing here imports torch or faiss.
+Two products in two subpackages: :mod:`pytest_recenv.hardware` (the markers, the hardware report,
+why a test is skipped) and :mod:`pytest_recenv.env` (environment.yml: checks, locks, builds, the
+``recenv`` command line). :mod:`pytest_recenv.plugin` is the ``pytest11`` entry point; errors live
+in :mod:`pytest_recenv.errors`, warnings in :mod:`pytest_recenv.warning_types`.
+
+The names below are imported on first use, not here: ``recenv --help`` must not pay for pytest,
+and nothing here imports torch or faiss.
 """
 
 from __future__ import annotations
 
-import pytest
+import importlib
+from typing import Any
 
 __version__ = "0.1.0"
 
+# public name -> the module that defines it
+_EXPORTS = {
+    "RecenvWarning": "pytest_recenv.warning_types",
+    "RecenvPinningWarning": "pytest_recenv.warning_types",
+    "InterpreterFallbackWarning": "pytest_recenv.warning_types",
+    "device_params": "pytest_recenv.hardware.fixtures",
+    "HardwareReport": "pytest_recenv.hardware.report",
+    "Problem": "pytest_recenv.errors",
+    "RecenvError": "pytest_recenv.errors",
+    "BuildError": "pytest_recenv.errors",
+    "SpecError": "pytest_recenv.errors",
+    "load_spec": "pytest_recenv.env.spec",
+    "parse_spec": "pytest_recenv.env.spec",
+    "ensure_env": "pytest_recenv.env.builders",
+    "make_plan": "pytest_recenv.env.builders",
+    "check_file": "pytest_recenv.env.checks",
+    "check_dockerfile": "pytest_recenv.env.dockerfile",
+}
 
-class RecenvWarning(pytest.PytestWarning):
-    """Base class of every warning pytest-recenv emits."""
+__all__ = ["__version__", *_EXPORTS]
 
 
-class RecenvPinningWarning(RecenvWarning):
-    """xdist workers could not get GPUs of their own (oversubscribed, or CUDA was already up)."""
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'pytest_recenv' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # once: later lookups do not come here
+    return value
 
 
-from pytest_recenv.hardware.fixtures import device_params  # noqa: E402  (needs RecenvWarning defined first)
-
-__all__ = ["RecenvPinningWarning", "RecenvWarning", "__version__", "device_params"]
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_EXPORTS])

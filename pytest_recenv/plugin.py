@@ -1,8 +1,8 @@
-"""pytest hooks of pytest-recenv, in lifecycle order. Glue only: the work lives elsewhere.
+"""pytest hooks of pytest-recenv, in lifecycle order: the one ``pytest11`` entry point, hooks only.
 
-Probing (:mod:`pytest_recenv.hardware.report`), evaluation (:mod:`pytest_recenv.hardware.markers`), the run-time
-state and xdist plumbing (:mod:`pytest_recenv.hardware.session`) and the printed text
-(:mod:`pytest_recenv.hardware.text`) are imported inside the hooks.
+The work lives in :mod:`pytest_recenv.hardware` (why a test is skipped: ``skipping``; the run's
+state and its end: ``session``; xdist: ``xdist``; the printed text: ``text``) and, for
+environments, in :mod:`pytest_recenv.env.fixtures`, registered below with this module.
 """
 
 from __future__ import annotations
@@ -13,26 +13,13 @@ from typing import Any
 import pytest
 
 # Fixtures are registered by being importable from the plugin module.
-from pytest_recenv.hardware.fixtures import (
-    MODES,
-    REQS_KEY,
-    STATE_KEY,
-    faiss_gpu_resources,
-    hardware,
-    torch_device,
-)
+from pytest_recenv.hardware import session as run
+from pytest_recenv.hardware import skipping, text, xdist
+from pytest_recenv.hardware.fixtures import faiss_gpu_resources, hardware, torch_device
+from pytest_recenv.hardware.state import MODES, NEEDS_KEY, STATE_KEY
 
-MARKERS = {
-    "cuda": "cuda(min_devices=1, min_memory=None, min_capability=None): skip unless enough CUDA "
-    "devices are usable (driver, torch CUDA build whose arch list covers the device, a kernel "
-    'runs). Example: @pytest.mark.cuda(min_memory="16GiB", min_capability=(8, 0))',
-    "multi_gpu": "multi_gpu(n): sugar for cuda(min_devices=n), n >= 2; grouped under xdist so two "
-    "multi-GPU tests never run at once. Example: @pytest.mark.multi_gpu(2)",
-    "faiss": "faiss: skip unless faiss imports and a flat-index search works. "
-    "Example: @pytest.mark.faiss",
-    "faiss_gpu": "faiss_gpu(min_devices=1): skip unless faiss is a CUDA build (not Metal, not "
-    "faiss-cpu installed beside faiss-gpu) seeing enough GPUs. Example: @pytest.mark.faiss_gpu",
-}
+# Environment hooks and fixtures live in their own plugin module, registered with this one.
+pytest_plugins = ["pytest_recenv.env.fixtures"]
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -86,34 +73,23 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 @pytest.hookimpl(tryfirst=True)  # first: ini `markers` still holds only the project's own lines
 def pytest_configure(config: pytest.Config) -> None:
-    from pytest_recenv.hardware import session as hwsession
-
-    left_to_project = hwsession.register_markers(config, MARKERS)
-    state = hwsession.configure(config)
+    left_to_project = run.register_markers(config)
+    state = run.configure(config)
     state.project_markers = left_to_project
     config.stash[STATE_KEY] = state
-
-
-@pytest.hookimpl(optionalhook=True)
-def pytest_configure_node(node: Any) -> None:
-    from pytest_recenv.hardware import session as hwsession
-
-    hwsession.configure_node(node.config, node)
+    if hasattr(config.hook, "pytest_configure_node"):  # xdist loaded (by any name) added its hooks
+        config.pluginmanager.register(XdistHooks(), "recenv-xdist-hooks")
 
 
 def pytest_itemcollected(item: pytest.Item) -> None:
-    from pytest_recenv.hardware import session as hwsession
-
-    hwsession.imply_markers(item)
+    skipping.imply_markers(item)
 
 
 @pytest.hookimpl(trylast=True)  # after -k/-m deselection: probe only for what will run
 def pytest_collection_modifyitems(
     session: pytest.Session, config: pytest.Config, items: list[pytest.Item]
 ) -> None:
-    from pytest_recenv.hardware import session as hwsession
-
-    hwsession.evaluate_items(config, items)
+    skipping.evaluate_items(config, items)
     # Per-test hooks cost every test a few microseconds; register them only where they matter.
     state = config.stash[STATE_KEY]
     if state.hardware_ids or state.has_markers:
@@ -123,18 +99,16 @@ def pytest_collection_modifyitems(
 
 
 class ReportHooks:
-    """Require mode and the hardware tally: look at each report of a marked test."""
+    """Require mode and the hardware tally: look at each test report of a marked test."""
 
     @pytest.hookimpl(wrapper=True)
     def pytest_runtest_makereport(
         self, item: pytest.Item, call: pytest.CallInfo[None]
     ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
-        report = yield
-        if not item.stash.get(REQS_KEY, ()):
-            return report
-        from pytest_recenv.hardware import session as hwsession
-
-        return hwsession.after_report(item, report)
+        test_report = yield
+        if not item.stash.get(NEEDS_KEY, ()):
+            return test_report
+        return skipping.after_test_report(item, test_report)
 
 
 class MultiGpuLock:
@@ -144,45 +118,36 @@ class MultiGpuLock:
     def pytest_runtest_protocol(
         self, item: pytest.Item, nextitem: pytest.Item | None
     ) -> Generator[None]:
-        from pytest_recenv.hardware import session as hwsession
-
-        with hwsession.multi_gpu_lock(item):
+        with xdist.multi_gpu_lock(item):
             return (yield)
 
 
+class XdistHooks:
+    """pytest-xdist's controller hooks; registered only where xdist is loaded."""
+
+    def pytest_configure_node(self, node: Any) -> None:
+        xdist.configure_node(node.config, node)
+
+    @pytest.hookimpl(tryfirst=True)  # before xdist prints the worker's traceback
+    def pytest_testnodedown(self, node: Any, error: Any) -> None:
+        xdist.node_down(node.config, getattr(node, "workeroutput", {}), node.gateway.id, error)
+
+
 def pytest_report_header(config: pytest.Config) -> list[str]:
-    from pytest_recenv.hardware import text as hwreport
-
-    return hwreport.header_lines(config.stash[STATE_KEY])
-
-
-@pytest.hookimpl(optionalhook=True, tryfirst=True)  # before xdist prints the worker's traceback
-def pytest_testnodedown(node: Any, error: Any) -> None:
-    from pytest_recenv.hardware import session as hwsession
-
-    hwsession.node_down(node.config, getattr(node, "workeroutput", {}), node.gateway.id, error)
+    return text.header_lines(config.stash[STATE_KEY])
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    from pytest_recenv.hardware import session as hwsession
-
-    hwsession.finish(session)
+    run.finish(session)
 
 
 def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
-    from pytest_recenv.hardware import text as hwreport
-
-    for line in hwreport.summary_lines(config):
+    for line in text.summary_lines(config):
         terminalreporter.write_line(line)
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
-    from pytest_recenv.hardware import session as hwsession
-
-    hwsession.unconfigure(config)
+    run.unconfigure(config)
 
 
-# Environment hooks and fixtures live in their own plugin module, registered with this one.
-pytest_plugins = ["pytest_recenv.env.fixtures"]
-
-__all__ = ["MARKERS", "MODES", "faiss_gpu_resources", "hardware", "torch_device"]
+__all__ = ["MODES", "faiss_gpu_resources", "hardware", "torch_device"]

@@ -21,8 +21,8 @@ from typing import TYPE_CHECKING, Any
 from pytest_recenv.env.leftovers import UNFINISHED, clear_before_build, marked
 from pytest_recenv.env.runner import die_with_parent
 from pytest_recenv.env.smoke import verify
-from pytest_recenv.env.spec import BuildError, RecenvError
 from pytest_recenv.env.variants import Resolution, cuda_requests, ensure_cuda_builds
+from pytest_recenv.errors import BuildError, RecenvError
 
 _PIN = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)==([^\s;#]+)")
 

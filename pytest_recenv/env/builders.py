@@ -24,10 +24,11 @@ from pathlib import Path
 from typing import Any
 
 from pytest_recenv.env import names, pipconfig
-from pytest_recenv.env.backends import BuildError, select_backend
+from pytest_recenv.env.backends import select_backend
 from pytest_recenv.env.interpreters import Interpreter, choose, discover
 from pytest_recenv.env.lease import Lease
-from pytest_recenv.env.spec import RecenvError, Spec, expand_pip_vars, load_spec
+from pytest_recenv.env.spec import Spec, expand_pip_vars, load_spec
+from pytest_recenv.errors import BuildError, RecenvError
 
 STAMP = ".recenv-stamp.json"
 KEY_FORMAT = 1

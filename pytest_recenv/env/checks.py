@@ -15,12 +15,12 @@ from pytest_recenv.env import names, variants
 from pytest_recenv.env.spec import (
     CondaDep,
     PipDep,
-    Problem,
     Spec,
     expand_pip_vars,
     parse_spec,
     pip_var_names,
 )
+from pytest_recenv.errors import Problem
 
 STAGES = ("dev", "exp", "prod")
 NAME_CONVENTION = re.compile(r"^[a-z0-9][a-z0-9-]*-(dev|exp|prod)-[a-z0-9][a-z0-9_.-]*$")

@@ -201,7 +201,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "handler", None):
         parser.print_help()
         return 2
-    from pytest_recenv.env.spec import RecenvError
+    from pytest_recenv.errors import RecenvError
 
     try:
         return int(args.handler(args) or 0)

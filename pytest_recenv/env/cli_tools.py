@@ -49,7 +49,8 @@ def _cmd_lock(args: argparse.Namespace) -> int:
 
 def _cmd_drift(args: argparse.Namespace) -> int:
     from pytest_recenv.env.locks import drift, installed_versions
-    from pytest_recenv.env.spec import RecenvError, load_spec
+    from pytest_recenv.env.spec import load_spec
+    from pytest_recenv.errors import RecenvError
 
     spec = load_spec(Path(args.file))
     python = Path(args.python) if args.python else Path(sys.executable)
@@ -119,9 +120,9 @@ def _cmd_doctor(args: argparse.Namespace) -> int:
 
 def _hardware_summary() -> str:
     try:
-        from pytest_recenv.hardware import report as hardware
+        from pytest_recenv.hardware.nvml import probe_tier0
 
-        report = hardware.probe_tier0()
+        report = probe_tier0()
         devices = getattr(report, "devices", ())
         if not devices:
             return f"0 CUDA devices ({getattr(report, 'why_no_devices', 'none found')})"

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pytest_recenv.env.spec import Problem
+from pytest_recenv.errors import Problem
 
 _CONDA_INSTALL = re.compile(r"\b(conda|mamba|micromamba)\s+(?:env\s+)?(install|create|update)\b")
 _CONDA_CLEAN = re.compile(r"\b(conda|mamba|micromamba)\s+clean\b")

@@ -76,7 +76,7 @@ def _build(config: pytest.Config) -> Env:
 
 def _build_once(config: pytest.Config) -> Env | BaseException:
     """Build at most once per process; remember a failure so every user reports the same one."""
-    from pytest_recenv.env.spec import RecenvError
+    from pytest_recenv.errors import RecenvError
 
     if _RESULT not in config.stash:
         try:
@@ -118,7 +118,7 @@ class EnvBuildItem(pytest.Item):
     def repr_failure(
         self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None
     ) -> str | Any:
-        from pytest_recenv.env.spec import RecenvError
+        from pytest_recenv.errors import RecenvError
 
         if isinstance(excinfo.value, RecenvError):
             return f"environment build failed for {env_file(self.config)}:\n{excinfo.value}"
@@ -147,7 +147,8 @@ def pytest_collection_modifyitems(
 @pytest.fixture(scope="session")
 def recenv_spec(pytestconfig: pytest.Config) -> Spec:
     """The parsed environment file (``.conda``, ``.pip``, ``.python``, ``.digest()``)."""
-    from pytest_recenv.env.spec import SpecError, load_spec
+    from pytest_recenv.env.spec import load_spec
+    from pytest_recenv.errors import SpecError
 
     path = env_file(pytestconfig)
     try:

@@ -22,18 +22,14 @@ from pathlib import Path
 from packaging.specifiers import SpecifierSet
 from packaging.version import Version
 
-from pytest_recenv import RecenvWarning
-from pytest_recenv.env.spec import CondaDep, RecenvError
+from pytest_recenv.env.spec import CondaDep
+from pytest_recenv.errors import RecenvError
 
 _QUERY = (
     "import json, platform, sys; print(json.dumps([list(sys.version_info[:3]), "
     "platform.python_implementation(), sys.prefix != sys.base_prefix]))"
 )
 _NAME = re.compile(r"^python3(\.\d+)?$")
-
-
-class InterpreterFallbackWarning(RecenvWarning):
-    """The pinned Python is not installed; another one was used (python_policy='warn')."""
 
 
 @dataclass(frozen=True)
@@ -173,6 +169,10 @@ def choose(
             f"found: {listing}. Install it (pyenv install {want} / uv python install {want}) "
             "or use python_policy='warn' (--python-policy warn)"
         )
+    # Imported here: the warning class is a PytestWarning, and the CLI never imports pytest
+    # unless it warns.
+    from pytest_recenv.warning_types import InterpreterFallbackWarning
+
     warnings.warn(
         InterpreterFallbackWarning(
             f"{where}:{line}: '{pinned}' is not installed; using {cpython[0].describe()}"

@@ -19,7 +19,7 @@ from packaging.specifiers import SpecifierSet
 from packaging.version import InvalidVersion, Version
 
 from pytest_recenv.env import names
-from pytest_recenv.env.spec import Problem, RecenvError, Spec, load_spec
+from pytest_recenv.env.spec import Spec, load_spec
 from pytest_recenv.env.variants import (
     cpu_marks,
     cuda_requests,
@@ -27,6 +27,7 @@ from pytest_recenv.env.variants import (
     ensure_cuda_builds,
     torch_variant,
 )
+from pytest_recenv.errors import Problem, RecenvError
 
 LOCK_FORMAT = 1
 

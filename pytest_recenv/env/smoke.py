@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from pytest_recenv.env.runner import die_with_parent
-from pytest_recenv.env.spec import BuildError
+from pytest_recenv.errors import BuildError
 
 # One long-lived worker per core: reads a distribution name per line, imports its modules and
 # answers one JSON line.  Answers go out on a private copy of stdout, and fd 1 is pointed at

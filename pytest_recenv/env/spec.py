@@ -20,36 +20,9 @@ from packaging.requirements import InvalidRequirement, Requirement
 
 from pytest_recenv.env import boundedyaml, names
 from pytest_recenv.env.matchspec import CondaDep, parse_matchspec, python_pin_problem
+from pytest_recenv.errors import Problem, SpecError
 
 TOP_LEVEL_KEYS = ("name", "channels", "dependencies", "variables", "prefix")
-
-
-@dataclass(frozen=True)
-class Problem:
-    """One finding, printed as ``file:line: message``."""
-
-    path: str
-    line: int
-    message: str
-
-    def __str__(self) -> str:
-        return f"{self.path}:{self.line}: {self.message}"
-
-
-class RecenvError(Exception):
-    """A user-facing failure: the message says what was expected, what was found, and the fix."""
-
-
-class BuildError(RecenvError):
-    """A backend ran and failed; the message carries the failing step and its output tail."""
-
-
-class SpecError(RecenvError, ValueError):
-    """The file cannot be used; ``problems`` holds every finding, not just the first."""
-
-    def __init__(self, problems: list[Problem]) -> None:
-        self.problems = problems
-        super().__init__("\n".join(str(p) for p in problems))
 
 
 @dataclass(frozen=True)

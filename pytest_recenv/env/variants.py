@@ -16,7 +16,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from pytest_recenv.env import names
-from pytest_recenv.env.spec import CondaDep, PipDep, RecenvError, Spec
+from pytest_recenv.env.spec import CondaDep, PipDep, Spec
+from pytest_recenv.errors import RecenvError
 
 # conda packages whose version is a CUDA version (``cuda-version=12.6`` -> CUDA 12)
 _CUDA_VERSIONED = ("cuda-version", "cudatoolkit", "cuda-toolkit", "cuda-runtime", "pytorch-cuda")

@@ -1,18 +1,27 @@
 """Tier 0 of the hardware probe: what the NVIDIA driver reports through NVML (``nvidia-ml-py``).
 
 Kept apart from :mod:`pytest_recenv.hardware.report` so the report types and visibility rules read
-without the driver calls; :func:`pytest_recenv.hardware.report.probe_tier0` imports this module only
-when it probes the live machine.
+without the driver calls; :func:`probe_tier0` turns the driver's answer into a report.
 """
 
 from __future__ import annotations
 
 import ctypes
+import os
 import sys
 import warnings
+from collections.abc import Mapping
 from typing import Any
 
-from pytest_recenv.hardware.report import Gpu
+from pytest_recenv.hardware.report import Gpu, HardwareReport
+
+
+def probe_tier0(environ: Mapping[str, str] | None = None) -> HardwareReport:
+    """The live machine as the driver sees it, with ``CUDA_VISIBLE_DEVICES`` applied."""
+    env = os.environ if environ is None else environ
+    driver, error, gpus = probe_nvml()
+    report = HardwareReport(source="live", driver=driver, driver_error=error, gpus=gpus)
+    return report.with_visibility(env.get("CUDA_VISIBLE_DEVICES"))
 
 
 def _nvml_library_loadable() -> bool:

@@ -1,5 +1,6 @@
-"""Tier-1 probe: :func:`probe_tier1` (parent side) spawns ``python -m pytest_recenv.hardware.probe_child
-[torch] [faiss]`` and reads back what the child found.
+"""Tier-1 probe: :func:`probe_tier1` (parent side) spawns
+``python -m pytest_recenv.hardware.probe_child [torch] [faiss]`` and reads back what the child
+found.
 
 This is the only place pytest-recenv imports torch or faiss, and it is never the pytest process:
 initialising CUDA here cannot break the parent's forks, and a broken build can only crash the child.

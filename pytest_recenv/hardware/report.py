@@ -312,19 +312,7 @@ def visible_tokens(report: HardwareReport) -> list[str]:
     return [token for token, _, _ in _walk_visible(report.gpus, report.visible_env)[0]]
 
 
-# -- tier 0: the driver's view (NVML calls: pytest_recenv.hardware.nvml) ------------------------------
-
-
-def probe_tier0(environ: Mapping[str, str] | None = None) -> HardwareReport:
-    env = os.environ if environ is None else environ
-    from pytest_recenv.hardware import nvml
-
-    driver, error, gpus = nvml.probe_nvml()
-    report = HardwareReport(source="live", driver=driver, driver_error=error, gpus=gpus)
-    return report.with_visibility(env.get("CUDA_VISIBLE_DEVICES"))
-
-
-# -- tier 1 verdicts (the probe itself: pytest_recenv.hardware.probe_child) ---------------------------------
+# -- tier 1 verdicts (the probe itself: pytest_recenv.hardware.probe_child) ----------------------
 
 
 def arch_supported(arch_list: tuple[str, ...], capability: tuple[int, int]) -> bool:

@@ -8,7 +8,6 @@ import sys
 
 import pytest
 
-from pytest_recenv.hardware.fixtures import STATE_KEY, State
 from pytest_recenv.hardware.report import (
     FaissInfo,
     HardwareReport,
@@ -16,6 +15,7 @@ from pytest_recenv.hardware.report import (
     arch_supported,
     read_tier1_dir,
 )
+from pytest_recenv.hardware.state import STATE_KEY, State
 
 
 def devices_text(report: HardwareReport) -> str:

@@ -15,7 +15,7 @@ from recenv_helpers import write_env
 
 from pytest_recenv.env.backends import CondaFamilyBackend, backend_chain, select_backend
 from pytest_recenv.env.builders import ensure_env, make_plan
-from pytest_recenv.env.spec import RecenvError
+from pytest_recenv.errors import RecenvError
 
 
 def test_command_construction_micromamba_creates_from_the_file_without_the_pip_part() -> None:

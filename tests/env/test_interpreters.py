@@ -10,11 +10,12 @@ import pytest
 
 from pytest_recenv.env.interpreters import (
     Interpreter,
-    InterpreterFallbackWarning,
     choose,
     discover,
 )
-from pytest_recenv.env.spec import RecenvError, parse_matchspec
+from pytest_recenv.env.spec import parse_matchspec
+from pytest_recenv.errors import RecenvError
+from pytest_recenv.warning_types import InterpreterFallbackWarning
 
 
 def _fake_pyenv(tmp_path: Path) -> Path:

@@ -13,7 +13,7 @@ import pytest
 from recenv_helpers import make_wheel
 
 from pytest_recenv.env.smoke import _import_weights, smoke_test, verify
-from pytest_recenv.env.spec import BuildError
+from pytest_recenv.errors import BuildError
 
 
 def _install(

@@ -8,7 +8,8 @@ import pytest
 
 from pytest_recenv.env import names
 from pytest_recenv.env.builders import translate
-from pytest_recenv.env.spec import SpecError, load_spec, parse_matchspec
+from pytest_recenv.env.spec import load_spec, parse_matchspec
+from pytest_recenv.errors import SpecError
 
 
 @pytest.mark.parametrize(

@@ -7,9 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from pytest_recenv.hardware.fixtures import State
-from pytest_recenv.hardware.markers import MarkerError, evaluate_requirements, parse, parse_size
+from pytest_recenv.hardware.markers import MarkerError, parse, parse_size
 from pytest_recenv.hardware.report import FaissInfo, TorchInfo, arch_supported, load_probe_file
+from pytest_recenv.hardware.skipping import evaluate
+from pytest_recenv.hardware.state import State
 from pytest_recenv.hardware.text import header_lines
 
 REPORTS = Path(__file__).resolve().parents[1] / "data" / "reports"
@@ -29,7 +30,7 @@ def reason(
     """The skip reason for ``mark`` on a recorded report, its ``torch``/``faiss`` replaced by
     ``changes``; None when the test would run."""
     report = dataclasses.replace(load_probe_file(REPORTS / report_name, visible), **changes)
-    skip = evaluate_requirements([parse(mark.mark)], report)
+    skip = evaluate([parse(mark.mark)], report)
     return None if skip is None else skip.reason
 
 

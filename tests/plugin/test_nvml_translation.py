@@ -108,12 +108,12 @@ def test_nvml_answers_become_gpus_with_their_mig_instances(nvml: types.ModuleTyp
 def test_tier0_applies_the_visible_list_to_what_nvml_listed(
     nvml: types.ModuleType, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    report = hardware.probe_tier0({"CUDA_VISIBLE_DEVICES": "MIG-b,0"})
+    report = tier0.probe_tier0({"CUDA_VISIBLE_DEVICES": "MIG-b,0"})
     assert [(d.ordinal, d.token, d.name) for d in report.devices] == [
         (0, "MIG-b", "NVIDIA H100 80GB HBM3 MIG 3g.40gb"),
         (1, "0", "Tesla T4"),
     ]
-    assert hardware.probe_tier0({}).devices[1].uuid == "MIG-a"  # a MIG GPU opens as instance 0
+    assert tier0.probe_tier0({}).devices[1].uuid == "MIG-a"  # a MIG GPU opens as instance 0
 
 
 def test_an_nvml_failure_while_listing_is_reported_not_raised(nvml: types.ModuleType) -> None:
