@@ -161,17 +161,21 @@ def _save_atomic(obj: Any, path: Path) -> None:
     tmp.replace(path)
 
 
-def train(cfg: TrainConfig) -> Metrics:
-    """Train a two-tower model; write ``runs/<run-id>/``; return validation and test metrics."""
+def train(cfg: TrainConfig, split: Split | None = None) -> Metrics:
+    """Train a two-tower model; write ``runs/<run-id>/``; return validation and test metrics.
+
+    ``split`` replaces the split ``cfg`` describes (on the same data), e.g. a fold of the
+    training pairs for the ranker's training candidates (``ranking``); the run records it.
+    """
     cfg.validate()
     ctx = init_distributed(cfg.device)
     try:
-        return _train(cfg, ctx)
+        return _train(cfg, ctx, split)
     finally:
         shutdown_distributed(ctx)
 
 
-def _train(cfg: TrainConfig, ctx: DistContext) -> Metrics:
+def _train(cfg: TrainConfig, ctx: DistContext, given: Split | None = None) -> Metrics:
     device = choose_device(cfg.device, ctx.local_rank)
     dtype = amp_dtype(cfg.amp, device)
     seed_everything(cfg.seed, cfg.deterministic)
@@ -182,6 +186,8 @@ def _train(cfg: TrainConfig, ctx: DistContext) -> Metrics:
     resumed_dir = _resolve_resume(cfg.resume).parent if cfg.resume else None
     if resumed_dir is not None and (resumed_dir / DATA_RECORD).is_file():
         split = load_split(resumed_dir, cfg)
+    elif given is not None:
+        split = given
     else:
         split = prepare_split(cfg)
     ks = check_k(
