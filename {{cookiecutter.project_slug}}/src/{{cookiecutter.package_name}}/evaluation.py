@@ -55,6 +55,16 @@ def top_k(
     return ids, top
 
 
+def _mask(rows: Sequence[np.ndarray], n_items: int) -> np.ndarray:
+    """Per-row item lists -> dense (len(rows), n_items) bool mask."""
+    mask = np.zeros((len(rows), n_items), dtype=bool)
+    lengths = [len(r) for r in rows]
+    if sum(lengths):
+        r = np.repeat(np.arange(len(rows)), lengths)
+        mask[r, np.concatenate([np.asarray(x, dtype=np.int64) for x in rows])] = True
+    return mask
+
+
 def check_k(ks: Sequence[int], n_items: int) -> list[int]:
     """Validate cut-offs: positive integers no larger than the catalog."""
     ks = sorted({int(k) for k in ks})
@@ -107,21 +117,25 @@ def rank_metrics(
     for start in range(0, len(users), batch_size):
         batch = users[start : start + batch_size]
         top = ranked(score_fn, batch, seen, n_items, k_max)  # (batch, k_max), -1 = nothing left
-        for row, u in enumerate(batch):
-            # A held-out item that is also "seen" can never be recommended: it is not a target.
-            relevant = np.setdiff1d(truth[u], seen[u])
-            if len(relevant) == 0:
-                continue
-            hits = np.isin(top[row], relevant).astype(np.float64)  # (k_max,) 1.0 where a hit
-            counted += 1
-            for k in ks:
-                h = hits[:k]
-                sums[f"recall@{k}"] += h.sum() / len(relevant)
-                sums[f"hit@{k}"] += float(h.sum() > 0)
-                sums[f"ndcg@{k}"] += (h * discounts[:k]).sum() / ideal[min(len(relevant), k) - 1]
+        # A held-out item that is also "seen" can never be recommended: it is not a target.
+        relevant = _mask([truth[u] for u in batch], n_items) & ~_mask(
+            [seen[u] for u in batch], n_items
+        )  # (batch, n_items)
+        n_true = relevant.sum(1)  # (batch,)
+        rows = n_true > 0
+        # (batch, k_max) 1.0 where the item at that rank is a target (-1 padding never is)
+        hits = (np.take_along_axis(relevant, np.maximum(top, 0), 1) & (top >= 0))[rows]
+        hits, n_true = hits.astype(np.float64), n_true[rows]
+        counted += int(rows.sum())
+        for k in ks:
+            h = hits[:, :k]
+            sums[f"recall@{k}"] += float((h.sum(1) / n_true).sum())
+            sums[f"hit@{k}"] += float((h.sum(1) > 0).sum())
+            idcg = ideal[np.minimum(n_true, k) - 1]
+            sums[f"ndcg@{k}"] += float(((h * discounts[:k]).sum(1) / idcg).sum())
     if counted == 0:
         raise ValueError("every held-out item is also a seen item; nothing to evaluate")
-    return {name: float(total / counted) for name, total in sums.items()}
+    return {name: total / counted for name, total in sums.items()}
 
 
 def evaluate_channels(

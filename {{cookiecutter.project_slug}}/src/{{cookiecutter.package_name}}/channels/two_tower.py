@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ..retrieval import search_excluding
 from .base import ScoringChannel
 
 if TYPE_CHECKING:
@@ -47,8 +48,6 @@ class TwoTowerChannel(ScoringChannel):
     ) -> tuple[np.ndarray, np.ndarray]:
         if self.index is None:
             return super().recommend(users, k, exclude)
-        from ..retrieval import search_excluding
-
         users = self._check_users(users, self.n_users)
         self._check_k(k)
         return search_excluding(self.index, self.user_embeddings[users], k, exclude)
