@@ -11,7 +11,6 @@ also timed with AMP.
     python benchmarks/bench_training.py --device cuda --amp-only --dim 256 --hidden 1024  # AMP at a model size
     python benchmarks/bench_training.py --phases --batch-sizes 16 256   # where a step's time goes
     python benchmarks/bench_training.py --compare-hidden 128 64 --batch-sizes 256  # width A/B
-    python benchmarks/bench_training.py --compare-bag-adds --device cpu  # history gradient A/B
 """
 
 from __future__ import annotations
@@ -27,7 +26,6 @@ from pathlib import Path
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from {{ cookiecutter.package_name }}.models import towers
 from {{ cookiecutter.package_name }}.training import (
     TrainConfig,
     prepare_split,
@@ -208,30 +206,6 @@ def compare_widths(
     )
 
 
-def compare_bag_adds(
-    size: dict[str, int], batch_size: int, epochs: int, repeats: int
-) -> dict[str, object]:
-    """The CPU training loop with the history gradient added each of ``add_bags_into``'s two
-    ways, whatever ``towers.bag_adder`` would pick, side by side: the same sums, so the same
-    training."""
-
-    def with_adder(adder: Callable[..., torch.Tensor]) -> float:
-        chooser = towers.bag_adder
-        towers.bag_adder = lambda device: adder
-        try:
-            return run("vectorised", epochs, torch.device("cpu"), size, batch_size=batch_size)
-        finally:
-            towers.bag_adder = chooser
-
-    return side_by_side(
-        {
-            "sparse_product": partial(with_adder, towers.sparse_product),
-            "gather_index_add": partial(with_adder, towers.gather_index_add),
-        },
-        repeats,
-    )
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=2)
@@ -267,25 +241,14 @@ def main() -> None:
         metavar="WIDTH",
         help="only time the vectorised loop at these tower widths, interleaved (no naive loop)",
     )
-    parser.add_argument(
-        "--compare-bag-adds",
-        action="store_true",
-        help="CPU: only time the vectorised loop with each way of adding the history gradient",
-    )
     args = parser.parse_args()
-    modes = [
-        m for m in ("amp_only", "phases", "compare_hidden", "compare_bag_adds") if getattr(args, m)
-    ]
+    modes = [m for m in ("amp_only", "phases", "compare_hidden") if getattr(args, m)]
     if len(modes) > 1:
         parser.error(
             f"--{' and --'.join(m.replace('_', '-') for m in modes)} time different things; pass one of them"
         )
     size = {"dim": args.dim, "hidden": args.hidden}
     device = choose_device(args.device)
-    if args.compare_bag_adds and device.type != "cpu":
-        parser.error(
-            f"--compare-bag-adds times CPU kernels; the device is {device}: pass --device cpu"
-        )
     if args.amp_only and device.type != "cuda":
         parser.error(
             f"--amp-only compares AMP modes, which run on CUDA only; the device is {device}"
@@ -304,10 +267,8 @@ def main() -> None:
         result[f"batch_{bs}_widths"] = compare_widths(
             device, args.dim, args.compare_hidden, bs, args.epochs, args.repeats
         )
-    for bs in args.batch_sizes if args.compare_bag_adds else ():
-        result[f"batch_{bs}_bag_adds"] = compare_bag_adds(size, bs, args.epochs, args.repeats)
     # The loops side by side, unless another mode was asked for (--amp-only times them too).
-    loops = not (args.phases or args.compare_hidden or args.compare_bag_adds)
+    loops = not (args.phases or args.compare_hidden)
     for bs in args.batch_sizes if loops else ():
         # Interleaved repeats, median of each: on a shared machine both loops then see the same
         # mix of quiet and busy moments, and one lucky or unlucky run does not decide the ratio.

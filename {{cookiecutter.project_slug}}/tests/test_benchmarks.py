@@ -17,7 +17,6 @@ from pathlib import Path
 from types import ModuleType
 
 import pytest
-import torch
 
 
 @pytest.fixture
@@ -79,17 +78,6 @@ def test_training_benchmark_phases_and_width_comparison_report_per_sample_figure
     rows = widths["batch_8192_widths"]
     assert set(rows) == {"hidden_16", "hidden_8"} and rows["hidden_8"]["vs_hidden_16"] > 0
     assert rows["hidden_8"]["samples_per_s"] > 0 and len(rows["hidden_8"]["per_repeat"]) == 1
-    adds = json.loads(
-        run_benchmark(
-            "bench_training.py", "--compare-bag-adds", "--device", "cpu", "--epochs", "1",
-            "--repeats", "1", "--batch-sizes", "8192", "--dim", "8", cwd=tmp_path,
-        ).stdout
-    )  # fmt: skip
-    rows = adds["batch_8192_bag_adds"]
-    assert set(rows) == {"sparse_product", "gather_index_add"}
-    gather, sparse = rows["gather_index_add"], rows["sparse_product"]
-    assert gather["samples_per_s"] > 0 and sparse["samples_per_s"] > 0
-    assert gather["vs_sparse_product"] > 0 and len(gather["per_repeat"]) == 1
 
 
 def test_training_speedups_are_ratios_of_median_throughputs(
@@ -139,30 +127,6 @@ def test_width_comparison_times_each_width_interleaved_against_the_first(
     narrow = result["batch_64_widths"]["hidden_8"]
     assert narrow["samples_per_s"] == 200.0 and narrow["vs_hidden_16"] == pytest.approx(2.0)
     assert narrow["per_repeat"] == pytest.approx([1.5, 3.0, 200 / 120]), narrow
-
-
-def test_bag_add_comparison_times_each_adder_and_restores_the_choice(
-    bench: ModuleType, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
-) -> None:
-    chooser = bench.towers.bag_adder
-    speeds = {
-        "sparse_product": iter([100.0, 50.0, 80.0]),
-        "gather_index_add": iter([120.0, 90.0, 40.0]),
-    }
-
-    def timed(*args: object, **kwargs: object) -> float:
-        # What the training step would call right now: the adder under test, if it took effect.
-        return next(speeds[bench.towers.bag_adder(torch.device("cpu")).__name__])
-
-    monkeypatch.setattr(bench, "run", timed)
-    result = run_main(
-        bench, monkeypatch, tmp_path / "out.json",
-        "--compare-bag-adds", "--device", "cpu", "--repeats", "3", "--batch-sizes", "64",
-    )  # fmt: skip
-    gather = result["batch_64_bag_adds"]["gather_index_add"]
-    assert gather["samples_per_s"] == 90.0 and gather["vs_sparse_product"] == pytest.approx(1.125)
-    assert gather["per_repeat"] == pytest.approx([1.2, 1.8, 0.5]), gather
-    assert bench.towers.bag_adder is chooser
 
 
 def test_training_benchmark_refuses_two_modes_at_once(

@@ -16,13 +16,6 @@ from {{ cookiecutter.package_name }}.models import (
     history_columns,
     history_table,
 )
-from {{ cookiecutter.package_name }}.models.towers import (
-    add_bags_into,
-    bag_adder,
-    gather_index_add,
-    sparse_product,
-    unit_rows,
-)
 
 
 def test_towers_return_unit_vectors_of_the_configured_dim() -> None:
@@ -44,62 +37,24 @@ def test_history_padding_does_not_change_a_users_vector() -> None:
     assert torch.allclose(short, padded, atol=1e-6)
 
 
-def test_training_pooling_gives_the_same_vectors_and_gradients_as_the_embedding_bag_path() -> None:
-    # Training pools the real items with gather/index_add; eval/export uses the EmbeddingBag.
+def test_the_user_tower_pools_the_mean_of_its_real_history_items_and_padding_never_learns() -> None:
     torch.manual_seed(0)
     tower = UserTower(4, [3], n_items=6, dim=4, hidden=8)
-    ids, feats = torch.tensor([0, 1, 2, 3]), torch.tensor([[0], [1], [2], [0]])
-    # rows with pads, an empty one, repeats
+    ids, feats = torch.arange(4), torch.tensor([[0], [1], [2], [0]])
+    # rows with pads, an empty one, a repeat
     history = torch.tensor([[2, 4, 6, 6], [6, 6, 6, 6], [5, 5, 1, 0], [3, 6, 1, 6]])
-    grads = []
-    for training in (True, False):
-        tower.zero_grad()
-        out = tower.train(training)(ids, feats, history)
-        (out * torch.arange(16.0).view(4, 4)).sum().backward()
-        grads.append((out.detach(), tower.history_embedding.weight.grad.clone()))
-    (train_out, train_grad), (bag_out, bag_grad) = grads
-    assert torch.allclose(train_out, bag_out, atol=1e-6)
-    assert torch.allclose(train_grad, bag_grad, atol=1e-6)
-    assert train_grad[6].abs().sum() == 0  # the padding row never learns
-
-
-def test_both_ways_of_adding_bag_gradients_give_a_row_by_row_sum_to_the_bit() -> None:
-    # The CPU sparse product and the gather + index_add_ used elsewhere must agree exactly.
-    torch.manual_seed(0)
-    per_bag = torch.randn(4, 3)
-    counts = torch.tensor([3, 0, 2, 4])  # an empty bag; item 5 in three bags, twice in one
-    flat = torch.tensor([5, 1, 0, 5, 2, 5, 3, 5, 0])
-    want = torch.zeros(7, 3)
-    bags = [k for k, c in enumerate(counts.tolist()) for _ in range(c)]
-    for item, k in zip(flat.tolist(), bags, strict=True):
-        want[item] += per_bag[k]
-    bag = torch.tensor(bags)
-    for add in (sparse_product, gather_index_add):
-        assert torch.equal(add(7, per_bag, flat, bag), want), add.__name__
-    assert torch.equal(add_bags_into(7, per_bag, flat, counts), want)
-    assert add_bags_into(7, per_bag, flat[:0], torch.zeros(4, dtype=torch.long)).abs().sum() == 0
-
-
-def test_the_serial_sparse_product_is_picked_only_for_a_single_threaded_cpu() -> None:
-    threads = torch.get_num_threads()
-    try:
-        torch.set_num_threads(1)
-        assert bag_adder(torch.device("cpu")) is sparse_product
-        assert bag_adder(torch.device("cuda")) is gather_index_add
-        torch.set_num_threads(2)
-        assert bag_adder(torch.device("cpu")) is gather_index_add
-    finally:
-        torch.set_num_threads(threads)
-
-
-def test_training_normalisation_matches_f_normalize_in_value_and_gradient() -> None:
-    torch.manual_seed(0)
-    x = torch.randn(5, 7, dtype=torch.float64, requires_grad=True)
-    weights = torch.randn(5, 7, dtype=torch.float64)
-    ours = unit_rows(x, training=True)
-    (grad,) = torch.autograd.grad((ours * weights).sum(), x)
-    (want,) = torch.autograd.grad((F.normalize(x, dim=-1) * weights).sum(), x)
-    assert torch.allclose(ours, F.normalize(x, dim=-1)) and torch.allclose(grad, want)
+    out = tower(ids, feats, history)
+    with torch.no_grad():  # the same vectors, one user at a time, with plain indexing
+        for u in range(4):
+            real = [i for i in history[u].tolist() if i != 6]
+            pooled = tower.history_embedding.weight[real].mean(0) if real else torch.zeros(4)
+            own = tower.id_embedding.weight[u]
+            x = torch.cat([own, pooled, tower.features(feats[u : u + 1])[0]])
+            want = F.normalize(pooled + own + tower.mlp(x), dim=-1)
+            assert torch.allclose(out[u], want, atol=1e-6), u
+    (out * torch.arange(16.0).view(4, 4)).sum().backward()
+    grad = tower.history_embedding.weight.grad
+    assert grad[6].abs().sum() == 0 and grad[:6].abs().sum(1).min() > 0
 
 
 def test_each_categorical_feature_reads_its_own_rows_of_the_shared_table() -> None:

@@ -7,13 +7,17 @@ from collections.abc import Callable
 from importlib import metadata
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
 from {{ cookiecutter.package_name }}.training import (
     CheckpointMismatch,
+    RunDataChanged,
     TrainConfig,
+    load_trained,
     prepare_split,
+    run_data,
     train,
 )
 from {{ cookiecutter.package_name }}.training.batches import TrainingTensors
@@ -69,7 +73,7 @@ def test_epochs_are_reproducible_and_ranks_split_each_global_batch_between_them(
         assert shares[0][k] == batch[0::2] and shares[1][k] == batch[1::2]
 
 
-def test_a_run_folder_holds_config_metrics_checkpoint_environment_hardware_git_and_curves(
+def test_a_run_folder_holds_config_data_split_metrics_checkpoint_environment_hardware_git_curves(
     tmp_path: Path,
 ) -> None:
     metrics = train(config(tmp_path, run_id="r1"))
@@ -77,6 +81,8 @@ def test_a_run_folder_holds_config_metrics_checkpoint_environment_hardware_git_a
     names = {p.name for p in run.iterdir()}
     assert {
         "config.json",
+        "data.json",
+        "split.npz",
         "metrics.json",
         "checkpoint.pt",
         "model.pt",
@@ -90,6 +96,12 @@ def test_a_run_folder_holds_config_metrics_checkpoint_environment_hardware_git_a
         # reported 2.11.0+cu130 from a distribution recorded as 2.11.0).
         assert f"torch=={metadata.version('torch')}" in (run / "environment.txt").read_text()
     assert json.loads((run / "config.json").read_text())["n_items"] == 60
+    # The split is recorded as trained: the pairs of each part, on data of a recorded hash.
+    record, split = json.loads((run / "data.json").read_text()), prepare_split(config(tmp_path))
+    assert record["sha256"] == split.data.content_hash() and record["source"] == "synthetic"
+    with np.load(run / "split.npz") as saved:
+        for part in ("train", "val", "test"):
+            assert np.array_equal(saved[f"{part}_items"], getattr(split, part)[1]), part
     assert (
         json.loads((run / "metrics.json").read_text())["test"]["recall@10"]
         == metrics.test["recall@10"]
@@ -208,3 +220,19 @@ def test_training_on_cuda_with_mixed_precision_learns(tmp_path: Path, amp: str) 
     )
     assert all(h["loss"] == h["loss"] for h in metrics.history)  # no NaN
     assert metrics.history[-1]["loss"] < metrics.history[0]["loss"]
+
+
+def test_a_synthetic_run_refuses_a_sample_that_a_changed_generator_now_draws(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    run = train(config(tmp_path, run_id="s", epochs=1)).run_dir
+    assert load_trained(run)[2].n_items == 60  # same generator: the recorded split loads
+    drawn = run_data.generate_synthetic
+    # As after an update of the generator: the same config now draws another sample.
+    monkeypatch.setattr(
+        run_data, "generate_synthetic", lambda **sizes: drawn(**{**sizes, "seed": 1})
+    )
+    with pytest.raises(
+        RunDataChanged, match=r"trained on synthetic \(150 users, 60 items, .*sha256"
+    ):
+        load_trained(run)

@@ -14,9 +14,6 @@ L2-normalised, so a dot product is a cosine similarity.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
-
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -69,7 +66,7 @@ class ItemTower(nn.Module):
         own = self.id_embedding(ids)  # (b, dim)
         x = torch.cat([own, self.features(features)], dim=-1)  # (b, dim + f * feature_dim)
         # The skip keeps a pure-id path: with uninformative features this is matrix factorisation.
-        return unit_rows(own + self.mlp(x), self.training)
+        return F.normalize(own + self.mlp(x), dim=-1)
 
 
 class UserTower(nn.Module):
@@ -92,8 +89,8 @@ class UserTower(nn.Module):
         self.n_ids = n_users
         self.n_items = n_items  # also the history padding value
         self.id_embedding = nn.Embedding(n_users, dim)
-        # EmbeddingBag sums each row's items without materialising (b, L, dim), skipping padding:
-        # the inference/export path. Training pools the same table on the real items only.
+        # EmbeddingBag sums each row's items without materialising (b, L, dim); the padding row
+        # is skipped in the sum and gets no gradient.
         self.history_embedding = nn.EmbeddingBag(n_items + 1, dim, mode="sum", padding_idx=n_items)
         self.features = CategoricalFeatures(cardinalities, feature_dim)
         self.mlp = nn.Sequential(
@@ -107,132 +104,13 @@ class UserTower(nn.Module):
     def forward(
         self, ids: torch.Tensor, features: torch.Tensor, history: torch.Tensor
     ) -> torch.Tensor:
-        real = history != self.n_items  # (b, L)
-        lengths = real.sum(dim=1, keepdim=True)  # (b, 1) history lengths
-        if self.training and not torch.jit.is_scripting():  # exports script the EmbeddingBag path
-            pooled = self._pool_real_items(history, real, lengths)
-        else:
-            summed = self.history_embedding(history)  # (b, L) -> (b, dim), pads skipped
-            pooled = summed / lengths.clamp(min=1)  # (b, dim) mean over real history items
+        lengths = (history != self.n_items).sum(dim=1, keepdim=True)  # (b, 1) real items
+        summed = self.history_embedding(history)  # (b, L) -> (b, dim), padding skipped
+        pooled = summed / lengths.clamp(min=1)  # (b, dim) mean over the real history items
         own = self.id_embedding(ids)  # (b, dim)
         # (b, 2 * dim + f * feature_dim)
         x = torch.cat([own, pooled, self.features(features)], dim=-1)
-        return unit_rows(pooled + own + self.mlp(x), self.training)
-
-    def _pool_real_items(
-        self, history: torch.Tensor, real: torch.Tensor, lengths: torch.Tensor
-    ) -> torch.Tensor:
-        """The same mean as the EmbeddingBag path, computed on the real items only.
-
-        A padded row is mostly padding (L is the longest history), and EmbeddingBag's dense
-        backward sorts every index, padding included. ``_MeanOfRealItems`` pools only the real
-        items forward and adds each row's gradient back into its items (``add_bags_into``):
-        no sort, and about 40% cheaper per training step on CPU than autograd's version.
-        """
-        counts = lengths[:, 0]  # (b,) real items per row
-        flat = torch.masked_select(history, real)  # (n_real,) the real items, row by row
-        weight = self.history_embedding.weight
-        return _MeanOfRealItems.apply(weight, flat, counts, lengths.clamp(min=1).to(weight.dtype))
-
-
-class _MeanOfRealItems(torch.autograd.Function):
-    """Row means of ``weight[flat]`` over consecutive runs of ``counts`` items: (b, dim).
-
-    Forward is a sum-mode ``embedding_bag`` (one kernel, no (n_real, dim) intermediate).
-    Backward is written out because autograd's ``embedding_bag`` backward sorts the indices:
-    each row's gradient, divided by its length, is added into the rows of its items.
-    """
-
-    @staticmethod
-    def forward(  # type: ignore[override]
-        ctx: Any,
-        weight: torch.Tensor,
-        flat: torch.Tensor,
-        counts: torch.Tensor,
-        divisor: torch.Tensor,
-    ) -> torch.Tensor:
-        offsets = torch.cumsum(counts, 0) - counts  # (b,) where each row's items start in flat
-        ctx.save_for_backward(flat, counts, divisor)
-        ctx.n_rows = weight.shape[0]
-        return F.embedding_bag(flat, weight, offsets, mode="sum") / divisor  # (b, dim)
-
-    @staticmethod
-    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None, None, None]:  # type: ignore[override]
-        flat, counts, divisor = ctx.saved_tensors
-        return add_bags_into(ctx.n_rows, grad / divisor, flat, counts), None, None, None
-
-
-def add_bags_into(
-    n_rows: int, per_bag: torch.Tensor, flat: torch.Tensor, counts: torch.Tensor
-) -> torch.Tensor:
-    """(n_rows, dim) zeros plus ``per_bag[k]`` (b, dim) at every item of bag k.
-
-    Bag k holds the next ``counts[k]`` items of ``flat`` (n_real,). Two ways to the same sum;
-    ``bag_adder`` picks one.
-    """
-    bag = torch.repeat_interleave(counts, output_size=len(flat))  # (n_real,) each item's bag
-    return bag_adder(per_bag.device)(n_rows, per_bag, flat, bag)
-
-
-def bag_adder(device: torch.device) -> Callable[..., torch.Tensor]:
-    """``sparse_product`` on a CPU that torch runs on one thread (as torchrun starts each
-    process), ``gather_index_add`` elsewhere.
-
-    The sparse kernel is serial and ``index_add_`` spreads over torch's threads, so the product
-    wins on one thread and not beyond (docs/pipeline.md;
-    ``benchmarks/bench_training.py --compare-bag-adds`` times both). On CUDA ``index_add_`` is
-    one kernel of atomic adds.
-    """
-    if device.type == "cpu" and torch.get_num_threads() == 1:
-        return sparse_product
-    return gather_index_add
-
-
-def sparse_product(
-    n_rows: int, per_bag: torch.Tensor, flat: torch.Tensor, bag: torch.Tensor
-) -> torch.Tensor:
-    """The (n_rows, b) incidence matrix, as uncoalesced COO, times ``per_bag``: torch's CPU
-    sparse x dense kernel adds one vectorised row per item, and never copies (n_real, dim)."""
-    incidence = torch.sparse_coo_tensor(
-        torch.stack([flat, bag]),
-        per_bag.new_ones(len(flat)),
-        (n_rows, len(per_bag)),
-        check_invariants=False,
-    )
-    return torch.sparse.mm(incidence, per_bag)
-
-
-def gather_index_add(
-    n_rows: int, per_bag: torch.Tensor, flat: torch.Tensor, bag: torch.Tensor
-) -> torch.Tensor:
-    """Each item's copy of its bag's row, (n_real, dim), added into its row by ``index_add_``
-    (element by element on CPU, atomic adds on CUDA)."""
-    rows = per_bag.index_select(0, bag)  # (n_real, dim)
-    return per_bag.new_zeros(n_rows, per_bag.shape[1]).index_add_(0, flat, rows)
-
-
-def unit_rows(x: torch.Tensor, training: bool) -> torch.Tensor:
-    """``F.normalize(x, dim=-1)``; in training, with the backward written out as one step."""
-    if training and not torch.jit.is_scripting():  # exports script/trace plain F.normalize
-        return _UnitRows.apply(x)
-    return F.normalize(x, dim=-1)
-
-
-class _UnitRows(torch.autograd.Function):
-    """y = x / ||x||. Autograd's F.normalize backward walks four nodes (norm, clamp, expand,
-    divide); the closed form ``(g - y (g . y)) / ||x||`` is one, about 40% cheaper per call."""
-
-    @staticmethod
-    def forward(ctx: Any, x: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
-        norm = torch.linalg.vector_norm(x, dim=-1, keepdim=True).clamp_min(1e-12)  # (b, 1)
-        y = x / norm
-        ctx.save_for_backward(y, norm)
-        return y
-
-    @staticmethod
-    def backward(ctx: Any, grad: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
-        y, norm = ctx.saved_tensors
-        return (grad - y * (grad * y).sum(dim=-1, keepdim=True)) / norm
+        return F.normalize(pooled + own + self.mlp(x), dim=-1)
 
 
 def history_columns(

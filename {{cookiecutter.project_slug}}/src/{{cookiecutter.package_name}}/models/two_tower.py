@@ -70,25 +70,18 @@ class TwoTower(nn.Module):
             if log_q is not None:
                 logits = logits - log_q[None, :]
             return F.cross_entropy(logits.float(), item_ids)
-        # A batch can hold an item several times. Each distinct item gets one column (the item
-        # tower runs once per item) whose logit carries + log(count): the same softmax as one
-        # column per copy. A row's own positive counts once, so its column takes the log back.
-        # (u,) distinct items, (batch,) each row's column, (u,) copies of each
-        distinct, column, counts = torch.unique(item_ids, return_inverse=True, return_counts=True)
-        # Each distinct item's features, from any of its rows (copies carry the same features).
-        features = item_features.new_empty(len(distinct), item_features.shape[1]).index_copy_(
-            0, column, item_features
-        )
-        items = self.item_tower(distinct, features)  # (u, dim)
-        log_count = counts.float().log()  # (u,)
-        bias = log_count if log_q is None else log_count - log_q.index_select(0, distinct)  # (u,)
-        # The temperature scales the (batch, dim) users rather than the (batch, u) logits.
-        logits = ((users / self.temperature) @ items.T).float() + bias  # (batch, u)
-        rows = torch.arange(len(item_ids), device=item_ids.device)
-        logits = logits.index_put(
-            (rows, column), -log_count.index_select(0, column), accumulate=True
-        )
-        return F.cross_entropy(logits, column)
+        items = self.item_tower(item_ids, item_features)  # (batch, dim)
+        # (batch, batch): row r's positive on the diagonal, the other rows' positives beside it
+        logits = (users @ items.T).float() / self.temperature
+        if log_q is not None:
+            logits = logits - log_q[item_ids][None, :]  # each column corrected by its item's log Q
+        # A popular item can be in the batch several times: its other copies are that row's
+        # positive too, not negatives, so they leave the row's softmax.
+        same_item = item_ids[:, None] == item_ids[None, :]  # (batch, batch)
+        same_item.fill_diagonal_(False)
+        logits = logits.masked_fill(same_item, float("-inf"))
+        targets = torch.arange(len(item_ids), device=item_ids.device)
+        return F.cross_entropy(logits, targets)
 
 
 def build_two_tower(
