@@ -4,11 +4,14 @@ how bad candidate sets degrade."""
 from __future__ import annotations
 
 import copy
+import dataclasses
+import json
 
 import numpy as np
 import pytest
 import torch
 
+from {{ cookiecutter.package_name }}.__main__ import _parser
 from {{ cookiecutter.package_name }}.channels import (
     ItemGraphChannel,
     PopularityChannel,
@@ -19,6 +22,7 @@ from {{ cookiecutter.package_name }}.data import (
     generate_synthetic,
     make_split,
 )
+from {{ cookiecutter.package_name }}.flags import given
 from {{ cookiecutter.package_name }}.models.ranker import Ranker
 from {{ cookiecutter.package_name }}.ranking import (
     RankerConfig,
@@ -275,3 +279,39 @@ def test_a_two_tower_trains_on_a_fold_of_the_training_pairs(tmp_path) -> None:  
         for got, want in zip(getattr(recorded, part), getattr(fold, part), strict=True):
             np.testing.assert_array_equal(got, want)
     assert len(fold.train[0]) < len(fu) < len(split.train[0])  # the real val/test never enter
+
+
+def test_the_rank_command_fits_evaluates_and_exports_the_chain(tmp_path, run_cli) -> None:  # type: ignore[no-untyped-def]
+    sizes = ["--n-users", "150", "--n-items", "60", "--device", "cpu"]
+    run_cli(["train", *sizes, "--epochs", "2"], tmp_path)
+    done = run_cli(["rank", "--epochs", "2", "--n-candidates", "20", "--folds", "1"], tmp_path)
+    out = tmp_path / "artifacts" / "ranker"
+    report = json.loads((out / "rank_report.json").read_text(encoding="utf-8"))
+    models = {"ease", "item_graph", "popularity", "two_tower", "ranked"}
+    assert set(report["test"]) == models
+    assert all(0 <= report["test"][m]["recall@10"] <= 1 for m in models)
+    assert report["export"]["max_abs_diff"] <= report["export"]["tolerance"]
+    assert OnnxRanker(out).channels == ("ease", "item_graph", "popularity", "two_tower")
+    assert "ranked" in done.stdout and "parity" in done.stdout
+    bad = run_cli(["rank", "--hold-out", "1.5"], tmp_path, check=False)
+    assert bad.returncode == 2
+    assert "hold_out=1.5: expected a fraction below 1" in bad.stdout + bad.stderr
+
+
+def test_every_ranker_setting_is_a_rank_flag_that_reaches_the_config() -> None:
+    defaults = RankerConfig()
+    for field in dataclasses.fields(RankerConfig):
+        if "help" not in field.metadata:  # made without flags.setting: not a flag
+            continue
+        flag, value = "--" + field.name.replace("_", "-"), getattr(defaults, field.name)
+        if isinstance(value, bool):
+            args, want = [f"--no-{flag[2:]}" if value else flag], not value
+        elif field.metadata["choices"]:
+            want = next(c for c in field.metadata["choices"] if c != value)
+            args = [flag, want]
+        else:
+            want = {int: 7, float: 0.25, str: "x"}[type(value) if value is not None else str]
+            args = [flag, str(want)]
+        cfg = RankerConfig(**given(_parser().parse_args(["rank", *args]), RankerConfig))
+        assert getattr(cfg, field.name) == want, (args, getattr(cfg, field.name))
+        assert dataclasses.replace(cfg, **{field.name: value}) == defaults, args

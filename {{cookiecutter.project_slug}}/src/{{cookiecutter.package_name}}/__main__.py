@@ -1,4 +1,4 @@
-"""Command line: ``python -m {{ cookiecutter.package_name }} data|train|index|evaluate|export|{% if cookiecutter.include_serving %}serve|{% endif %}demo``.
+"""Command line: ``python -m {{ cookiecutter.package_name }} data|train|index|evaluate|rank|export|{% if cookiecutter.include_serving %}serve|{% endif %}demo``.
 
 This module only parses arguments and routes; the work lives in the package modules.
 """
@@ -19,6 +19,7 @@ from typing import Any
 from rich.console import Console
 
 from .flags import add_flags, given
+from .ranking.config import RankerConfig
 from .training.config import TrainConfig
 
 # The TrainConfig fields `data` and `demo` take as flags: the synthetic sample's, and the demo's.
@@ -62,6 +63,14 @@ def _parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--runs-dir", default="runs")
     evaluate.add_argument("--k", type=int, nargs="+", default=[5, 10, 20, 50])
     evaluate.add_argument("--out", help="where evaluation.json/.png go (default: the run folder)")
+
+    rank = sub.add_parser(
+        "rank", help="fit the retrieve -> rank chain, evaluate it, export the ranker to ONNX"
+    )
+    rank.add_argument("--run", help="run folder (default: latest under --runs-dir)")
+    rank.add_argument("--runs-dir", default="runs")
+    rank.add_argument("--out", default="artifacts/ranker", help="ranker.onnx, ranker.json, report")
+    add_flags(rank, RankerConfig)
 
     export = sub.add_parser(
         "export", help="towers as torch.export (.pt2) and ONNX programs, parity checked"
@@ -271,6 +280,17 @@ def _route(args: argparse.Namespace) -> int:
             run_dir = _run_dir(args)
             results = run_evaluate(run_dir, Path(args.out) if args.out else None, args.k)
             _print_metrics(results, f"Test metrics - {run_dir}")
+        case "rank":
+            from .ranking.stage import run_rank
+
+            report = run_rank(
+                _run_dir(args), Path(args.out), RankerConfig(**given(args, RankerConfig))
+            )
+            _print_metrics(report["test"], "Test metrics: channels and the ranked chain")
+            console.print(
+                f"ranker: best epoch {report['best_epoch']}, parity max |diff| "
+                f"{report['export']['max_abs_diff']:.2e} -> {args.out}"
+            )
         case "export":
             from .pipeline import run_export
 

@@ -14,8 +14,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field
-from typing import Any
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -25,43 +24,8 @@ from ..data import Split
 from ..evaluation import rank_metrics
 from ..models.ranker import Ranker
 from ..training.runtime import amp_dtype, autocast, choose_device, seed_everything
-from .candidates import DEFAULT_N
+from .config import RankerConfig
 from .data import ChannelFactory, RankingData, build_ranking_data, ranking_folds
-
-
-@dataclass
-class RankerConfig:
-    """Everything ``train_ranker`` needs; the defaults are the ones validated on ML-100K."""
-
-    n_candidates: int = DEFAULT_N  # top-N taken from each channel
-    n_random: int = 20  # random unseen items added per user while training (easy negatives)
-    # Share of each user's training pairs used as ranker labels. Small, so that channels fitted
-    # on the rest are nearly as strong as when fitted on all of it (as served); more folds
-    # make up the labels.
-    hold_out: float = 0.1
-    folds: int = 2  # random (fit, label) splits of the training pairs
-    embedding_dim: int = 16
-    n_cross: int = 2
-    hidden: tuple[int, ...] = (128, 64)
-    dropout: float = 0.1
-    # Id embeddings memorise the fold's labels (validation Recall falls after one epoch on
-    # ML-100K); side features and candidate features generalise.
-    use_ids: bool = False
-    # Start from this channel's order and learn corrections; None (default) learns from
-    # scratch, which validated better on ML-100K and the synthetic sample.
-    anchor: str | None = None
-    epochs: int = 20
-    batch_users: int = 32
-    lr: float = 1e-3
-    weight_decay: float = 1e-5
-    patience: int = 3
-    eval_k: int = 10
-    seed: int = 0
-    device: str = "cpu"  # "auto", "cpu", "cuda", "cuda:N", "mps"
-    amp: str = "off"  # "auto", "bf16", "fp16" (CUDA only) or "off"
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 @dataclass
@@ -169,6 +133,7 @@ def train_ranker(
     on the whole training split.
     """
     cfg = cfg or RankerConfig()
+    cfg.validate()
     seed_everything(cfg.seed)
     device = choose_device(cfg.device)
     dtype = amp_dtype(cfg.amp, device)
