@@ -95,3 +95,23 @@ def test_ease_l2_is_chosen_on_validation_and_beats_popularity_on_test() -> None:
     ease_r = rank_metrics(channel.score, test, seen, split.n_items, [10])["recall@10"]
     pop_r = rank_metrics(pop.score, test, seen, split.n_items, [10])["recall@10"]
     assert ease_r > pop_r, (ease_r, pop_r)
+
+
+def test_ease_fits_on_the_cpu_in_float64_whatever_the_catalog_order() -> None:
+    # The CPU twin of the CUDA fit below: permuting the item ids permutes B and nothing else.
+    users, items = _pairs(4)
+    b = fit_ease(users, items, 12, 7.0)
+    perm = np.random.default_rng(0).permutation(12)
+    b_perm = fit_ease(users, perm[items], 12, 7.0)
+    np.testing.assert_allclose(b_perm[np.ix_(perm, perm)], b, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.cuda
+def test_ease_fits_on_cuda_like_on_the_cpu() -> None:
+    users, items = _pairs(4)
+    np.testing.assert_allclose(
+        fit_ease(users, items, 12, 7.0, device="cuda"),
+        fit_ease(users, items, 12, 7.0, device="cpu"),
+        rtol=1e-5,
+        atol=1e-6,
+    )
