@@ -213,6 +213,7 @@ def pre_commit(session: nox.Session) -> None:
 BENCHMARKS = (
     "benchmarks/bench_bake.py",
     "benchmarks/bench_plugin_overhead.py",
+    "benchmarks/bench_cli_startup.py",
     "benchmarks/bench_env_build.py",
 )
 

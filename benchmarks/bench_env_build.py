@@ -10,6 +10,12 @@ interpreter and the same pip configuration:
 
 recenv's times include its verification (pip check + import smoke test of every declared
 package); the venv+pip baseline does no verification, so the install-only time is shown too.
+An import check is skipped where a record says the same files were imported before (see
+``pytest_recenv/env/verified.py``); ``--verify-records`` says where those records live: ``run``
+(default) one empty folder for the whole run, so the first cold build checks every import and
+later builds may use its records; ``round``: emptied every round (every cold build checks every
+import); ``off``: no records.  Each build prints how many imports it ran and how many came from
+records.
 Neither side compiles bytecode it does not need: pip compiles every installed file at install,
 recenv's smoke test compiles (and writes) what the imports touch.  ``--repeats N`` runs N full
 rounds, each from empty uv/pip caches and no cached env, and reports medians plus the load
@@ -116,12 +122,22 @@ def timed(cmd: list[str], env: dict[str, str], cwd: Path | None = None) -> float
     return run(cmd, env, cwd)[0]
 
 
+VERIFIED: dict[str, list[str]] = {}  # of the last recenv build: imports run / from records
+
+
 def recenv_build(env_file: Path, env: dict[str, str]) -> tuple[float, dict[str, float]]:
     seconds, out = run(
         [sys.executable, "-m", "pytest_recenv.env.cli", "build", "-q", str(env_file)], env
     )
     stamp = json.loads((Path(out.strip()) / ".recenv-stamp.json").read_text())
+    VERIFIED.clear()
+    VERIFIED.update(stamp.get("verified", {}))
     return seconds, stamp["timings"]
+
+
+def _imports_note() -> str:
+    run_now, cached = VERIFIED.get("imported", []), VERIFIED.get("from_records", [])
+    return f"{len(run_now)} imports run, {len(cached)} from records"
 
 
 def venv_pip(
@@ -196,6 +212,13 @@ def main(argv: list[str] | None = None) -> int:
         default=1,
         help="full cold/warm rounds, each from empty caches; medians reported",
     )
+    parser.add_argument(
+        "--verify-records",
+        choices=("run", "round", "off"),
+        default="run",
+        help="import-check records: one empty folder for the run (default), emptied every "
+        "round, or off",
+    )
     args = parser.parse_args(argv)
 
     from pytest_recenv.env.builders import make_plan
@@ -211,6 +234,7 @@ def main(argv: list[str] | None = None) -> int:
 
         where = machine()
         print(f"machine: {where}")
+        print(f"import-check records: --verify-records={args.verify_records}")
         print(f"spec: {env_file} ({len(plan.requirements)} requirements, python {python})")
         runs: dict[str, list[float]] = {}
 
@@ -222,11 +246,13 @@ def main(argv: list[str] | None = None) -> int:
             # Every repeat starts both sides from empty download caches and no cached env.
             fresh = tmp / f"rep-{rep}"
             _make_room(tmp, rep)
+            records = {"run": tmp / "verified", "round": fresh / "verified", "off": "off"}
             env = {
                 **os.environ,
                 "RECENV_CACHE_DIR": str(fresh / "envs-1"),
                 "UV_CACHE_DIR": str(fresh / "uv-cache"),
                 "PIP_CACHE_DIR": str(fresh / "pip-cache"),
+                "RECENV_VERIFY_CACHE": str(records[args.verify_records]),
             }
             print(f"repeat {rep + 1}/{args.repeats}: {load()}", flush=True)
             seconds, timings = recenv_build(env_file, env)
@@ -235,6 +261,7 @@ def main(argv: list[str] | None = None) -> int:
             note("recenv_cold_other_load", CPU["others"], " cores used by other processes")
             note("recenv_cold_install_only", timings.get("venv", 0) + timings.get("install", 0))
             note("recenv_cold_verify", timings.get("verify", 0))
+            print(f"  recenv_cold verification: {_imports_note()}", flush=True)
             note("pip_cold", venv_pip(python, requirements, fresh / "venv-1", env, cwd))
             note("pip_cold_cpu", CPU["seconds"], " CPU-s")
             note("pip_cold_other_load", CPU["others"], " cores used by other processes")
@@ -245,6 +272,7 @@ def main(argv: list[str] | None = None) -> int:
                 "recenv_warm_cache_install_only", timings.get("venv", 0) + timings.get("install", 0)
             )
             note("recenv_warm_cache_verify", timings.get("verify", 0))
+            print(f"  recenv_warm_cache verification: {_imports_note()}", flush=True)
             note("pip_warm_cache", venv_pip(python, requirements, fresh / "venv-2", env, cwd))
             reuse = [
                 timed(
@@ -299,7 +327,17 @@ def main(argv: list[str] | None = None) -> int:
     results.update({"ratio_cold": ratio_cold, "ratio_warm_cache": ratio_warm})
     if args.json:
         args.json.write_text(
-            json.dumps({"machine": where, "end": load(), **results, "runs": runs}, indent=2) + "\n"
+            json.dumps(
+                {
+                    "machine": where,
+                    "end": load(),
+                    "verify_records": args.verify_records,
+                    **results,
+                    "runs": runs,
+                },
+                indent=2,
+            )
+            + "\n"
         )
     return 0
 

@@ -11,10 +11,7 @@ and nothing here imports torch or faiss.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
-
-__version__ = "0.1.0"
+from pytest_recenv.version import __version__
 
 # public name -> the module that defines it
 _EXPORTS = {
@@ -38,11 +35,12 @@ _EXPORTS = {
 __all__ = ["__version__", *_EXPORTS]
 
 
-def __getattr__(name: str) -> Any:
+def __getattr__(name: str) -> object:
     module = _EXPORTS.get(name)
     if module is None:
         raise AttributeError(f"module 'pytest_recenv' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
+    # __import__ rather than importlib: `recenv --help` does not pay for importing importlib
+    value = getattr(__import__(module, fromlist=[name]), name)
     globals()[name] = value  # once: later lookups do not come here
     return value
 

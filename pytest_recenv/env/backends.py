@@ -16,19 +16,21 @@ import time
 from collections.abc import Sequence
 from functools import cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from pytest_recenv.env.interpreters import find_uv
 from pytest_recenv.env.leftovers import UNFINISHED, clear_before_build, marked
+from pytest_recenv.env.locks import conda_lock_path, lock_problems, uv_lock_path
+from pytest_recenv.env.names import canonical
+from pytest_recenv.env.plan import Built, Plan
+from pytest_recenv.env.progress import Progress
 from pytest_recenv.env.runner import die_with_parent
 from pytest_recenv.env.smoke import verify
 from pytest_recenv.env.variants import Resolution, cuda_requests, ensure_cuda_builds
+from pytest_recenv.env.verified import records_dir
 from pytest_recenv.errors import BuildError, RecenvError
 
 _PIN = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)==([^\s;#]+)")
-
-if TYPE_CHECKING:
-    from pytest_recenv.env.builders import Plan
-    from pytest_recenv.env.progress import Progress
 
 
 def _run(step: str, cmd: Sequence[str], folder: Path, **kwargs: Any) -> subprocess.CompletedProcess:
@@ -58,8 +60,6 @@ class UvBackend:
         self.exe: str | None = None
 
     def available(self) -> tuple[bool, str]:
-        from pytest_recenv.env.interpreters import find_uv
-
         try:
             self.exe = find_uv()
         except RecenvError as exc:
@@ -71,8 +71,6 @@ class UvBackend:
 
     def lock_for(self, spec: Any) -> Path | None:
         """The uv lock, only while it is fresh for the spec (a stale one is ignored)."""
-        from pytest_recenv.env.locks import lock_problems, uv_lock_path
-
         path = uv_lock_path(spec.path)
         return path if path.is_file() and not lock_problems(spec.path) else None
 
@@ -112,9 +110,9 @@ class UvBackend:
             )
         return _parse_compiled(result.stdout)
 
-    def build(self, plan: Plan, root: Path, prefix: Path, bar: Progress) -> dict[str, float]:
-        from pytest_recenv.env.builders import write_stamp
-
+    def build(self, plan: Plan, root: Path, prefix: Path, bar: Progress) -> Built:
+        """Install and verify into a temporary folder beside ``prefix``; the builder stamps it
+        and renames it into place."""
         assert plan.interpreter is not None  # make_plan always chooses one for uv
         requirements = list(plan.requirements)
         if cuda_requests(plan.spec):
@@ -172,18 +170,20 @@ class UvBackend:
                 ensure_cuda_builds(plan.spec, lambda _: installed, str(plan.spec.path), retry=False)
             t = time.perf_counter()
             bar.step(f"uv pip check and import smoke test of {len(plan.smoke)} packages")
-            imports = verify(
-                python, plan.smoke, [uv, "pip", "check", "--python", python], marked(None, tmp)
+            checked = verify(
+                python,
+                plan.smoke,
+                [uv, "pip", "check", "--python", python],
+                marked(None, tmp),
+                records_dir(),
             )
             timings["verify"] = time.perf_counter() - t
-            (meta / "import-seconds.json").write_text(json.dumps(imports, indent=1))
+            (meta / "import-seconds.json").write_text(json.dumps(checked.imported, indent=1))
             (meta / "freeze.txt").write_text(freeze.stdout)
-            write_stamp(tmp, plan, "bin/python", timings)
-            os.rename(tmp, prefix)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
-        return timings
+        return Built(tmp, "bin/python", timings, checked.as_dict())
 
 
 class CondaFamilyBackend:
@@ -214,8 +214,6 @@ class CondaFamilyBackend:
         return _version(self.exe or self.name)
 
     def lock_for(self, spec: Any) -> Path | None:
-        from pytest_recenv.env.locks import conda_lock_path
-
         path = conda_lock_path(spec.path)
         return path if path.is_file() else None
 
@@ -251,11 +249,10 @@ class CondaFamilyBackend:
             yaml.dump(data, fh)
         return out
 
-    def build(self, plan: Plan, root: Path, prefix: Path, bar: Progress) -> dict[str, float]:
-        from pytest_recenv.env.builders import write_stamp
-
-        # conda prefixes are not relocatable: build in place; the stamp, written last, marks it
-        # complete, and an unstamped prefix (a killed build) is removed before rebuilding.
+    def build(self, plan: Plan, root: Path, prefix: Path, bar: Progress) -> Built:
+        """Create and verify in place (conda prefixes are not relocatable); the builder's stamp,
+        written last, marks it complete, and an unstamped prefix (a killed build) is removed
+        before rebuilding."""
         clear_before_build(root, plan.key, prefix)
         # marks the unstamped prefix as recenv's unfinished build, for `recenv gc`
         unfinished = root / f"{plan.key}{UNFINISHED}"
@@ -274,20 +271,23 @@ class CondaFamilyBackend:
             timings["install"] = time.perf_counter() - t
             t = time.perf_counter()
             python = prefix / "bin" / "python"
-            verify(python, plan.smoke, [python, "-m", "pip", "check"], marked(None, prefix))
+            checked = verify(
+                python,
+                plan.smoke,
+                [python, "-m", "pip", "check"],
+                marked(None, prefix),
+                records_dir(),
+            )
             timings["verify"] = time.perf_counter() - t
-            write_stamp(prefix, plan, "bin/python", timings)
-            unfinished.unlink()
         except BaseException:
             shutil.rmtree(prefix, ignore_errors=True)
             raise
-        return timings
+        # the unfinished mark stays until the builder has stamped the prefix
+        return Built(prefix, "bin/python", timings, checked.as_dict())
 
 
 def _parse_compiled(text: str) -> Resolution:
     """Pins of ``uv pip compile``/``freeze`` output, with the ``# from <index>`` annotations."""
-    from pytest_recenv.env.names import canonical
-
     res = Resolution({})
     last = None
     for line in text.splitlines():

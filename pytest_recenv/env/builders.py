@@ -23,31 +23,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from filelock import FileLock, Timeout
+
 from pytest_recenv.env import names, pipconfig
 from pytest_recenv.env.backends import select_backend
-from pytest_recenv.env.interpreters import Interpreter, choose, discover
+from pytest_recenv.env.interpreters import choose, discover
 from pytest_recenv.env.lease import Lease
-from pytest_recenv.env.spec import Spec, expand_pip_vars, load_spec
-from pytest_recenv.errors import BuildError, RecenvError
+from pytest_recenv.env.leftovers import UNFINISHED
+from pytest_recenv.env.locks import LOCK_FORMAT, read_lock, uv_lock_path
+from pytest_recenv.env.plan import KEY_FORMAT, Built, Plan, local_sources, translate
+from pytest_recenv.env.progress import Progress
+from pytest_recenv.env.spec import load_spec
+from pytest_recenv.env.variants import ensure_cuda_builds
+from pytest_recenv.errors import RecenvError
 
 STAMP = ".recenv-stamp.json"
-KEY_FORMAT = 1
-DEFAULT_CHAIN = ("micromamba", "mamba", "conda", "uv")
-_SKIP_DIRS = {
-    ".git",
-    ".hg",
-    ".venv",
-    "venv",
-    ".nox",
-    ".tox",
-    "__pycache__",
-    "node_modules",
-    "build",
-    "dist",
-    ".mypy_cache",
-    ".pytest_cache",
-    ".ruff_cache",
-}
 
 
 def cache_root(cache_dir: Path | str | None = None) -> Path:
@@ -73,6 +63,7 @@ class Env:
     seconds: float
     spec_path: Path
     timings: dict[str, float] = field(default_factory=dict)
+    verified: dict[str, Any] = field(default_factory=dict)  # what the build's verification covered
     lease: Lease | None = field(default=None, repr=False, compare=False)
 
     @property
@@ -114,127 +105,6 @@ class Env:
         return f"{self.backend} key={self.key[:8]}… {verb} in {self.seconds:.1f} s"
 
 
-@dataclass
-class Plan:
-    """Everything a build needs, computed without building (``recenv key`` stops here)."""
-
-    spec: Spec
-    backend: Any  # a Backend from the chain
-    key: str
-    parts: dict[str, Any]
-    interpreter: Interpreter | None
-    requirements: list[str]  # conda side translated, then the pip section
-    pip_requirements: list[str]  # the pip section alone (what conda backends hand to pip)
-    smoke: list[str]  # distribution names to import-test
-    pip: pipconfig.PipConfig
-
-
-def translate(spec: Spec) -> tuple[list[str], list[str], list[str]]:
-    """The conda side as PyPI requirements, the pip section, for one uv resolution.
-
-    Returns (conda lines, pip lines, distribution names to smoke-import).
-    """
-    folder = spec.path.parent.resolve()
-    lines: list[str] = []
-    pip_lines: list[str] = []
-    smoke: list[str] = []
-    for dep in spec.conda:
-        pypi = names.pypi_name(dep.name)
-        if pypi is None:
-            continue
-        try:
-            constraint = dep.pep440()
-        except ValueError as exc:
-            raise RecenvError(f"{spec.path}:{dep.line}: '{dep.raw.strip()}': {exc}") from None
-        lines.append(f"{pypi}{constraint}")
-        smoke.append(pypi)
-    for dep in spec.pip:
-        text = dep.raw.strip()
-        if dep.kind == "editable":
-            # pip expands ${VAR} in requirement files: open what pip would (spec.expand_pip_vars)
-            target, _ = expand_pip_vars(text.split(None, 1)[-1].removeprefix("--editable="))
-            target = target.strip()
-            if "://" not in target:
-                target = str((folder / target).resolve())
-            pip_lines.append(f"-e {target}")
-        elif dep.kind == "option":
-            words = text.split(None, 1)
-            if words[0] in ("-r", "--requirement", "-c", "--constraint") and len(words) == 2:
-                text = f"{words[0]} {(folder / expand_pip_vars(words[1])[0]).resolve()}"
-            pip_lines.append(text)
-        else:
-            pip_lines.append(text)
-            if dep.name and dep.name not in names.PYPI_TRAPS:
-                smoke.append(dep.name)
-    return lines, pip_lines, smoke
-
-
-def local_sources(spec: Spec, requirements: list[str]) -> dict[str, str]:
-    """Local paths the env depends on: editables by resolved path (two projects with the same
-    spec never share an env); non-editable local folders by a content fingerprint."""
-    found: dict[str, str] = {}
-    for line in requirements:
-        if line.startswith("-e ") and "://" not in line:
-            found[line[3:]] = "editable"
-        elif " @ file://" in line or line.startswith("file://"):
-            path = Path(line.split("file://", 1)[1].split()[0].split(";")[0])
-            found[str(path)] = _tree_fingerprint(path) if path.is_dir() else _file_hash(path)
-    return found
-
-
-def _file_hash(path: Path) -> str:
-    try:
-        return hashlib.sha256(path.read_bytes()).hexdigest()
-    except OSError:
-        return "missing"
-
-
-def _tree_fingerprint(root: Path) -> str:
-    """Size and mtime of every file that would go into a build of ``root``: in a git work tree
-    the files git tracks or would track (so ignored outputs such as ``out/`` or ``.nox/`` never
-    change the key), elsewhere every file outside the usual tool and cache folders."""
-    digest = hashlib.sha256()
-    for path in _source_files(root):
-        try:
-            st = path.stat()
-        except OSError:
-            continue
-        digest.update(f"{path.relative_to(root)}|{st.st_size}|{st.st_mtime_ns}\n".encode())
-    return digest.hexdigest()
-
-
-def _source_files(root: Path) -> list[Path]:
-    try:
-        listed = subprocess.run(
-            [
-                "git",
-                "-C",
-                str(root),
-                "ls-files",
-                "-z",
-                "--cached",
-                "--others",
-                "--exclude-standard",
-            ],
-            capture_output=True,
-            check=True,
-            timeout=60,
-        ).stdout
-    except (OSError, subprocess.SubprocessError):
-        listed = None
-    if listed is not None:
-        return sorted(root / name for name in listed.decode().split("\0") if name)
-    files = []
-    for folder, dirs, names_ in os.walk(root):
-        dirs[:] = sorted(
-            d
-            for d in dirs
-            if d not in _SKIP_DIRS and not d.startswith(".") and not d.endswith(".egg-info")
-        )
-        files += [Path(folder, name) for name in sorted(names_)]
-    return files
-
-
 def make_plan(
     path: Path | str,
     cache_dir: Path | str | None = None,
@@ -247,7 +117,7 @@ def make_plan(
     spec.path = Path(path).resolve()
     root = cache_root(cache_dir)
     backend = select_backend(backends, [c for c, _ in spec.channels])
-    conda_lines, pip_lines, smoke = translate(spec)
+    conda_lines, pip_lines, smoke = translate(spec, strict=backend.name == "uv")
     requirements = conda_lines + pip_lines
     pip = pipconfig.load()
     interpreter = None
@@ -271,8 +141,6 @@ def make_plan(
     lock = backend.lock_for(spec)
     parts["spec"] = backend.lock_digest(lock) if lock else spec.digest()
     if lock is not None and backend.name == "uv":
-        from pytest_recenv.env.locks import read_lock
-
         # exact pins from the lock; local paths and pip options still come from the spec
         pins = [f"{n}=={v}" for n, v in read_lock(lock)["packages"].items()]
         requirements = pins + [r for r in pip_lines if r.startswith("-") or " @ " in r]
@@ -311,6 +179,7 @@ def _from_stamp(
         seconds=time.perf_counter() - start,
         spec_path=plan.spec.path,
         timings=stamp.get("timings", {}),
+        verified=stamp.get("verified", {}),
     )
 
 
@@ -349,10 +218,6 @@ def ensure_env(
 
 
 def _ensure(plan: Plan, root: Path, start: float, lock_timeout: float, progress: bool) -> Env:
-    from filelock import FileLock, Timeout
-
-    from pytest_recenv.env.progress import Progress
-
     prefix = root / plan.key
     stamp = _stamped(prefix, plan.key)
     if stamp:
@@ -368,20 +233,42 @@ def _ensure(plan: Plan, root: Path, start: float, lock_timeout: float, progress:
                 title=f"recenv: building {plan.spec.path.name} "
                 f"with {plan.backend.name} (key {plan.key[:8]})",
             ) as bar:
-                plan.backend.build(plan, root, prefix, bar)
+                built = plan.backend.build(plan, root, prefix, bar)
+            stamp = _install(built, plan, root, prefix)
     except Timeout:
         raise RecenvError(
             f"waited {lock_timeout:.0f} s for another process building {prefix}; if none is "
             f"running, delete {root / (plan.key + '.lock')}"
         ) from None
-    stamp = _stamped(prefix, plan.key)
-    if not stamp:
-        raise BuildError(f"{prefix}: the build finished without a stamp; this is a bug")
     # the stamp holds the timings the backend just measured
     return _from_stamp(plan, prefix, start, stamp, created=True)
 
 
-def write_stamp(folder: Path, plan: Plan, python_rel: str, timings: dict[str, float]) -> None:
+def _install(built: Built, plan: Plan, root: Path, prefix: Path) -> dict[str, Any]:
+    """Stamp what the backend built and put it in place; under the build lock.
+
+    The stamp is written last inside the folder (a folder without one is never reused), then a
+    folder built beside its place is renamed into it, and the unfinished-build mark of a backend
+    that builds in place (conda) goes."""
+    try:
+        stamp = write_stamp(built.folder, plan, built.python, built.timings, built.verified)
+        if built.folder != prefix:
+            os.rename(built.folder, prefix)
+    except BaseException:
+        shutil.rmtree(built.folder, ignore_errors=True)
+        raise
+    with contextlib.suppress(FileNotFoundError):
+        (root / f"{plan.key}{UNFINISHED}").unlink()
+    return stamp
+
+
+def write_stamp(
+    folder: Path,
+    plan: Plan,
+    python_rel: str,
+    timings: dict[str, float],
+    verified: dict[str, Any] | None = None,
+) -> dict[str, Any]:
     """Last step of every build: the stamp makes the folder a valid, reusable environment."""
     data = {
         "key": plan.key,
@@ -390,9 +277,35 @@ def write_stamp(folder: Path, plan: Plan, python_rel: str, timings: dict[str, fl
         "spec_file": str(plan.spec.path),
         "parts": plan.parts,
         "timings": timings,
+        "verified": verified or {},
         "created_at": time.time(),
         "recenv_python": sys.version.split()[0],
     }
     tmp = folder / (STAMP + ".tmp")
     tmp.write_text(json.dumps(data, indent=1))
     os.replace(tmp, folder / STAMP)
+    return data
+
+
+def write_uv_lock(
+    env_file: Path, backends: list[str] | None = None, python_policy: str = "strict"
+) -> Path:
+    """Resolve the spec with ``uv pip compile`` (pip config passed through) and write the lock."""
+    plan = make_plan(env_file, backends=backends or ["uv"], python_policy=python_policy)
+    if plan.backend.name != "uv" or plan.interpreter is None:
+        raise RecenvError(f"recenv lock writes uv locks; for {plan.backend.name} use conda-lock")
+    # a spec that asks for CUDA must not lock a CPU torch/faiss (see variants.py)
+    resolution, _ = ensure_cuda_builds(
+        plan.spec, lambda extra: plan.backend.resolve(plan, extra), str(env_file)
+    )
+    data = {
+        "format": LOCK_FORMAT,
+        "backend": "uv",
+        "spec_hash": plan.spec.digest(),
+        "platform": sysconfig.get_platform(),
+        "python": plan.interpreter.version_str,
+        "packages": dict(sorted(resolution.pins.items())),
+    }
+    out = uv_lock_path(plan.spec.path)
+    out.write_text(json.dumps(data, indent=2) + "\n")
+    return out

@@ -12,12 +12,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from pytest_recenv import __version__
+from pytest_recenv.env import cli_tools
+from pytest_recenv.env.cli_tools import DEFAULT_FILE, backend_chain_arg
+from pytest_recenv.version import __version__
 
 if TYPE_CHECKING:
     from pytest_recenv.env.builders import Env
-
-DEFAULT_FILE = "environment.yml"
 
 
 def _cmd_check(args: argparse.Namespace) -> int:
@@ -39,11 +39,6 @@ def _cmd_check(args: argparse.Namespace) -> int:
     return 1 if count else 0
 
 
-def backend_chain_arg(args: argparse.Namespace) -> list[str] | None:
-    """``--backend a,b`` as a list; None leaves the choice to $RECENV_BACKENDS or the default."""
-    return args.backend.split(",") if args.backend else None
-
-
 def _ensure(args: argparse.Namespace, lease: bool = False) -> Env:
     from pytest_recenv.env.builders import ensure_env
 
@@ -62,6 +57,10 @@ def _cmd_build(args: argparse.Namespace) -> int:
     verb = "created" if env.created else "reused"
     print(f"{env.prefix}")
     print(f"key={env.key} backend={env.backend} {verb} in {env.seconds:.1f} s", file=sys.stderr)
+    if env.created:
+        from pytest_recenv.env.smoke import describe
+
+        print(f"verified: {describe(env.verified)}", file=sys.stderr)
     return 0
 
 
@@ -188,8 +187,6 @@ def build_parser() -> argparse.ArgumentParser:
     _add_build_options(p, positional=False)
     p.add_argument("command", nargs=argparse.REMAINDER, help="-- CMD ARGS...")
     p.set_defaults(handler=_cmd_run)
-
-    from pytest_recenv.env import cli_tools
 
     cli_tools.add_subcommands(sub)
     return parser

@@ -6,10 +6,13 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Any
 
-from pytest_recenv import __version__
-from pytest_recenv.env.cli import DEFAULT_FILE, backend_chain_arg
+DEFAULT_FILE = "environment.yml"
+
+
+def backend_chain_arg(args: argparse.Namespace) -> list[str] | None:
+    """``--backend a,b`` as a list; None leaves the choice to $RECENV_BACKENDS or the default."""
+    return args.backend.split(",") if args.backend else None
 
 
 def _env_files(files: list[str]) -> list[str]:
@@ -28,7 +31,8 @@ def _env_files(files: list[str]) -> list[str]:
 
 
 def _cmd_lock(args: argparse.Namespace) -> int:
-    from pytest_recenv.env.locks import lock_problems, write_uv_lock
+    from pytest_recenv.env.builders import write_uv_lock
+    from pytest_recenv.env.locks import lock_problems
 
     files = _env_files(args.files)
     if args.check:
@@ -48,7 +52,7 @@ def _cmd_lock(args: argparse.Namespace) -> int:
 
 
 def _cmd_drift(args: argparse.Namespace) -> int:
-    from pytest_recenv.env.locks import drift, installed_versions
+    from pytest_recenv.env.locks import drift, installed_distributions
     from pytest_recenv.env.spec import load_spec
     from pytest_recenv.errors import RecenvError
 
@@ -70,7 +74,7 @@ def _cmd_drift(args: argparse.Namespace) -> int:
                 f"{given}: expected an interpreter at {python}, found none; is it an "
                 "environment's prefix (what 'recenv build' prints)?"
             )
-    problems = drift(spec, installed_versions(python, given), args.file)
+    problems = drift(spec, installed_distributions(python, given), args.file)
     for problem in problems:
         print(problem)
     if problems:
@@ -93,43 +97,35 @@ def _cmd_gc(args: argparse.Namespace) -> int:
 
 
 def _cmd_doctor(args: argparse.Namespace) -> int:
-    from pytest_recenv.env import pipconfig
-    from pytest_recenv.env.backends import backend_chain, make_backend
-    from pytest_recenv.env.builders import cache_root
-    from pytest_recenv.env.interpreters import discover
+    from pytest_recenv.env.doctor import doctor_report
 
-    print(f"recenv {__version__} on python {sys.version.split()[0]} ({sys.executable})")
+    libraries = args.json if args.libraries is None else args.libraries
+    report = doctor_report(backend_chain_arg(args), libraries=libraries)
+    if args.json:
+        print(json.dumps(report, indent=2, sort_keys=True))
+        return 0
+    python = report["python"]
+    print(f"recenv {report['recenv']} on python {python['version']} ({python['executable']})")
     print("backends (in chain order):")
-    for name in backend_chain(backend_chain_arg(args)):
-        backend = make_backend(name)
-        ok, why = backend.available()
-        version = backend.version() if ok else ""
-        print(f"  {name:10} {'usable' if ok else 'unusable':8} {version}  {why}")
+    for b in report["backends"]:
+        state = "usable" if b["usable"] else "unusable"
+        print(f"  {b['name']:10} {state:8} {b['version'] or ''}  {b['detail']}")
     print("interpreters:")
-    for interp in discover(cache_root() / "interpreters.json") or []:
-        print(f"  {interp.describe()}")
-    cfg = pipconfig.load()
-    print(f"pip config passed to uv: {' '.join(cfg.uv_args()) or '(none)'}")
-    print(f"  read from: {', '.join(cfg.sources) or '(no pip config found)'}")
-    root = cache_root()
-    count = len([p for p in root.iterdir() if p.is_dir()]) if root.is_dir() else 0
-    print(f"cache: {root} ({count} environments; prune with 'recenv gc')")
-    print(f"hardware: {_hardware_summary()}")
+    for i in report["interpreters"]:
+        print(f"  {i['implementation']} {i['version']} ({i['path']}, {i['source']})")
+    pip = report["pip_config"]
+    print(f"pip config passed to uv: {' '.join(pip['uv_args']) or '(none)'}")
+    print(f"  read from: {', '.join(pip['sources']) or '(no pip config found)'}")
+    cache = report["cache"]
+    print(f"cache: {cache['path']} ({cache['environments']} environments; prune with 'recenv gc')")
+    hardware = report["hardware"]
+    print(f"hardware: {hardware.get('summary') or hardware.get('error')}")
+    if libraries:
+        for lib in ("torch", "faiss"):
+            info = hardware.get(lib) or {}
+            error = f" ({info['error']})" if info.get("error") else ""
+            print(f"  {lib}: {info.get('version') or 'missing'}{error}")
     return 0
-
-
-def _hardware_summary() -> str:
-    try:
-        from pytest_recenv.hardware.nvml import probe_tier0
-
-        report = probe_tier0()
-        devices = getattr(report, "devices", ())
-        if not devices:
-            return f"0 CUDA devices ({getattr(report, 'why_no_devices', 'none found')})"
-        names = ", ".join(str(getattr(d, "name", d)) for d in devices)
-        return f"{len(devices)} CUDA device{'s' * (len(devices) != 1)}: {names}"
-    except Exception as exc:  # doctor reports, it never fails on a probe
-        return f"probe unavailable ({exc.__class__.__name__}: {exc})"
 
 
 def _cmd_dockerfile(args: argparse.Namespace) -> int:
@@ -142,7 +138,7 @@ def _cmd_dockerfile(args: argparse.Namespace) -> int:
     return 1 if problems else 0
 
 
-def add_subcommands(sub: Any) -> None:
+def add_subcommands(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("lock", help="write the uv lock (environment.lock.json), or --check it")
     p.add_argument("files", nargs="*", help=f"environment files (default: {DEFAULT_FILE})")
     p.add_argument(
@@ -186,6 +182,17 @@ def add_subcommands(sub: Any) -> None:
 
     p = sub.add_parser("doctor", help="tools, backends, interpreters, pip config, hardware")
     p.add_argument("--backend", help="backend chain to report on")
+    p.add_argument(
+        "--json",
+        action="store_true",
+        help="print the report as JSON (schema in docs/environments.md), nothing else on stdout",
+    )
+    p.add_argument(
+        "--libraries",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="also probe torch and faiss in a child process (default: with --json only)",
+    )
     p.set_defaults(handler=_cmd_doctor)
 
     p = sub.add_parser("dockerfile", help="conda rules for Dockerfiles that hadolint lacks")

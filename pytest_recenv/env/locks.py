@@ -11,20 +11,19 @@ from __future__ import annotations
 import json
 import subprocess
 import sysconfig
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from packaging.specifiers import SpecifierSet
-from packaging.version import InvalidVersion, Version
+from packaging.version import Version
 
 from pytest_recenv.env import names
 from pytest_recenv.env.spec import Spec, load_spec
+from pytest_recenv.env.translate import Constraint, constraints
 from pytest_recenv.env.variants import (
     cpu_marks,
     cuda_requests,
     distribution_variant,
-    ensure_cuda_builds,
     torch_variant,
 )
 from pytest_recenv.errors import Problem, RecenvError
@@ -54,76 +53,17 @@ def uv_lock_path(env_file: Path) -> Path:
     return env_file.with_name(f"{env_file.stem}.lock.json")
 
 
-@dataclass(frozen=True)
-class Requirement:
-    """One checkable requirement of a spec: a distribution name and a PEP 440 constraint."""
-
-    name: str
-    specifier: SpecifierSet
-    line: int
-    raw: str
-
-
-def requirements_of(spec: Spec) -> list[Requirement]:
-    """conda deps (through the name table) and pip requirements; editables/options have no
-    version to check."""
-    reqs = []
-    for dep in spec.conda:
-        pypi = names.pypi_name(dep.name)
-        if pypi is None:
-            continue
-        try:
-            spec_set = SpecifierSet(dep.pep440())
-        except ValueError:
-            spec_set = SpecifierSet()  # '|' versions: presence is all PEP 440 can check
-        reqs.append(Requirement(names.canonical(pypi), spec_set, dep.line, dep.raw.strip()))
-    for dep in spec.pip:
-        if dep.requirement is not None and dep.requirement.url is None and dep.name:
-            reqs.append(Requirement(dep.name, dep.requirement.specifier, dep.line, dep.raw.strip()))
-    return reqs
-
-
-def unmet(reqs: list[Requirement], installed: dict[str, str]) -> list[tuple[Requirement, str]]:
-    """Requirements not met by ``installed`` (canonical name -> version), with the reason."""
+def unmet(wanted: list[Constraint], installed: dict[str, str]) -> list[tuple[Constraint, str]]:
+    """Lines of a spec not met by ``installed`` (canonical name -> version), with the reason."""
     out = []
-    for req in reqs:
-        version = installed.get(req.name)
+    for constraint in wanted:
+        version = installed.get(constraint.name)
         if version is None:
-            out.append((req, "missing"))
-            continue
-        try:
-            ok = req.specifier.contains(Version(version), prereleases=True)
-        except InvalidVersion:
-            ok = False
-        if not ok:
-            out.append((req, f"{req.name} {version} does not satisfy '{req.specifier}'"))
-    return out
-
-
-def write_uv_lock(
-    env_file: Path, backends: list[str] | None = None, python_policy: str = "strict"
-) -> Path:
-    """Resolve the spec with ``uv pip compile`` (pip config passed through) and write the lock."""
-    from pytest_recenv.env.builders import make_plan
-
-    plan = make_plan(env_file, backends=backends or ["uv"], python_policy=python_policy)
-    if plan.backend.name != "uv" or plan.interpreter is None:
-        raise RecenvError(f"recenv lock writes uv locks; for {plan.backend.name} use conda-lock")
-    # a spec that asks for CUDA must not lock a CPU torch/faiss (see variants.py)
-    resolution, _ = ensure_cuda_builds(
-        plan.spec, lambda extra: plan.backend.resolve(plan, extra), str(env_file)
-    )
-    packages = resolution.pins
-    data = {
-        "format": LOCK_FORMAT,
-        "backend": "uv",
-        "spec_hash": plan.spec.digest(),
-        "platform": sysconfig.get_platform(),
-        "python": plan.interpreter.version_str,
-        "packages": dict(sorted(packages.items())),
-    }
-    out = uv_lock_path(plan.spec.path)
-    out.write_text(json.dumps(data, indent=2) + "\n")
+            out.append((constraint, "missing"))
+        elif not constraint.allows(version):
+            out.append(
+                (constraint, f"{constraint.name} {version} does not satisfy '{constraint.shown()}'")
+            )
     return out
 
 
@@ -176,15 +116,17 @@ def lock_problems(env_file: Path, display: str | None = None) -> list[Problem]:
                     f"lock (python {data['python']}); run 'recenv lock'",
                 )
             )
-    for req, why in unmet(requirements_of(spec), data["packages"]):
+    for wanted, why in unmet(constraints(spec), data["packages"]):
         detail = "not in the lock" if why == "missing" else why + " in the lock"
         problems.append(
-            Problem(shown, req.line, f"'{req.raw}' is {detail}; refresh the lock: recenv lock")
+            Problem(
+                shown, wanted.line, f"'{wanted.raw}' is {detail}; refresh the lock: recenv lock"
+            )
         )
     return problems
 
 
-def installed_versions(python: Path, given: str | None = None) -> dict[str, str]:
+def installed_distributions(python: Path, given: str | None = None) -> dict[str, str]:
     """Every distribution installed for ``python`` (asked in a child process).  ``given`` names
     where the interpreter came from in errors (``--prefix /x``); a missing or broken interpreter
     is a ``RecenvError``, one line with what was expected, what was found and the fix."""
@@ -224,9 +166,11 @@ def drift(spec: Spec, installed: dict[str, str], display: str) -> list[Problem]:
     the installed version satisfies are not drift."""
     problems = [
         Problem(
-            display, req.line, f"'{req.raw}': " + ("not installed" if why == "missing" else why)
+            display,
+            wanted.line,
+            f"'{wanted.raw}': " + ("not installed" if why == "missing" else why),
         )
-        for req, why in unmet(requirements_of(spec), installed)
+        for wanted, why in unmet(constraints(spec), installed)
     ]
     cpu = cpu_marks(spec)
     cuda = cuda_requests(spec)

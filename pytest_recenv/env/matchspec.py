@@ -86,9 +86,9 @@ def parse_matchspec(text: str, line: int = 0) -> CondaDep:
         raise ValueError(f"'{raw}': '{name}' is not a valid conda package name{hint}")
     version = bracket.get("version", version)
     build = bracket.get("build", build)
-    if version and "|" not in version:
+    for alternative in (version or "").split("|"):  # each side of an OR is a version too
         try:
-            conda_version_to_pep440(version)
+            conda_version_to_pep440(alternative.strip())
         except ValueError as exc:
             raise ValueError(f"'{raw}': {exc}") from None
     return CondaDep(raw=raw, line=line, name=name, version=version, build=build, channel=channel)

@@ -14,9 +14,11 @@ import re
 import subprocess
 import tempfile
 import threading
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pytest_recenv.env import verified
 from pytest_recenv.env.runner import die_with_parent
 from pytest_recenv.errors import BuildError
 
@@ -67,111 +69,120 @@ for line in sys.stdin:
 _CHECK_CHATTER = re.compile(r"^(Using Python .* environment at|Checked \d+ packages?|Found \d+ )")
 
 
+@dataclass
+class Verification:
+    """What a build's verification covered: the dependency check that passed, the imports run
+    now (seconds each) and the ones a record of the same files vouched for (see ``verified``)."""
+
+    dependency_check: str
+    imported: dict[str, float] = field(default_factory=dict)
+    from_records: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "dependency_check": self.dependency_check,
+            "imported": sorted(self.imported),
+            "from_records": sorted(self.from_records),
+        }
+
+
+def describe(verified: dict[str, Any]) -> str:
+    """``uv pip check passed; 25 imports: 5 run now, 20 from records of the same files``, from
+    :meth:`Verification.as_dict` (what a stamp holds)."""
+    if not verified:
+        return "verification not recorded (an environment built by an older recenv)"
+    now, cached = verified.get("imported", []), verified.get("from_records", [])
+    total = len(now) + len(cached)
+    return (
+        f"{verified.get('dependency_check', 'dependency check')} passed; {total} "
+        f"import{'s' * (total != 1)}: {len(now)} run now, {len(cached)} from records of the "
+        "same files"
+    )
+
+
 def verify(
-    python: Path, dists: list[str], check: list[str | Path], env: dict[str, str] | None = None
-) -> dict[str, float]:
-    """Run ``check`` (``uv pip check --python ...`` or ``python -m pip check``), then the import
-    smoke test even when the check failed, and raise one ``BuildError`` naming every broken
-    requirement and every failed import.  Returns the seconds each import took."""
-    result = subprocess.run(
+    python: Path,
+    dists: list[str],
+    check: list[str | Path],
+    env: dict[str, str] | None = None,
+    records: Path | None = None,
+) -> Verification:
+    """Run ``check`` (``uv pip check --python ...`` or ``python -m pip check``) and, at the same
+    time, the import smoke test, and raise one ``BuildError`` naming every broken requirement and
+    every failed import.  ``records``: where import-check records are kept (``verified``)."""
+    shown = [Path(check[0]).name, *(c for c in map(str, check[1:]) if c != "--python")]
+    shown = [c for c in shown if c != str(python)]  # "uv pip check", "python -m pip check"
+    # the check takes a fraction of a second beside the imports: it runs while they do
+    checker = subprocess.Popen(
         [str(c) for c in check],
-        capture_output=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         text=True,
-        check=False,
         env=env,
         preexec_fn=die_with_parent(),  # a kill -9 of the build ends the check too
     )
     problems = []
-    if result.returncode != 0:
-        said = [ln.strip() for ln in (result.stdout + result.stderr).splitlines() if ln.strip()]
-        found = [ln for ln in said if not _CHECK_CHATTER.match(ln)] or said[-25:]
-        shown = [Path(check[0]).name, *(c for c in map(str, check[1:]) if c != "--python")]
-        shown = [c for c in shown if c != str(python)]  # "uv pip check", "python -m pip check"
-        problems.append(
-            f"dependency check failed ({' '.join(shown)}, exit {result.returncode}):\n"
-            + "\n".join(f"  {ln}" for ln in found)
-        )
     try:
-        seconds = smoke_test(python, dists, env)
-    except BuildError as exc:
-        problems.append(str(exc))
-        seconds = {}
+        try:
+            seconds, from_records = check_imports(python, dists, env, records)
+        except BuildError as exc:
+            problems.append(str(exc))
+            seconds, from_records = {}, []
+    finally:
+        out, err = checker.communicate()
+    if checker.returncode != 0:
+        said = [ln.strip() for ln in (out + err).splitlines() if ln.strip()]
+        found = [ln for ln in said if not _CHECK_CHATTER.match(ln)] or said[-25:]
+        problems.insert(
+            0,
+            f"dependency check failed ({' '.join(shown)}, exit {checker.returncode}):\n"
+            + "\n".join(f"  {ln}" for ln in found),
+        )
     if problems:
         raise BuildError("\n".join(problems))
-    return seconds
+    return Verification(" ".join(shown), seconds, from_records)
 
 
-def _import_weights(prefix: Path, dists: list[str]) -> dict[str, int]:
+def check_imports(
+    python: Path, dists: list[str], env: dict[str, str] | None, records: Path | None
+) -> tuple[dict[str, float], list[str]]:
+    """The import smoke test, minus the distributions a record vouches for; records what passed.
+
+    Returns (seconds of each import run, distributions taken from records)."""
+    prefix = python.parent.parent
+    installed = verified.scan(prefix)
+    marks = (
+        verified.fingerprints(python, installed, dists, dict(os.environ if env is None else env))
+        if records is not None
+        else {}
+    )
+    cached = [d for d in dict.fromkeys(dists) if d in marks and verified.known(records, marks[d])]
+    todo = [d for d in dists if d not in cached]
+    seconds = smoke_test(python, todo, env, installed=installed)
+    for dist, took in seconds.items():  # smoke_test raised if any failed
+        if dist in marks:
+            verified.remember(records, marks[dist], dist, took)
+    return seconds, cached
+
+
+def _import_weights(
+    prefix: Path, dists: list[str], installed: dict[str, verified.Installed] | None = None
+) -> dict[str, int]:
     """Bytes of Python source behind each distribution: its own files plus those of everything
     it requires, transitively (from RECORD and Requires-Dist).  A cheap stand-in for how long
     its first import takes, bytecode compilation included: ``onnxscript`` is small itself but
-    pulls in ``onnx`` and ``onnx_ir``."""
-    own: dict[str, int] = {}
-    needs: dict[str, list[str]] = {}
-    for site in [*prefix.glob("lib/python3*/site-packages"), prefix / "Lib" / "site-packages"]:
-        for info in sorted(site.glob("*.dist-info")) if site.is_dir() else []:
-            found = _read_dist_info(info)
-            if found is not None:
-                name, size, requires = found
-                own[name], needs[name] = size, requires
-    weights: dict[str, int] = {}
-    for dist in dists:
-        seen: set[str] = set()
-        stack = [_norm(dist)]
-        while stack:
-            name = stack.pop()
-            if name not in seen and name in own:
-                seen.add(name)
-                stack += needs.get(name, [])
-        weights[dist] = sum(own[name] for name in seen)
-    return weights
-
-
-def _read_dist_info(info: Path) -> tuple[str, int, list[str]] | None:
-    """(name, bytes of .py files, unconditional requirements) of one installed distribution.
-
-    Read by hand, not through ``importlib.metadata``: its e-mail header parser and RECORD
-    objects took 0.3 s for the template's 118 distributions, ahead of every import; this
-    takes 0.04 s.  A weight only orders the queue, so a file it cannot read counts as 0."""
-    try:
-        head = (info / "METADATA").read_text(encoding="utf-8", errors="replace")
-    except OSError:
-        return None
-    name = ""
-    requires: list[str] = []
-    for line in head.split("\n\n", 1)[0].splitlines():
-        key, _, value = line.partition(":")
-        if key.lower() == "name":
-            name = _norm(value.strip())
-        elif (
-            key.lower() == "requires-dist"
-            and "extra ==" not in value
-            and (match := _REQ_NAME.match(value.strip()))
-        ):
-            requires.append(_norm(match.group()))
-    if not name:
-        return None
-    size = 0
-    try:
-        record = (info / "RECORD").read_text(encoding="utf-8", errors="replace")
-    except OSError:
-        record = ""
-    for line in record.splitlines():
-        path, _, size_text = [*line.rsplit(",", 2), "", ""][:3]
-        if path.endswith(".py") and size_text.isdigit():
-            size += int(size_text)
-    return name, size, requires
-
-
-_REQ_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
-
-
-def _norm(name: str) -> str:
-    return re.sub(r"[-_.]+", "-", name).lower()
+    pulls in ``onnx`` and ``onnx_ir``.  A weight only orders the queue."""
+    found = verified.scan(prefix) if installed is None else installed
+    return {
+        dist: sum(found[name].py_bytes for name in verified.closure(found, dist)) for dist in dists
+    }
 
 
 def smoke_test(
-    python: Path, dists: list[str], env: dict[str, str] | None = None
+    python: Path,
+    dists: list[str],
+    env: dict[str, str] | None = None,
+    installed: dict[str, verified.Installed] | None = None,
 ) -> dict[str, float]:
     """Import every declared distribution's modules in the env; one report of all failures.
 
@@ -189,7 +200,7 @@ def smoke_test(
     # tenth of that): one worker per core pulls the next package from a shared queue, heaviest
     # first, so the slow ones start at once and the small ones fill the gaps.  A worker keeps
     # what it imported, so a package whose dependencies are already loaded there is cheap.
-    sizes = _import_weights(python.parent.parent, dists)
+    sizes = _import_weights(python.parent.parent, dists, installed)
     todo = sorted(dict.fromkeys(dists), key=lambda d: -sizes.get(d, 0))
     report: dict[str, list[str]] = {}
     seconds: dict[str, float] = {}

@@ -182,8 +182,8 @@ def imply_markers(item: pytest.Item) -> None:
 
 
 def _is_hardware(item: pytest.Item) -> bool:
-    """Does a selected test need a GPU (a cuda, multi_gpu or faiss_gpu requirement)?"""
-    return any(r.is_gpu for r in item.stash[NEEDS_KEY])
+    """Does a selected test need a GPU (a cuda, multi_gpu or faiss_gpu marker)?"""
+    return any(need.is_gpu for need in item.stash[NEEDS_KEY])
 
 
 def evaluate_items(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -226,12 +226,12 @@ def evaluate_items(config: pytest.Config, items: list[pytest.Item]) -> None:
         if skip is not None:
             _skip(state, item, skip)
             continue
-        need = tier1_needed(needs, state.report)
+        libraries = tier1_needed(needs, state.report)
         if "torch_device" in getattr(item, "fixturenames", ()) and state.report.devices:
-            need |= {"torch"} if state.report.torch is None else set()
-        if need:
+            libraries |= {"torch"} if state.report.torch is None else set()
+        if libraries:
             pending.append(item)
-            needed |= need
+            needed |= libraries
     if needed:
         try:
             _run_tier1(state, needed)

@@ -8,6 +8,7 @@ import sys
 
 import pytest
 
+from pytest_recenv.env.names import canonical
 from pytest_recenv.hardware.report import (
     FaissInfo,
     HardwareReport,
@@ -58,7 +59,7 @@ def _faiss_text(report: HardwareReport) -> str:
     return f"faiss={faiss.version} ({faiss.build} build, {faiss.num_gpus} GPUs{both})"
 
 
-def installed_versions() -> dict[str, str]:
+def torch_and_faiss_on_path() -> dict[str, str]:
     """Installed torch and faiss distributions, from ``*.dist-info`` names on ``sys.path``.
 
     One directory listing per path entry (~0.6 ms in all), where ``importlib.metadata.version``
@@ -73,7 +74,7 @@ def installed_versions() -> dict[str, str]:
         for name in names:
             if name.endswith(".dist-info") and name.startswith(("torch", "faiss")):
                 dist, _, version = name[: -len(".dist-info")].partition("-")
-                dist = dist.replace("_", "-").lower()
+                dist = canonical(dist)
                 if dist == "torch" or dist.startswith("faiss"):
                     found.setdefault(dist, version)  # the first on sys.path is what imports
     return found
@@ -90,7 +91,7 @@ def header_lines(state: State) -> list[str]:
     if report.torch is not None or report.faiss is not None:
         second = f"recenv: {_torch_text(report)} {_faiss_text(report)}"
     else:
-        found = installed_versions()
+        found = torch_and_faiss_on_path()
         libs = " ".join(
             f"{k}={v}" for k, v in sorted(found.items(), key=lambda kv: kv[0] != "torch")
         )

@@ -8,6 +8,14 @@ import pytest
 from recenv_helpers import make_wheel
 
 
+@pytest.fixture(autouse=True)
+def verify_records(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Import-check records of this test only (builds would otherwise share the user's)."""
+    folder = tmp_path / "verified"
+    monkeypatch.setenv("RECENV_VERIFY_CACHE", str(folder))
+    return folder
+
+
 @pytest.fixture
 def wheelhouse(tmp_path: Path) -> Path:
     """A find-links folder with two tiny distributions (one depends on the other)."""

@@ -13,8 +13,9 @@ from pathlib import Path
 import pytest
 from recenv_helpers import make_wheel, write_env
 
-from pytest_recenv.env.builders import STAMP, BuildError, ensure_env, make_plan
+from pytest_recenv.env.builders import STAMP, ensure_env, make_plan
 from pytest_recenv.env.interpreters import discover
+from pytest_recenv.errors import BuildError
 
 pytestmark = pytest.mark.slow
 

@@ -53,6 +53,33 @@ def test_build_prints_the_prefix_key_prints_the_same_key_and_run_passes_the_exit
     assert ran.stdout.strip() == str(prefix)
 
 
+def test_a_second_env_with_the_same_files_takes_its_import_checks_from_records_and_says_so(
+    tmp_path: Path,
+    offline_pip: Path,
+    cache_dir: Path,
+    verify_records: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    spec = write_env(tmp_path, "  - recenv-dep\n")
+    first = recenv("build", str(spec))
+    assert first.returncode == 0, first.stderr
+    assert "verified: uv pip check passed; 1 import: 1 run now, 0 from records" in first.stderr
+    monkeypatch.setenv("RECENV_CACHE_DIR", str(tmp_path / "another-cache"))  # a new env
+    second = recenv("build", str(spec))
+    assert second.returncode == 0, second.stderr
+    assert "verified: uv pip check passed; 1 import: 0 run now, 1 from records" in second.stderr
+    stamp = json.loads((Path(second.stdout.strip()) / ".recenv-stamp.json").read_text())
+    assert stamp["verified"] == {
+        "dependency_check": "uv pip check",
+        "imported": [],
+        "from_records": ["recenv-dep"],
+    }
+    monkeypatch.setenv("RECENV_VERIFY_CACHE", "off")
+    monkeypatch.setenv("RECENV_CACHE_DIR", str(tmp_path / "a-third-cache"))
+    third = recenv("build", str(spec))
+    assert "1 import: 1 run now, 0 from records" in third.stderr
+
+
 def test_run_without_a_command_is_a_usage_error(tmp_path: Path, cache_dir: Path) -> None:
     result = recenv("run", "--file", str(tmp_path / "environment.yml"))
     assert result.returncode == 2
@@ -211,6 +238,41 @@ def test_doctor_reports_backends_interpreters_and_pip_config(
     assert "  uv         usable" in out
     assert f"--find-links {offline_pip} --no-index" in out
     assert "hardware: " in out
+
+
+def test_doctor_json_is_the_same_report_as_data_and_nothing_else_on_stdout(
+    capsys: pytest.CaptureFixture[str], offline_pip: Path, cache_dir: Path
+) -> None:
+    assert main(["doctor", "--json", "--no-libraries"]) == 0
+    report = json.loads(capsys.readouterr().out)  # the whole of stdout is one JSON document
+    assert report["schema"] == 1
+    uv = next(b for b in report["backends"] if b["name"] == "uv")
+    assert uv["usable"] is True and uv["version"].startswith("uv ")
+    assert report["pip_config"]["uv_args"][:3] == ["--find-links", str(offline_pip), "--no-index"]
+    assert report["cache"] == {"path": str(cache_dir), "environments": 0}
+    assert {i["implementation"] for i in report["interpreters"]} >= {"CPython"}
+    hardware = report["hardware"]
+    assert hardware["source"] == "live" and hardware["torch"] is None  # not probed
+    assert hardware["summary"].startswith(f"{len(hardware['devices'])} CUDA device")
+    assert main(["doctor"]) == 0
+    assert f"hardware: {hardware['summary']}" in capsys.readouterr().out
+
+
+def test_doctor_json_as_the_run_snapshot_calls_it_probes_torch_and_faiss(
+    offline_pip: Path, cache_dir: Path
+) -> None:
+    # what the generated project's training/snapshot.py runs: exit 0 and JSON on stdout
+    done = recenv("doctor", "--json")
+    assert done.returncode == 0, done.stderr
+    hardware = json.loads(done.stdout)["hardware"]
+    for lib in ("torch", "faiss"):  # probed in a child: a version (None: not installed)
+        assert {"version", "error"} <= set(hardware[lib]), hardware[lib]
+    from importlib.util import find_spec
+
+    if find_spec("torch") is not None:
+        import importlib.metadata as md
+
+        assert hardware["torch"]["version"] == md.version("torch")
 
 
 def test_translate_shows_each_conda_line_mapped_or_dropped(

@@ -101,3 +101,36 @@ def test_a_pip_cuda_build_makes_the_spec_a_cuda_one_for_drift(tmp_path: Path) ->
     assert _drift(tmp_path, spec, installed) == [
         "6: spec asks for CUDA ('faiss-gpu-cu12') but the CPU torch 2.13.0+cpu is installed",
     ]
+
+
+OR_SPEC = CPU.replace("  - numpy>=1.26\n", "  - numpy 1.26.*|2.4.*\n")
+
+
+def test_an_or_version_is_checked_alternative_by_alternative(tmp_path: Path) -> None:
+    # one translation for build, lock and drift: '|' keeps its alternatives (it used to be
+    # "any version" here while the build refused it)
+    base = {"torch": "2.13.0+cpu", "faiss-cpu": "1.15.1"}
+    assert _drift(tmp_path, OR_SPEC, {**base, "numpy": "2.4.6"}) == []
+    assert _drift(tmp_path, OR_SPEC, {**base, "numpy": "1.26.4"}) == []
+    assert _drift(tmp_path, OR_SPEC, {**base, "numpy": "2.0.1"}) == [
+        "7: 'numpy 1.26.*|2.4.*': numpy 2.0.1 does not satisfy '==1.26.* | ==2.4.*'"
+    ]
+
+
+def test_lock_freshness_reads_an_or_version_like_drift(tmp_path: Path) -> None:
+    import json
+
+    from pytest_recenv.env.locks import lock_problems
+
+    path = tmp_path / "environment.yml"
+    path.write_text(OR_SPEC)
+    pins = {"torch": "2.13.0+cpu", "faiss-cpu": "1.15.1", "numpy": "2.0.1"}
+    lock = {"format": 1, "spec_hash": "older", "python": "3.11.7", "packages": pins}
+    (tmp_path / "environment.lock.json").write_text(json.dumps(lock))
+    assert [str(p) for p in lock_problems(path, display="environment.yml")] == [
+        "environment.yml:7: 'numpy 1.26.*|2.4.*' is numpy 2.0.1 does not satisfy "
+        "'==1.26.* | ==2.4.*' in the lock; refresh the lock: recenv lock"
+    ]
+    lock["packages"]["numpy"] = "1.26.4"
+    (tmp_path / "environment.lock.json").write_text(json.dumps(lock))
+    assert lock_problems(path) == []

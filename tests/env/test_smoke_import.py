@@ -101,7 +101,7 @@ def test_a_missing_requirement_fails_verification_and_is_reported_with_the_faile
     install = [uv, "pip", "install", "-q", *offline, "recenv-dep", "recenv-broken"]
     subprocess.run(install, check=True)
     check = [Path(uv), "pip", "check", *target]
-    assert list(verify(python, ["recenv-dep"], check)) == ["recenv-dep"]
+    assert list(verify(python, ["recenv-dep"], check).imported) == ["recenv-dep"]
 
     subprocess.run([uv, "pip", "uninstall", "-q", *target, "recenv-tiny"], check=True)
     with pytest.raises(BuildError) as err:
@@ -112,3 +112,56 @@ def test_a_missing_requirement_fails_verification_and_is_reported_with_the_faile
         "import smoke test failed for 1 of 2 declared packages:",
         "  recenv-broken: import recenv_broken: RuntimeError: boom at import",
     ]
+
+
+def _venv_with(tmp_path: Path, wheelhouse: Path, *dists: str) -> tuple[str, Path]:
+    from pytest_recenv.env.interpreters import find_uv
+
+    uv = find_uv()
+    venv = tmp_path / "venv"
+    subprocess.run([uv, "venv", "-q", "--python", sys.executable, str(venv)], check=True)
+    python = venv / "bin" / "python"
+    install = [uv, "pip", "install", "-q", "--python", str(python), "--no-index"]
+    subprocess.run([*install, "--find-links", str(wheelhouse), *dists], check=True)
+    return uv, python
+
+
+def test_an_import_check_is_recorded_by_content_and_not_run_again_for_the_same_files(
+    tmp_path: Path, wheelhouse: Path
+) -> None:
+    uv, python = _venv_with(tmp_path, wheelhouse, "recenv-dep")
+    check = [Path(uv), "pip", "check", "--python", str(python)]
+    records = tmp_path / "records"
+    first = verify(python, ["recenv-dep", "recenv-tiny"], check, records=records)
+    assert (sorted(first.imported), first.from_records) == (["recenv-dep", "recenv-tiny"], [])
+    assert len(list(records.glob("*.json"))) == 2
+    again = verify(python, ["recenv-dep", "recenv-tiny"], check, records=records)
+    assert (again.imported, sorted(again.from_records)) == ({}, ["recenv-dep", "recenv-tiny"])
+    assert again.as_dict()["dependency_check"] == "uv pip check"
+
+    # a changed file of a requirement: recenv-dep imports it, so both are checked again
+    other = tmp_path / "other-wheels"
+    make_wheel(other, "recenv-tiny", "1.1", module="VERSION = 'rebuilt'\n")
+    install = [uv, "pip", "install", "-q", "--python", str(python), "--no-index", "--reinstall"]
+    subprocess.run([*install, "--find-links", str(other), "recenv-tiny==1.1"], check=True)
+    changed = verify(python, ["recenv-dep", "recenv-tiny"], check, records=records)
+    assert (sorted(changed.imported), changed.from_records) == (["recenv-dep", "recenv-tiny"], [])
+
+
+def test_a_failed_import_is_never_recorded_and_records_off_imports_everything(
+    tmp_path: Path, wheelhouse: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pytest_recenv.env.verified import records_dir
+
+    make_wheel(wheelhouse, "recenv-broken", "1.0", module="raise RuntimeError('boom')\n")
+    uv, python = _venv_with(tmp_path, wheelhouse, "recenv-broken")
+    check = [Path(uv), "pip", "check", "--python", str(python)]
+    records = tmp_path / "records"
+    for _ in range(2):  # the second run imports it again and fails again
+        with pytest.raises(BuildError, match="recenv-broken: import recenv_broken"):
+            verify(python, ["recenv-broken"], check, records=records)
+    assert not list(records.glob("*.json"))
+    monkeypatch.setenv("RECENV_VERIFY_CACHE", "off")
+    assert records_dir() is None
+    monkeypatch.setenv("RECENV_VERIFY_CACHE", str(records))
+    assert records_dir() == records

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from pytest_recenv.env import names
-from pytest_recenv.env.builders import translate
+from pytest_recenv.env.plan import translate
 from pytest_recenv.env.spec import load_spec, parse_matchspec
 from pytest_recenv.errors import SpecError
 
@@ -231,3 +231,27 @@ def test_translate_expands_pip_variables_before_resolving_paths(
         f"-e {(tmp_path / 'pkgs' / 'shop').resolve()}",
         f"-r {(tmp_path / 'reqs.txt').resolve()}",
     ]
+
+
+def test_the_uv_translation_refuses_an_or_version_at_its_line_and_conda_keeps_it(
+    tmp_path: Path,
+) -> None:
+    from pytest_recenv.errors import RecenvError
+
+    path = _env(tmp_path, BASE.replace("  - numpy>=1.26\n", "  - numpy 1.26.*|2.4.*\n"))
+    spec = load_spec(path)
+    with pytest.raises(RecenvError) as err:
+        translate(spec)  # what the uv backend resolves: PEP 440 has no OR
+    line = next(d.line for d in spec.conda if d.name == "numpy")
+    assert str(err.value) == (
+        f"{path}:{line}: 'numpy 1.26.*|2.4.*': version uses '|' (OR), which PEP 440 cannot "
+        "express; pick one range, or build with a conda backend"
+    )
+    conda_lines, _, smoke = translate(spec, strict=False)  # a conda backend solves it itself
+    assert not any(line.startswith("numpy") for line in conda_lines)
+    assert "numpy" in smoke
+
+
+def test_each_side_of_an_or_version_must_be_a_version(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="not a valid version constraint"):
+        parse_matchspec("numpy 1.26.*|>=banana")
