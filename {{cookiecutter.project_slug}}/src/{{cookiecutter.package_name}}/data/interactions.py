@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .temporal import leave_last_out, time_ordered_pairs
+
 EVENT_NAMES = ("browse", "click", "cart", "purchase")
 SPLITS = ("random", "temporal")  # the kinds make_split knows
 
@@ -181,14 +183,11 @@ def random_split(
 def temporal_split(data: Interactions) -> Split:
     """Leave-last-out by time: each user's last new item is test, the one before validation.
 
-    Users with fewer than three distinct items keep them all in training.
+    Users with fewer than three distinct items keep them all in training. Equal timestamps
+    keep the log's row order (``temporal.time_ordered_pairs`` states the rule and why).
     """
-    users, items, _ = data.unique_pairs()  # already in time order within each user
-    starts = np.searchsorted(users, np.arange(data.n_users + 1))
-    counts = np.diff(starts)
-    from_end = np.repeat(starts[1:], counts) - np.arange(len(users))  # 1 = last pair
-    eligible = np.repeat(counts >= 3, counts)
-    part = np.where(eligible & (from_end == 1), 2, np.where(eligible & (from_end == 2), 1, 0))
+    users, items, _ = time_ordered_pairs(data.users, data.items, data.timestamps)
+    part = leave_last_out(users, data.n_users)
     pick = [(users[part == k], items[part == k]) for k in range(3)]
     return Split(data, "temporal", pick[0], pick[1], pick[2])
 
