@@ -10,6 +10,7 @@ after every choice was made. Needs the recbole wheel for the data:
 ``pip install --no-deps recbole==1.2.1``.
 
     python benchmarks/bench_ml100k.py [--seeds 0,1,2,3,4] [--json out.json]
+    python benchmarks/bench_ml100k.py --protocol temporal [--json out.json]  # ml100k_temporal.py
 
 The JSON holds ``{"recall@10": {model: mean over seeds}, "ndcg@10": {...}, "hit@10": {...},
 "seeds": [...], "per_seed": {seed: {model: {metric: value}}}, "fit_seconds": {stage: mean}}``.
@@ -25,6 +26,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import ml100k_temporal  # this folder's: the temporal protocol
 import numpy as np
 
 from {{ cookiecutter.package_name }}.channels import (
@@ -143,6 +145,11 @@ def main() -> None:
     parser.add_argument("--folds", type=int, default=1)
     parser.add_argument("--hold-out", type=float, default=0.2)
     parser.add_argument("--json")
+    parser.add_argument(
+        "--protocol", choices=("random", "temporal"), default="random",
+        help="random: 80/10/10 per user; temporal: leave-last-out by time (ml100k_temporal.py)",
+    )  # fmt: skip
+    ml100k_temporal.add_arguments(parser)
     args = parser.parse_args()
     try:
         seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
@@ -158,6 +165,9 @@ def main() -> None:
         if args.json:  # replace an earlier run's figures, which would look current
             Path(args.json).parent.mkdir(parents=True, exist_ok=True)
             Path(args.json).write_text(json.dumps({"skipped": str(exc)}) + "\n", encoding="utf-8")
+        return
+    if args.protocol == "temporal":
+        ml100k_temporal.main(args, seeds)
         return
     from rich.console import Console
 

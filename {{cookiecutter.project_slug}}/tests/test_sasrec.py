@@ -32,6 +32,7 @@ from {{ cookiecutter.package_name }}.data import (
     Split,
     load_interactions,
     make_split,
+    ml100k_location,
     write_interactions,
 )
 from {{ cookiecutter.package_name }}.evaluation import rank_metrics
@@ -239,3 +240,24 @@ def test_two_torchrun_nodes_train_the_same_model_as_one_process(
     _, b = load_sequence_model(single.run_dir)
     for (name, x), y in zip(a.state_dict().items(), b.state_dict().values(), strict=True):
         assert torch.allclose(x, y, atol=1e-4), name
+
+
+def test_the_temporal_benchmark_writes_hr_and_ndcg_for_every_model(
+    tmp_path: Path, run_benchmark: Callable[..., subprocess.CompletedProcess[str]]
+) -> None:
+    try:
+        ml100k_location()
+    except ImportError as exc:
+        pytest.skip(f"needs MovieLens-100K from the recbole wheel: {exc}")
+    out = tmp_path / "temporal.json"
+    run_benchmark(
+        "bench_ml100k.py", "--protocol", "temporal", "--seeds", "0", "--epochs", "1",
+        "--sasrec-epochs", "2", "--json", str(out), cwd=tmp_path,
+    )  # fmt: skip
+    result = json.loads(out.read_text())
+    models = {"popularity", "item_graph", "two_tower", "ease", "sasrec"}
+    assert set(result["hr@10"]) == set(result["ndcg@10"]) == set(result["fit_seconds"]) == models
+    assert result["protocol"] == "temporal" and result["seeds"] == [0]
+    for model in models:  # one held-out item per user: NDCG@10 <= HR@10, both above chance
+        hr, ndcg = result["hr@10"][model], result["ndcg@10"][model]
+        assert 10 / 1682 < hr <= 1 and 0 < ndcg <= hr
