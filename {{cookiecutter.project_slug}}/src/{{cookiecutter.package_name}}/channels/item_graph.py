@@ -138,6 +138,11 @@ class ItemGraphChannel(ScoringChannel):
         self.history_indices = np.asarray(history_indices, dtype=np.int64)  # (nnz,)
         self.n_items = len(self.neighbours)
         self.n_users = len(self.history_indptr) - 1
+        # For scoring: the -1 padding points at item 0 with weight 0, which adds nothing, so
+        # sums need no mask (an exact no-op: x + 0.0 == x).
+        kept = self.neighbours >= 0
+        self._targets = np.where(kept, self.neighbours, 0)
+        self._target_weights = np.where(kept, self.weights, np.float32(0.0))
 
     @classmethod
     def from_arrays(
@@ -179,9 +184,9 @@ class ItemGraphChannel(ScoringChannel):
         if lengths.sum():
             flat = np.concatenate([np.asarray(s, dtype=np.int64) for s in seeds])
             rows = np.repeat(np.arange(len(seeds)), lengths)  # (n_seeds,)
-            nb, w = self.neighbours[flat], self.weights[flat]  # (n_seeds, n_nb) each
-            valid = nb >= 0
             # Row r's score for item j sits at r * n_items + j of the flat output.
-            at = (rows[:, None] * self.n_items + nb)[valid]
-            out += np.bincount(at, weights=w[valid], minlength=len(out))
+            at = rows[:, None] * self.n_items + self._targets[flat]  # (n_seeds, n_nb)
+            out += np.bincount(
+                at.ravel(), weights=self._target_weights[flat].ravel(), minlength=len(out)
+            )
         return out.reshape(len(seeds), self.n_items).astype(np.float32)
