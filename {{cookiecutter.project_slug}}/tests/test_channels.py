@@ -9,15 +9,19 @@ import numpy as np
 import pytest
 
 from {{ cookiecutter.package_name }}.artifacts import (
+    ArtifactError,
     Artifacts,
     load_artifacts,
     save_artifacts,
 )
 from {{ cookiecutter.package_name }}.channels import (
+    SERVED,
     Channel,
     ItemGraphChannel,
     PopularityChannel,
+    ScoringChannel,
     TwoTowerChannel,
+    load_channels,
 )
 from {{ cookiecutter.package_name }}.data import generate_synthetic, random_split
 from {{ cookiecutter.package_name }}.retrieval import build_index
@@ -145,3 +149,55 @@ def test_unknown_users_and_oversized_k_are_clear_errors() -> None:
         channel.recommend(np.array([0]), k=5)
     with pytest.raises(KeyError, match="unknown user index -1"):
         ItemGraphChannel(USERS, ITEMS, 3, 4).score(np.array([-1]))
+
+
+class _Boost(ScoringChannel):
+    """A channel of its own files: a per-item boost, read back from ``boost.weights.npy``."""
+
+    name = "boost"
+    artifact_files = ("boost.weights.npy",)
+
+    def __init__(self, weights: np.ndarray, n_users: int) -> None:
+        self.weights, self.n_items, self.n_users = weights, len(weights), n_users
+
+    @classmethod
+    def from_artifacts(cls, artifacts: Artifacts) -> _Boost:
+        return cls(artifacts.channel_arrays["boost.weights.npy"], artifacts.n_users)
+
+    def score(self, users: np.ndarray) -> np.ndarray:
+        users = self._check_users(users, self.n_users)
+        return np.broadcast_to(self.weights, (len(users), self.n_items)).astype(np.float32)
+
+
+def test_a_further_channel_is_served_from_its_own_arrays_and_only_where_the_folder_has_them(
+    served: tuple[Artifacts, dict[str, Channel]],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    art, _ = served
+    monkeypatch.setitem(SERVED, "boost", _Boost)
+    assert set(load_channels(art)) == {"popularity", "item_graph", "two_tower"}
+    weights = np.arange(art.n_items, dtype=np.float32)
+    folder = save_artifacts(
+        tmp_path / "with-boost", **_saved(art), channel_arrays={"boost.weights.npy": weights}
+    )
+    boost = load_channels(load_artifacts(folder))["boost"]
+    ids, _ = boost.recommend(np.array([0]), k=3, exclude=[np.array([art.n_items - 1])])
+    assert ids.tolist() == [[art.n_items - 2, art.n_items - 3, art.n_items - 4]]
+    with pytest.raises(ArtifactError, match="'<channel>.<what>.npy'"):
+        save_artifacts(tmp_path / "bad", **_saved(art), channel_arrays={"Boost.npy": weights})
+
+
+def _saved(art: Artifacts) -> dict[str, object]:
+    return {
+        "user_ids": art.user_ids,
+        "item_ids": art.item_ids,
+        "user_embeddings": art.user_embeddings,
+        "item_embeddings": art.item_embeddings,
+        "index": art.index,
+        "popularity_scores": np.zeros(art.n_items),
+        "neighbours": art.neighbours,
+        "neighbour_weights": art.neighbour_weights,
+        "seen": (art.seen_indptr, art.seen_indices),
+        "config": {},
+    }

@@ -26,8 +26,17 @@ SERVED: dict[str, type[ScoringChannel]] = {
 
 
 def load_channels(artifacts: Artifacts) -> dict[str, ScoringChannel]:
-    """Every channel in ``SERVED``, rebuilt from a loaded artifacts folder."""
-    return {name: cls.from_artifacts(artifacts) for name, cls in SERVED.items()}
+    """Every channel in ``SERVED`` whose files the folder holds, rebuilt from it.
+
+    A channel class lists the files it needs beyond the core set in ``artifact_files`` (e.g.
+    ``("ease.weights.npy",)``); a folder written without them serves the other channels.
+    """
+    present = set(artifacts.manifest.get("files", {}))
+    return {
+        name: cls.from_artifacts(artifacts)
+        for name, cls in SERVED.items()
+        if set(cls.artifact_files) <= present
+    }
 
 
 __all__ = [

@@ -12,7 +12,8 @@ The contract (``Channel``), which evaluation and the service both rely on:
   folder (``artifacts.Artifacts``) with no torch import: what the service answers with. A
   channel fitted at ``index`` time writes what it needs through ``save_artifacts`` (fixed
   files, or ``channel_arrays`` named ``<channel>.<what>.npy``, read back from
-  ``Artifacts.channel_arrays``) and registers its class in ``channels.SERVED``.
+  ``Artifacts.channel_arrays``), lists those files in ``artifact_files`` (a folder without them
+  is served without the channel) and registers its class in ``channels.SERVED``.
 * No torch at import time: the service imports this whole package and must stay torch-free
   (``tests/test_server_process.py`` checks). Import torch inside the functions that fit.
 
@@ -57,6 +58,8 @@ class ScoringChannel:
 
     name = "channel"
     n_items = 0
+    artifact_files: tuple[str, ...] = ()
+    """Files beyond the core artifacts that ``from_artifacts`` reads (``<channel>.<what>.npy``)."""
 
     def score(self, users: np.ndarray) -> np.ndarray:
         raise NotImplementedError
