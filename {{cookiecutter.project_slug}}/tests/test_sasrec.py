@@ -261,3 +261,22 @@ def test_the_temporal_benchmark_writes_hr_and_ndcg_for_every_model(
     for model in models:  # one held-out item per user: NDCG@10 <= HR@10, both above chance
         hr, ndcg = result["hr@10"][model], result["ndcg@10"][model]
         assert 10 / 1682 < hr <= 1 and 0 < ndcg <= hr
+
+
+def test_the_command_line_trains_exports_and_refuses_bad_settings_in_one_line(
+    tmp_path: Path, run_cli: Callable[..., subprocess.CompletedProcess[str]]
+) -> None:
+    path, _ = cycles_file(tmp_path)
+    common = ["train-sequence", "--data", str(path), "--max-len", "8", "--dim", "16",
+              "--epochs", "2", "--eval-every", "1", "--device", "cpu", "--no-progress",
+              "--runs-dir", str(tmp_path / "runs")]  # fmt: skip
+    done = run_cli([*common, "--run-id", "cli", "--export", str(tmp_path / "export")], tmp_path)
+    assert "sasrec (test)" in done.stdout and "parity max |diff|" in done.stdout
+    report = json.loads((tmp_path / "export" / "export_report.json").read_text())
+    assert set(report["files"]) == {"sequence.pt2", "sequence.onnx"}
+    assert max(report["max_abs_diff"].values()) <= report["tolerance"]
+    assert (tmp_path / "runs" / "cli" / "sasrec.pt").is_file()
+
+    bad = run_cli([*common, "--heads", "3"], tmp_path, check=False)
+    assert bad.returncode == 2 and "dim=16, heads=3: dim must be a multiple of heads" in bad.stdout
+    assert "Traceback" not in bad.stdout + bad.stderr

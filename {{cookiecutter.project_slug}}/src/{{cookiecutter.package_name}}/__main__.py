@@ -1,4 +1,4 @@
-"""Command line: ``python -m {{ cookiecutter.package_name }} data|train|index|evaluate|rank|export|{% if cookiecutter.include_serving %}serve|{% endif %}demo``.
+"""Command line: ``python -m {{ cookiecutter.package_name }} data|train|train-sequence|index|evaluate|rank|export|{% if cookiecutter.include_serving %}serve|{% endif %}demo``.
 
 This module only parses arguments and routes; the work lives in the package modules.
 """
@@ -21,6 +21,7 @@ from rich.console import Console
 from .flags import add_flags, given
 from .ranking.config import RankerConfig
 from .training.config import TrainConfig
+from .training.sequence_config import SequenceConfig
 
 # The TrainConfig fields `data` and `demo` take as flags: the synthetic sample's, and the demo's.
 SYNTHETIC_FIELDS = ("n_users", "n_items", "events_per_user", "seed")
@@ -48,6 +49,14 @@ def _parser() -> argparse.ArgumentParser:
         "--config", help="JSON file of TrainConfig fields; flags given here override it"
     )
     add_flags(train, TrainConfig)
+
+    sequence = sub.add_parser(
+        "train-sequence", help="train the SASRec sequence model (torchrun-compatible)"
+    )
+    add_flags(sequence, SequenceConfig)
+    sequence.add_argument(
+        "--export", metavar="DIR", help="then export its encoder (pt2 + onnx, parity checked)"
+    )
 
     index = sub.add_parser("index", help="embed items, build the faiss index, write artifacts")
     index.add_argument("--run", help="run folder (default: latest under --runs-dir)")
@@ -269,6 +278,19 @@ def _route(args: argparse.Namespace) -> int:
                     {"two_tower (val)": metrics.val, "two_tower (test)": metrics.test}, "Two-tower"
                 )
                 console.print(f"run folder: {metrics.run_dir}")
+        case "train-sequence":
+            from .training.sequence import train_sequence
+
+            metrics = train_sequence(SequenceConfig(**given(args, SequenceConfig)))
+            if metrics.test:  # rank 0 of a torchrun launch, or the only process
+                title = f"SASRec, {metrics.run_dir}"
+                _print_metrics({"sasrec (val)": metrics.val, "sasrec (test)": metrics.test}, title)
+                if args.export:
+                    from .sequence_export import export_sequence_run
+
+                    report = export_sequence_run(metrics.run_dir, args.export)
+                    worst = max(report["max_abs_diff"].values())  # type: ignore[attr-defined]
+                    console.print(f"exported to {args.export}, parity max |diff| {worst:.2e}")
         case "index":
             from .pipeline import run_index
 

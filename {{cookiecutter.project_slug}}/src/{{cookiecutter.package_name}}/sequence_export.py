@@ -98,3 +98,24 @@ def export_sequence_encoder(
             f"{tolerance}: {files}"
         )
     return report
+
+
+def export_sequence_run(
+    run_dir: str | os.PathLike[str],
+    out_dir: str | os.PathLike[str],
+    formats: str | Sequence[str] = DEFAULT_FORMATS,
+) -> dict[str, object]:
+    """Export a ``train_sequence`` run's encoder, checked on its users' latest sequences;
+    writes ``export_report.json`` beside the files and returns it."""
+    import json
+
+    from .training.run_data import load_split
+    from .training.sequence import load_sequence_model, pad_left, split_sequences
+
+    cfg, model = load_sequence_model(run_dir)
+    split = load_split(run_dir, cfg.data_config())
+    histories = split_sequences(split, ["train", "val"])
+    inputs = pad_left([h for h in histories if len(h)], model.max_len, model.n_items)
+    report = export_sequence_encoder(model, inputs, out_dir, formats).to_dict()
+    (Path(out_dir) / "export_report.json").write_text(json.dumps(report, indent=2), "utf-8")
+    return report
