@@ -72,12 +72,10 @@ METRICS = {"hr@10": "hit@10", "ndcg@10": "ndcg@10"}  # JSON key -> evaluation's 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The temporal protocol's own options (the random protocol ignores them)."""
     defaults = SequenceConfig()
-    # lr 5e-3 with 64 windows a step reaches its best validation NDCG in ~10 epochs on ML-100K
-    # (1e-3 with 128, the paper's, needs several times more); docs/pipeline.md.
     parser.add_argument("--sasrec-epochs", type=int, default=40, help="most SASRec epochs")
     parser.add_argument("--sasrec-patience", type=int, default=3, help="checks (every 2 epochs)")
-    parser.add_argument("--sasrec-lr", type=float, default=5e-3, help="SASRec Adam lr")
-    parser.add_argument("--sasrec-batch-size", type=int, default=64, help="SASRec windows/step")
+    parser.add_argument("--sasrec-lr", type=float, default=defaults.lr, help="SASRec Adam lr")
+    parser.add_argument("--sasrec-batch-size", type=int, default=defaults.batch_size)
     parser.add_argument("--sasrec-max-len", type=int, default=defaults.max_len)
     parser.add_argument("--sasrec-loss", default=defaults.loss, choices=("full", "sampled"))
 
