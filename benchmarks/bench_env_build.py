@@ -213,6 +213,12 @@ def main(argv: list[str] | None = None) -> int:
         help="full cold/warm rounds, each from empty caches; medians reported",
     )
     parser.add_argument(
+        "--cold-only",
+        action="store_true",
+        help="only the cold builds of each round (no warm-cache builds, no reuse): half the time "
+        "on a busy machine",
+    )
+    parser.add_argument(
         "--verify-records",
         choices=("run", "round", "off"),
         default="run",
@@ -265,6 +271,10 @@ def main(argv: list[str] | None = None) -> int:
             note("pip_cold", venv_pip(python, requirements, fresh / "venv-1", env, cwd))
             note("pip_cold_cpu", CPU["seconds"], " CPU-s")
             note("pip_cold_other_load", CPU["others"], " cores used by other processes")
+            if args.cold_only:
+                note("cold_ratio", runs["pip_cold"][-1] / runs["recenv_cold"][-1], "x")
+                print(f"  after repeat {rep + 1}: {load()}", flush=True)
+                continue
             env["RECENV_CACHE_DIR"] = str(fresh / "envs-2")
             seconds, timings = recenv_build(env_file, env)
             note("recenv_warm_cache", seconds)
@@ -288,7 +298,6 @@ def main(argv: list[str] | None = None) -> int:
 
     results = {name: statistics.median(values) for name, values in runs.items()}
     ratio_cold = results["pip_cold"] / results["recenv_cold"]
-    ratio_warm = results["pip_warm_cache"] / results["recenv_warm_cache"]
     rows = [
         (
             "cold, empty caches",
@@ -297,14 +306,19 @@ def main(argv: list[str] | None = None) -> int:
             results["pip_cold"],
             ratio_cold,
         ),
-        (
-            "new env, warm cache",
-            results["recenv_warm_cache"],
-            results["recenv_warm_cache_install_only"],
-            results["pip_warm_cache"],
-            ratio_warm,
-        ),
     ]
+    if not args.cold_only:
+        ratio_warm = results["pip_warm_cache"] / results["recenv_warm_cache"]
+        rows.append(
+            (
+                "new env, warm cache",
+                results["recenv_warm_cache"],
+                results["recenv_warm_cache_install_only"],
+                results["pip_warm_cache"],
+                ratio_warm,
+            )
+        )
+        results["ratio_warm_cache"] = ratio_warm
     n = args.repeats
     print(
         f"medians of {n} repeat(s); cold ratios per repeat (cores other processes used during "
@@ -322,9 +336,10 @@ def main(argv: list[str] | None = None) -> int:
         f"cold CPU time (user + system, whole process tree): recenv {cpu_ours:.1f} s, "
         f"venv+pip {cpu_pip:.1f} s ({cpu_pip / cpu_ours:.1f}x)"
     )
-    reuse_s = results["recenv_reuse_cli_median"]
-    print(f"warm reuse (recenv build, CLI, median of 5): {reuse_s:.2f} s")
-    results.update({"ratio_cold": ratio_cold, "ratio_warm_cache": ratio_warm})
+    if not args.cold_only:
+        reuse_s = results["recenv_reuse_cli_median"]
+        print(f"warm reuse (recenv build, CLI, median of 5): {reuse_s:.2f} s")
+    results["ratio_cold"] = ratio_cold
     if args.json:
         args.json.write_text(
             json.dumps(
