@@ -20,8 +20,9 @@ import pytest
 from pytest_recenv.hardware.markers import MARKERS
 from pytest_recenv.hardware.nvml import probe_tier0
 from pytest_recenv.hardware.report import HardwareReport, load_probe_file
-from pytest_recenv.hardware.state import MODES, STATE_KEY, State, warn
+from pytest_recenv.hardware.state import MODES, STATE_KEY, State
 from pytest_recenv.hardware.text import devices_text
+from pytest_recenv.hardware.xdist import warn
 
 # -- configure ------------------------------------------------------------------------------------
 

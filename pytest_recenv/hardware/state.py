@@ -10,7 +10,6 @@ import pytest
 
 from pytest_recenv.hardware.markers import MARKER_NAMES, Need
 from pytest_recenv.hardware.report import HardwareReport
-from pytest_recenv.warning_types import RecenvPinningWarning
 
 # Requesting one of these fixtures adds its marker, so the test is skipped (or, in require mode,
 # fails) with a reason instead of erroring inside the fixture.
@@ -62,18 +61,6 @@ class State:
 
 STATE_KEY = pytest.StashKey[State]()
 NEEDS_KEY = pytest.StashKey[tuple[Need, ...]]()
-
-
-def warn(config: pytest.Config, message: str) -> None:
-    """A pinning warning; where the warning filters make it an error (as the generated project's
-    ``error::pytest_recenv.RecenvWarning`` does), a usage error with the same text, not a crash."""
-    try:
-        config.issue_config_time_warning(RecenvPinningWarning(message), stacklevel=3)
-    except RecenvPinningWarning:
-        raise pytest.UsageError(
-            f"{message} (RecenvPinningWarning is turned into an error by this run's warning "
-            "filters; to let it pass, add 'default::pytest_recenv.RecenvPinningWarning')"
-        ) from None
 
 
 def marker_names(config: pytest.Config) -> tuple[str, ...]:

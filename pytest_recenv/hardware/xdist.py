@@ -14,7 +14,8 @@ import pytest
 
 from pytest_recenv.hardware.markers import MarkerError, needs_of
 from pytest_recenv.hardware.report import visible_tokens
-from pytest_recenv.hardware.state import NEEDS_KEY, STATE_KEY, marker_names, warn
+from pytest_recenv.hardware.state import NEEDS_KEY, STATE_KEY, marker_names
+from pytest_recenv.warning_types import RecenvPinningWarning
 
 MULTI_GPU_GROUP = "recenv-multi-gpu"
 
@@ -107,3 +108,15 @@ def _usage_error_of(error: object) -> str | None:
             if line.startswith(prefix):
                 return line[len(prefix) :]
     return None
+
+
+def warn(config: pytest.Config, message: str) -> None:
+    """A pinning warning; where the warning filters make it an error (as the generated project's
+    ``error::pytest_recenv.RecenvWarning`` does), a usage error with the same text, not a crash."""
+    try:
+        config.issue_config_time_warning(RecenvPinningWarning(message), stacklevel=3)
+    except RecenvPinningWarning:
+        raise pytest.UsageError(
+            f"{message} (RecenvPinningWarning is turned into an error by this run's warning "
+            "filters; to let it pass, add 'default::pytest_recenv.RecenvPinningWarning')"
+        ) from None
