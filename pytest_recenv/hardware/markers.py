@@ -7,6 +7,7 @@ machine has it is decided in :mod:`pytest_recenv.hardware.skipping`.
 
 from __future__ import annotations
 
+import inspect
 import re
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
@@ -112,13 +113,22 @@ def _faiss_gpu(min_devices: object = 1) -> Need:
 @dataclass(frozen=True)
 class Marker:
     """One hardware marker: ``pytest --markers`` shows ``signature: description``; a usage error
-    says ``expected <signature><usage_note>``."""
+    says ``expected <signature><usage_note>``. The signature is the parser's own, so the
+    arguments are written once, in the parser's ``def``."""
 
-    signature: str
+    name: str
     description: str
     parse: Callable[..., Need]
     gpu: bool
     usage_note: str = ""
+
+    @property
+    def signature(self) -> str:
+        params = inspect.signature(self.parse).parameters.values()
+        args = ", ".join(
+            p.name if p.default is p.empty else f"{p.name}={p.default!r}" for p in params
+        )
+        return f"{self.name}({args})" if args else self.name
 
     @property
     def help_line(self) -> str:
@@ -130,36 +140,39 @@ class Marker:
 
 
 MARKERS: dict[str, Marker] = {
-    "cuda": Marker(
-        "cuda(min_devices=1, min_memory=None, min_capability=None)",
-        "skip unless enough CUDA devices are usable (driver, torch CUDA build whose arch list "
-        "covers the device, a kernel runs). "
-        'Example: @pytest.mark.cuda(min_memory="16GiB", min_capability=(8, 0))',
-        _cuda,
-        gpu=True,
-    ),
-    "multi_gpu": Marker(
-        "multi_gpu(n)",
-        "sugar for cuda(min_devices=n), n >= 2; grouped under xdist so two multi-GPU tests "
-        "never run at once. Example: @pytest.mark.multi_gpu(2)",
-        _multi_gpu,
-        gpu=True,
-        usage_note=" with n >= 2",
-    ),
-    "faiss": Marker(
-        "faiss",
-        "skip unless faiss imports and a flat-index search works. Example: @pytest.mark.faiss",
-        _faiss,
-        gpu=False,
-        usage_note=" without arguments",
-    ),
-    "faiss_gpu": Marker(
-        "faiss_gpu(min_devices=1)",
-        "skip unless faiss is a CUDA build (not Metal, not faiss-cpu installed beside "
-        "faiss-gpu) seeing enough GPUs. Example: @pytest.mark.faiss_gpu",
-        _faiss_gpu,
-        gpu=True,
-    ),
+    marker.name: marker
+    for marker in (
+        Marker(
+            "cuda",
+            "skip unless enough CUDA devices are usable (driver, torch CUDA build whose arch list "
+            "covers the device, a kernel runs). "
+            'Example: @pytest.mark.cuda(min_memory="16GiB", min_capability=(8, 0))',
+            _cuda,
+            gpu=True,
+        ),
+        Marker(
+            "multi_gpu",
+            "sugar for cuda(min_devices=n), n >= 2; grouped under xdist so two multi-GPU tests "
+            "never run at once. Example: @pytest.mark.multi_gpu(2)",
+            _multi_gpu,
+            gpu=True,
+            usage_note=" with n >= 2",
+        ),
+        Marker(
+            "faiss",
+            "skip unless faiss imports and a flat-index search works. Example: @pytest.mark.faiss",
+            _faiss,
+            gpu=False,
+            usage_note=" without arguments",
+        ),
+        Marker(
+            "faiss_gpu",
+            "skip unless faiss is a CUDA build (not Metal, not faiss-cpu installed beside "
+            "faiss-gpu) seeing enough GPUs. Example: @pytest.mark.faiss_gpu",
+            _faiss_gpu,
+            gpu=True,
+        ),
+    )
 }
 MARKER_NAMES = tuple(MARKERS)
 

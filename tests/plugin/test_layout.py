@@ -7,6 +7,7 @@ import ast
 import json
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -196,3 +197,31 @@ def test_old_module_paths_give_the_moved_modules(old: str, new: str) -> None:
     import importlib
 
     assert importlib.import_module(old) is importlib.import_module(new)
+
+
+@pytest.mark.parametrize(("xdist", "registered"), [((), False), (("-p", "xdist.plugin"), True)])
+def test_the_xdist_hooks_are_registered_only_where_xdist_is_loaded(
+    pytester: pytest.Pytester,
+    run: Callable[..., pytest.RunResult],
+    xdist: tuple[str, ...],
+    registered: bool,
+) -> None:
+    pytester.makepyfile(
+        "def test_hooks(pytestconfig):\n"
+        "    print('xdist hooks:', pytestconfig.pluginmanager.has_plugin('recenv-xdist-hooks'))\n"
+    )
+    result = run(*xdist, "-s")
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines([f"*xdist hooks: {registered}*"])
+
+
+def test_marker_help_and_usage_come_from_the_parsers_signatures() -> None:
+    from pytest_recenv.hardware.markers import MARKERS
+
+    assert [m.help_line.split(":")[0] for m in MARKERS.values()] == [
+        "cuda(min_devices=1, min_memory=None, min_capability=None)",
+        "multi_gpu(n)",
+        "faiss",
+        "faiss_gpu(min_devices=1)",
+    ]
+    assert MARKERS["multi_gpu"].usage == "multi_gpu(n) with n >= 2"
