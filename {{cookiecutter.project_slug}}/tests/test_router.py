@@ -92,7 +92,53 @@ def test_every_combination_gets_a_decision_and_every_channel_is_reachable(
 ) -> None:
     decisions = [router.route(*combo) for combo in ALL_COMBOS]
     assert all(isinstance(d, Decision) and d.reason for d in decisions)
-    assert {d.channel for d in decisions} == set(Channel)
+    assert {c for d in decisions for c in d.channels} == set(Channel)
+    assert {d.rank for d in decisions} == {True, False}
+
+
+@pytest.mark.parametrize(
+    ("request_", "rule", "recall", "rank"),
+    [
+        (("new", "mobile", "browse"), "new-mobile-browse", ("popularity",), False),
+        (
+            ("returning", "mobile", "purchase"),
+            "returning-mobile-buy",
+            ("two_tower", "item_graph", "ease", "popularity"),
+            True,
+        ),
+        (("vip", "tablet", "click"), "vip-click", ("item_graph",), True),
+        (("returning", "desktop", "browse"), "known-user", ("two_tower",), True),
+        (("vip", "mobile", "cart"), "known-user", ("two_tower",), True),
+        (("new", "desktop", "cart"), "fallback", ("popularity",), False),
+        (("robot", "mobile", "browse"), "fallback", ("popularity",), False),
+    ],
+    ids=lambda v: "-".join(v) if isinstance(v, tuple) else str(v),
+)
+def test_the_stage_table_picks_recall_channels_and_ranking_per_request(
+    router: Router, request_: tuple[str, str, str], rule: str, recall: tuple, rank: bool
+) -> None:
+    decision = router.route(*request_)
+    assert decision.rule == rule
+    assert tuple(c.value for c in decision.channels) == recall
+    assert decision.channel.value == recall[0]
+    assert decision.rank is rank
+
+
+def test_a_routes_file_sets_several_channels_and_ranking(tmp_path: Path) -> None:
+    routes = tmp_path / "routes.yaml"
+    routes.write_text(
+        "rules:\n"
+        "  - name: desk-buy\n    device: desktop\n    action: purchase\n"
+        "    channels: [ease, two_tower, ease]\n    rank: true\n"
+        "  - name: new-browse\n    user_type: new\n    channel: popularity\n",
+        encoding="utf-8",
+    )
+    router = load_router(routes)
+    ranked = router.route("returning", "desktop", "purchase")
+    assert ranked.rule == "desk-buy" and ranked.rank
+    assert ranked.channels == (Channel.EASE, Channel.TWO_TOWER)  # each once, in order
+    plain = router.route("new", "tablet", "browse")
+    assert plain.channels == (Channel.POPULARITY,) and not plain.rank  # rank defaults to off
 
 
 def test_plain_strings_are_accepted_whatever_their_case(router: Router) -> None:
@@ -180,8 +226,25 @@ def test_a_bad_rule_is_reported_with_the_file_and_line(tmp_path: Path) -> None:
         ({"rule": []}, "unknown key(s) 'rule'"),
         ({"rules": {"channel": "popularity"}}, "'rules' must be a list"),
         ({"rules": ["popularity"]}, "each rule must be a mapping"),
+        ({"rules": [{"channels": ["ease", "magic"]}]}, "channels has 'magic'; expected one of"),
+        ({"rules": [{"channels": []}]}, "expected a non-empty list"),
+        ({"rules": [{"channel": "ease", "channels": ["ease"]}]}, "either 'channel' (one)"),
+        ({"rules": [{"rank": True}]}, "either 'channel' (one)"),
+        ({"rules": [{"channel": "ease", "rank": "yes"}]}, "rank is 'yes'; expected true"),
     ],
-    ids=["channel", "rule-key", "fallback", "top-key", "rules-type", "rule-type"],
+    ids=[
+        "channel",
+        "rule-key",
+        "fallback",
+        "top-key",
+        "rules-type",
+        "rule-type",
+        "channels-value",
+        "channels-empty",
+        "channel-and-channels",
+        "no-channel",
+        "rank-type",
+    ],
 )
 def test_invalid_configs_say_what_was_expected(config: dict, expected: str) -> None:
     with pytest.raises(RouteConfigError, match=None) as excinfo:

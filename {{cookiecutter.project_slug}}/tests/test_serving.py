@@ -477,3 +477,208 @@ def test_the_fuzz_script_sends_the_hostile_corpus_and_finds_no_5xx(
     result = json.loads(summary.read_text(encoding="utf-8"))
     assert result["hostile_cases"] == len(CORPUS) and result["hostile_failures"] == []
     assert result["server_errors_5xx"] == 0
+
+
+# --- retrieve -> rank: the chain as served --------------------------------------------------
+# A small sample goes through the real command line (data, train, index, rank); the service
+# ranks with the exported ranker, and the answers are compared with the offline chain built
+# by ranking/ from the run's split (channels refitted here, not read from the artifacts).
+
+CHAIN_SAMPLE = ["--n-users", "120", "--n-items", "60"]
+CHAIN_N = 20  # top-N per channel, small so that bad candidate sets are easy to make
+BUY = {"user_type": "returning", "device": "mobile", "action": "purchase"}
+
+
+@pytest.fixture(scope="module")
+def chain(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """(run folder, artifacts folder with ranker/) of the sample, built by the command line."""
+    from {{ cookiecutter.package_name }}.__main__ import main
+
+    root = tmp_path_factory.mktemp("chain")
+    data, runs, artifacts = root / "events.csv", root / "runs", root / "artifacts"
+    assert main(["data", "--out", str(data), *CHAIN_SAMPLE]) == 0
+    train = ["train", "--data", str(data), "--runs-dir", str(runs), "--run-id", "r"]
+    assert main([*train, "--epochs", "2", "--device", "cpu", "--no-progress"]) == 0
+    assert main(["index", "--run", str(runs / "r"), "--out", str(artifacts)]) == 0
+    rank = ["rank", "--run", str(runs / "r"), "--out", str(artifacts / "ranker")]
+    assert main([*rank, "--epochs", "2", "--folds", "1", "--n-candidates", str(CHAIN_N)]) == 0
+    return runs / "r", artifacts
+
+
+@pytest.fixture(scope="module")
+def chain_client(chain: tuple[Path, Path]) -> Iterator[TestClient]:
+    with TestClient(create_app(chain[1])) as test_client:
+        yield test_client
+
+
+@pytest.fixture(scope="module")
+def offline_top(chain: tuple[Path, Path]) -> dict[str, tuple[list[str], list[float]]]:
+    """Per raw user id: the offline chain's top-10 (item ids, ranker logits), seen items masked."""
+    from {{ cookiecutter.package_name }}.channels import (
+        ItemGraphChannel,
+        PopularityChannel,
+        TwoTowerChannel,
+    )
+    from {{ cookiecutter.package_name }}.channels.ease import EaseChannel
+    from {{ cookiecutter.package_name }}.ranking import generate_candidates
+    from {{ cookiecutter.package_name }}.ranking.inference import OnnxRanker, rank_candidates
+    from {{ cookiecutter.package_name }}.training import load_trained, two_tower_embeddings
+
+    run, artifacts = chain
+    report = json.loads((artifacts / "ranker" / "rank_report.json").read_text(encoding="utf-8"))
+    _, model, split = load_trained(run)
+    users, items = split.train
+    fitted = {
+        "ease": EaseChannel.fit(users, items, split.n_users, split.n_items, report["ease_l2"]),
+        "item_graph": ItemGraphChannel(users, items, split.n_users, split.n_items),
+        "popularity": PopularityChannel(items, split.n_items, split.n_users),
+        "two_tower": TwoTowerChannel(*two_tower_embeddings(model, split)),
+    }
+    ranker = OnnxRanker(artifacts / "ranker")
+    channels = {name: fitted[name] for name in ranker.channels}
+    data = split.data
+    everyone = np.arange(split.n_users)
+    cand = generate_candidates(
+        channels, everyone, split.by_user("train"), CHAIN_N,
+        item_features=data.item_features, item_feature_names=data.item_feature_names,
+    )  # fmt: skip
+    out = {}
+    for u in everyone:
+        mask = cand.mask[u]
+        got = rank_candidates(
+            ranker.score, int(u), data.user_features[u], cand.items[u][mask],
+            data.item_features, cand.features[u][mask], 10,
+        )  # fmt: skip
+        out[data.user_ids[u]] = ([data.item_ids[i] for i in got.items], got.scores.tolist())
+    return out
+
+
+def test_a_ranked_route_returns_the_offline_chains_top_k_for_every_user(
+    chain_client: TestClient, offline_top: dict[str, tuple[list[str], list[float]]]
+) -> None:
+    for user_id, (want_items, want_scores) in offline_top.items():
+        answer = ask(chain_client, user_id=user_id, **BUY)
+        assert [item["item_id"] for item in answer["items"]] == want_items, user_id
+        got_scores = [item["score"] for item in answer["items"]]
+        np.testing.assert_allclose(got_scores, want_scores, rtol=1e-5, atol=1e-5)
+
+
+def test_the_explanation_shows_the_recall_and_rank_stages_and_each_items_scores(
+    chain_client: TestClient,
+) -> None:
+    user_id = next(iter(load_user_ids(chain_client)))
+    answer = ask(chain_client, user_id=user_id, k=10, **BUY)
+    recall, rank = answer["stages"]
+    assert recall.startswith("recall: two_tower, item_graph, ease, popularity (")
+    assert f"top {CHAIN_N} each" in recall
+    assert rank.startswith("rank: ranker ") and "ranker.onnx (10 of " in rank
+    assert answer["rule"] == "returning-mobile-buy" and not answer["fallback"]
+    channels = {"two_tower", "item_graph", "ease", "popularity"}
+    for item in answer["items"]:
+        stages = item["stages"]
+        assert stages["rank"] == item["score"]
+        assert set(stages) - {"rank"} and set(stages) - {"rank"} <= channels
+    scores = [item["score"] for item in answer["items"]]
+    assert scores == sorted(scores, reverse=True)
+
+
+def test_a_vip_click_ranks_only_what_the_item_graph_recalled(chain_client: TestClient) -> None:
+    user_id = next(iter(load_user_ids(chain_client)))
+    vip = ask(chain_client, user_id=user_id, user_type="vip", device="tablet", action="click")
+    assert vip["stages"][0].startswith("recall: item_graph (")
+    assert vip["stages"][1].startswith("rank: ")
+    assert all(set(item["stages"]) == {"item_graph", "rank"} for item in vip["items"])
+
+
+def test_cold_start_and_item_to_item_requests_skip_ranking_and_say_why(
+    chain_client: TestClient,
+) -> None:
+    new = ask(
+        chain_client, user_id="someone-new", user_type="new", device="mobile", action="browse"
+    )
+    assert new["stages"] == ["recall: popularity"] and new["channel"] == "popularity"
+    unknown = ask(chain_client, user_id="someone-new", **BUY)
+    assert "ranking skipped: user 'someone-new' is not in the model" in unknown["reason"]
+    assert unknown["channel"] == "popularity" and unknown["fallback"]
+    user_id = next(iter(load_user_ids(chain_client)))
+    item = load_item_ids(chain_client)[0]
+    clicked = ask(chain_client, user_id=user_id, user_type="vip", device="mobile",
+                  action="click", item_id=item)  # fmt: skip
+    assert "ranking skipped: item_id" in clicked["reason"]
+    assert clicked["stages"] == ["recall: item_graph"]
+
+
+def test_fewer_candidates_than_k_are_ranked_then_filled_from_popularity_with_a_reason(
+    chain_client: TestClient,
+) -> None:
+    user_id = next(iter(load_user_ids(chain_client)))
+    k = 50  # the item graph recalls at most CHAIN_N = 20
+    vip = ask(chain_client, user_id=user_id, user_type="vip", device="tablet", action="click", k=k)
+    assert "ranking: only " in vip["reason"] and "filled from the fallback list" in vip["reason"]
+    ranked = [item for item in vip["items"] if item["score"] is not None]
+    filled = [item for item in vip["items"] if item["score"] is None]
+    assert len(ranked) <= CHAIN_N and filled and all("rank" not in i["stages"] for i in filled)
+    ids = [item["item_id"] for item in vip["items"]]
+    assert len(ids) == len(set(ids)) <= k
+
+
+def test_an_empty_candidate_set_degrades_to_popularity_with_a_reason(
+    chain_client: TestClient,
+) -> None:
+    recommender = chain_client.app.state.recommender  # type: ignore[attr-defined]
+    seen = recommender.artifacts.seen_items(0)
+    fill, _ = recommender.popularity.recommend_to_anyone(5, seen)
+    result = recommender.ranking.rank(0, seen, ["sasrec"], 5, fill)
+    assert "the ranker has no channel sasrec: left out of recall" in result.notes
+    assert "ranking: no candidates for k=5; 5 filled from the fallback list" in result.notes
+    assert result.items.tolist() == fill.tolist() and np.isnan(result.scores).all()
+
+
+def test_without_a_ranker_ranked_routes_answer_in_recall_order_and_say_why(
+    client: TestClient,
+) -> None:
+    answer = ask(client, **BUY)
+    assert "ranking skipped: no ranker in " in answer["reason"]
+    assert answer["stages"] == ["recall: two_tower"]
+    assert client.get("/readyz").json()["ranker"].startswith("no ranker in ")
+
+
+def test_a_ranker_of_other_users_stops_the_startup_naming_its_file(
+    artifacts_dir: Path, chain: tuple[Path, Path]
+) -> None:
+    app = create_app(artifacts_dir, ranker_dir=chain[1] / "ranker")
+    with (
+        pytest.raises(ArtifactError, match=r"ranker\.json: ranked users differ from"),
+        TestClient(app),
+    ):
+        pass
+
+
+def test_the_ranking_server_process_never_loads_torch(chain: tuple[Path, Path]) -> None:
+    port = free_port()
+    process = spawn_server(chain[1], port, capture=True)
+    try:
+        wait_until_ready(process, port, 90.0)
+        maps = Path(f"/proc/{process.pid}/maps")
+        if not maps.is_file():
+            pytest.skip(f"needs /proc/<pid>/maps (Linux) to read the mapped libraries; no {maps}")
+        user_id = json.loads((chain[1] / "user_ids.json").read_text(encoding="utf-8"))[0]
+        reply = httpx.post(
+            f"http://127.0.0.1:{port}/recommend", json={"user_id": user_id, **BUY}, timeout=10.0
+        )
+        assert reply.status_code == 200, reply.text
+        assert reply.json()["stages"][1].startswith("rank: ")
+        libraries = {line.split()[-1] for line in maps.read_text().splitlines() if "/" in line}
+        assert any("onnxruntime" in lib for lib in libraries), "expected onnxruntime mapped"
+        torch = [lib for lib in libraries if "/torch/" in lib or "libtorch" in lib]
+        assert not torch, f"the server mapped {torch[:3]}"
+    finally:
+        stop_server(process)
+
+
+def load_user_ids(client: TestClient) -> list[str]:
+    return client.app.state.recommender.artifacts.user_ids[:3]  # type: ignore[attr-defined]
+
+
+def load_item_ids(client: TestClient) -> list[str]:
+    return client.app.state.recommender.artifacts.item_ids  # type: ignore[attr-defined]

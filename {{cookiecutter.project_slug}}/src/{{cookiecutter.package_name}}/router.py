@@ -2,21 +2,27 @@
 
 A request is described by three typed facts: who the user is (`UserType`), where they are
 (`Device`) and what they are doing (`Action`). `Router.route` turns them into a `Decision`:
-the `Channel` to recall candidates from and a human-readable reason, which the service
-returns to the caller so every recommendation can be explained.
+the stages the request gets (the `Channel`s to recall candidates from, and whether the DNN
+ranker orders them) and a human-readable reason, which the service returns to the caller so
+every recommendation can be explained.
 
 The defaults are a structural `match` (Python 3.10+) that teams start from:
 
-====================  ==========  ==========  =============  ======================
-rule                  user_type   device      action         channel
-====================  ==========  ==========  =============  ======================
-new-mobile-browse     new         mobile      browse         popularity (cold start)
-returning-mobile-buy  returning   mobile      purchase       two_tower
-vip-click             vip         any         click          item_graph
-known-user            returning   any         any            two_tower
+====================  ==========  ==========  ========  ==================================  ====
+rule                  user_type   device      action    recall channel(s)                   rank
+====================  ==========  ==========  ========  ==================================  ====
+new-mobile-browse     new         mobile      browse    popularity (cold start)             no
+returning-mobile-buy  returning   mobile      purchase  two_tower, item_graph, ease,        yes
+                                                        popularity (multi-channel)
+vip-click             vip         any         click     item_graph                          yes
+known-user            returning   any         any       two_tower                           yes
                       or vip
-(fallback)            anything else, or an unknown value     popularity
-====================  ==========  ==========  =============  ======================
+(fallback)            anything else, or an unknown value      popularity                    no
+====================  ==========  ==========  ========  ==================================  ====
+
+"rank" means the candidates of the recall channels are ordered by the exported ranker
+(`python -m <package> rank`); where the service has no ranker, or the user is unknown to it,
+the recall order answers and the reason says why.
 
 The fallback is popularity because it is the one channel that needs nothing from the user
 (no history, no embedding), so it can always answer. Unknown values (a new device type
@@ -32,7 +38,12 @@ before the built-in `match` (see `load_router`)::
         user_type: "*"          # "*" or a missing key matches anything
         device: tablet
         action: browse
-        channel: item_graph
+        channel: item_graph     # one channel, recall order (rank defaults to false)
+      - name: desktop-buy-ranked
+        device: desktop
+        action: purchase
+        channels: [two_tower, ease]   # recall from both ...
+        rank: true                    # ... and order the candidates with the ranker
 """
 
 from __future__ import annotations
@@ -56,6 +67,7 @@ __all__ = [
 ]
 
 WILDCARD = "*"
+RULE_KEYS = {"name", "channel", "channels", "rank", "user_type", "device", "action"}
 E = TypeVar("E", bound=Enum)
 {%- if cookiecutter.python_version == "3.10" %}
 
@@ -99,16 +111,31 @@ class Channel(StrEnum):
     POPULARITY = "popularity"
     TWO_TOWER = "two_tower"
     ITEM_GRAPH = "item_graph"
+    EASE = "ease"  # served where the ranker's folder holds its weights (`rank` stage)
+
+
+MULTI_CHANNEL = (Channel.TWO_TOWER, Channel.ITEM_GRAPH, Channel.EASE, Channel.POPULARITY)
 
 
 @dataclass(frozen=True, slots=True)
 class Decision:
-    """The routing answer: the channel, the rule that chose it and why."""
+    """The routing answer: the stages (recall channels, rank or not), the rule and why.
+
+    `channel` is the first (main) recall channel; `recall` lists every recall channel when
+    there are several (empty means just `channel`).
+    """
 
     channel: Channel
     rule: str
     reason: str
     fallback: bool = False
+    recall: tuple[Channel, ...] = ()
+    rank: bool = False
+
+    @property
+    def channels(self) -> tuple[Channel, ...]:
+        """Every recall channel of the decision, the main one first."""
+        return self.recall or (self.channel,)
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,6 +147,8 @@ class Rule:
     user_type: UserType | None = None
     device: Device | None = None
     action: Action | None = None
+    recall: tuple[Channel, ...] = ()
+    rank: bool = False
 
     def matches(self, user_type: UserType, device: Device, action: Action) -> bool:
         return (
@@ -160,20 +189,25 @@ def default_route(user_type: UserType, device: Device, action: Action) -> Decisi
             return Decision(
                 Channel.TWO_TOWER,
                 "returning-mobile-buy",
-                "returning user purchasing on mobile: personalised two-tower recall",
+                "returning user purchasing on mobile: multi-channel recall, then the DNN ranker",
+                recall=MULTI_CHANNEL,
+                rank=True,
             )
         case (UserType.VIP, _, Action.CLICK):
             return Decision(
                 Channel.ITEM_GRAPH,
                 "vip-click",
-                f"VIP clicking on {device.value}: items co-engaged with the clicked item",
+                f"VIP clicking on {device.value}: items co-engaged with the clicked item, "
+                "then the DNN ranker",
+                rank=True,
             )
         case (UserType.RETURNING | UserType.VIP, _, _):
             return Decision(
                 Channel.TWO_TOWER,
                 "known-user",
                 f"{user_type.value} user ({device.value}, {action.value}): "
-                "history exists, so personalised two-tower recall",
+                "history exists, so personalised two-tower recall, then the DNN ranker",
+                rank=True,
             )
         case _:
             return None
@@ -214,7 +248,13 @@ class Router:
             )
         for rule in self.rules:
             if rule.matches(user, dev, act):
-                return Decision(rule.channel, rule.name, f"configured rule {rule.name!r}")
+                return Decision(
+                    rule.channel,
+                    rule.name,
+                    f"configured rule {rule.name!r}",
+                    recall=rule.recall,
+                    rank=rule.rank,
+                )
         decision = default_route(user, dev, act)
         if decision is not None:
             return decision
@@ -284,24 +324,53 @@ def _rule(raw: object, index: int, source: str, lines: Mapping[int, int]) -> Rul
         raise RouteConfigError(
             f"{where}: each rule must be a mapping with a 'channel', found {raw!r}."
         )
-    extra = sorted(set(raw) - {"name", "channel", "user_type", "device", "action"})
+    extra = sorted(set(raw) - RULE_KEYS)
     if extra:
         raise RouteConfigError(
             f"{where}: unknown key(s) {', '.join(map(repr, extra))}; a rule has name, "
-            "user_type, device, action and channel."
+            "user_type, device, action, channel (or channels) and rank."
         )
-    channel = _parse(Channel, raw.get("channel"))
-    if channel is None:
+    recall = _channels(raw, where)
+    rank = raw.get("rank", False)
+    if not isinstance(rank, bool):
         raise RouteConfigError(
-            f"{where}: channel is {raw.get('channel')!r}; expected one of {_choices(Channel)}."
+            f"{where}: rank is {rank!r}; expected true (order the candidates with the ranker) "
+            "or false (recall order)."
         )
     return Rule(
         name=str(raw.get("name") or f"rule-{index + 1}"),
-        channel=channel,
+        channel=recall[0],
         user_type=_field(raw, "user_type", UserType, where),
         device=_field(raw, "device", Device, where),
         action=_field(raw, "action", Action, where),
+        recall=recall if len(recall) > 1 else (),
+        rank=rank,
     )
+
+
+def _channels(raw: Mapping[str, Any], where: str) -> tuple[Channel, ...]:
+    """The rule's recall channels: `channel: x` or `channels: [x, y]` (exactly one of them)."""
+    if ("channel" in raw) == ("channels" in raw):
+        raise RouteConfigError(
+            f"{where}: give either 'channel' (one) or 'channels' (a list); expected one of "
+            f"{_choices(Channel)}."
+        )
+    values = [raw["channel"]] if "channel" in raw else raw["channels"]
+    if not isinstance(values, list) or not values:
+        raise RouteConfigError(
+            f"{where}: channels is {values!r}; expected a non-empty list, e.g. [two_tower, ease]."
+        )
+    parsed = []
+    for value in values:
+        channel = _parse(Channel, value)
+        if channel is None:
+            what = "channel is" if "channel" in raw else "channels has"
+            raise RouteConfigError(
+                f"{where}: {what} {value!r}; expected one of {_choices(Channel)}."
+            )
+        if channel not in parsed:
+            parsed.append(channel)
+    return tuple(parsed)
 
 
 def _rule_lines(text: str) -> dict[int, int]:

@@ -8,11 +8,13 @@
    (a second two-tower model is trained on the fold, early-stopped on part of the fold);
 3. trains the ranker (``train_ranker``, epochs chosen on validation);
 4. reports test metrics of every channel and of the chain (nothing was tuned on test);
-5. exports ``ranker.onnx`` + ``ranker.json`` (parity checked) and ``rank_report.json``.
+5. exports ``ranker.onnx`` + ``ranker.json`` (parity checked), what a service needs to build
+   the same candidate features (``write_serving_inputs``) and ``rank_report.json``.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import tempfile
 import time
@@ -29,9 +31,34 @@ from ..training import load_trained, train, two_tower_embeddings
 from .config import RankerConfig
 from .data import pairs_split
 from .export import export_ranker
+from .inference import RANKER_META
 from .train import evaluate_chain, train_ranker
 
 REPORT = "rank_report.json"
+SERVING_ARRAYS = ("user_features.npy", "item_features.npy", "ease.weights.npy")
+
+
+def _ids_sha256(ids: list[str]) -> str:
+    """sha256 of an id list as ``save_artifacts`` writes it (``user_ids.json``/``item_ids.json``)."""
+    return hashlib.sha256(json.dumps([str(i) for i in ids]).encode("utf-8")).hexdigest()
+
+
+def write_serving_inputs(out: Path, split: Any, channels: dict[str, object]) -> None:
+    """What a service needs beside ``ranker.onnx`` to build the same candidate features: the
+    side-feature tables, the EASE weights (the artifacts folder holds the other channels), the
+    item feature names, and the id lists' sha256 to match against the artifacts' manifest."""
+    data = split.data
+    np.save(out / "user_features.npy", np.asarray(data.user_features, dtype=np.int64))
+    np.save(out / "item_features.npy", np.asarray(data.item_features, dtype=np.int64))
+    if "ease" in channels:
+        np.save(out / "ease.weights.npy", channels["ease"].weights)  # type: ignore[attr-defined]
+    meta_path = out / RANKER_META
+    meta = json.loads(meta_path.read_text(encoding="utf-8"))
+    meta["item_feature_names"] = list(data.item_feature_names)
+    meta["user_ids_sha256"] = _ids_sha256(data.user_ids)
+    meta["item_ids_sha256"] = _ids_sha256(data.item_ids)
+    meta_path.write_text(json.dumps(meta, indent=2), encoding="utf-8")
+    make_readable(meta_path, *(out / n for n in SERVING_ARRAYS if (out / n).exists()))
 
 
 def run_rank(run_dir: Path, out_dir: Path, cfg: RankerConfig | None = None) -> dict[str, Any]:
@@ -95,6 +122,7 @@ def run_rank(run_dir: Path, out_dir: Path, cfg: RankerConfig | None = None) -> d
         cfg.n_candidates,
     )
     seconds["export"] = time.perf_counter() - t0
+    write_serving_inputs(Path(out_dir), split, full)
     report = {
         "run": str(run_dir),
         "config": cfg.to_dict(),

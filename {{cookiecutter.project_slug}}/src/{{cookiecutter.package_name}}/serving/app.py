@@ -4,6 +4,8 @@ Configuration comes from the arguments of `create_app`, else from the environmen
 
 - `{{ cookiecutter.package_name|upper }}_ARTIFACTS`: the artifacts folder to serve (default `artifacts`)
 - `{{ cookiecutter.package_name|upper }}_ROUTES`: a YAML routes file (see `router.py`; default: built-in routes)
+- `{{ cookiecutter.package_name|upper }}_RANKER`: the ranker folder written by `rank` (default `<artifacts>/ranker`;
+  without one, ranked routes answer in recall order and say so)
 - `{{ cookiecutter.package_name|upper }}_FAISS_THREADS`: OpenMP threads per faiss search (default 1)
 - `{{ cookiecutter.package_name|upper }}_MAX_BODY_BYTES`: request-body limit, 413 past it (default 65536)
 
@@ -67,10 +69,12 @@ def create_app(
     artifacts_dir: str | os.PathLike[str] | None = None,
     routes_file: str | os.PathLike[str] | None = None,
     max_body_bytes: int | None = None,
+    ranker_dir: str | os.PathLike[str] | None = None,
 ) -> FastAPI:
     """Build the app. Nothing heavy happens here; loading waits for the lifespan (startup)."""
     directory = Path(artifacts_dir or _setting("ARTIFACTS", "artifacts") or "artifacts")
     routes = routes_file or _setting("ROUTES")
+    ranker = ranker_dir or _setting("RANKER")
     body_limit = _body_limit(max_body_bytes)
 
     @asynccontextmanager
@@ -78,7 +82,7 @@ def create_app(
         _limit_faiss_threads(int(_setting("FAISS_THREADS", "1") or 1))
         router = load_router(routes)  # RouteConfigError names the file and line
         artifacts = load_artifacts(directory)  # ArtifactError names the file
-        app.state.recommender = Recommender(artifacts, router)
+        app.state.recommender = Recommender(artifacts, router, ranker)
         app.state.offload = artifacts.n_items > OFFLOAD_ABOVE_ITEMS
         app.state.ready = True
         yield
@@ -87,8 +91,8 @@ def create_app(
     app = FastAPI(
         title=PROJECT_NAME,
         version=__version__,
-        description="Recommendations from the two-tower model, the item graph and popularity, "
-        "routed by user type, device and action.",
+        description="Recommendations recalled from the two-tower model, the item graph, EASE "
+        "and popularity, ranked by the DNN ranker, routed by user type, device and action.",
         lifespan=lifespan,
     )
     app.state.ready = False
@@ -152,6 +156,7 @@ def create_app(
             n_items=art.n_items,
             dim=art.dim,
             channels=list(recommender.channels),
+            ranker=recommender.ranking_status,
             package_version=str(art.manifest.get("package_version", "")),
         )
 
@@ -187,10 +192,11 @@ def create_app(
         return RecommendResponse(
             user_id=body.user_id,
             items=[
-                ScoredItem(item_id=i, score=s)
-                for i, s in zip(result.item_ids, result.scores, strict=True)
+                ScoredItem(item_id=i, score=s, stages=st)
+                for i, s, st in zip(result.item_ids, result.scores, result.item_stages, strict=True)
             ],
             channel=result.channel,
+            stages=result.stages,
             rule=result.rule,
             reason=result.reason,
             fallback=result.fallback,

@@ -1,12 +1,20 @@
-"""Request-time recommendation over a loaded artifacts folder.
+"""Request-time recommendation over a loaded artifacts folder: recall, then rank.
 
-The router picks a channel from (user_type, device, action); this module answers with that
-channel, the same class evaluation measures (``channels.load_channels`` rebuilds them from the
-artifacts), and degrades instead of failing when the channel cannot answer for this request:
+The router picks the stages from (user_type, device, action): the recall channel(s) and
+whether the ranker orders their candidates. Ranked routes go through ``chain.RankingStage``
+(the exported ranker in onnxruntime over the candidates of the routed channels); each item
+then carries its recall scores and its ranker score. Ranking degrades to the recall order,
+with the reason, where the service has no ranker, the user is unknown to it, or the request
+names an item (item-to-item: the ranker ranks a user's own candidates).
+
+Recall answers with the routed channel, the same class evaluation measures
+(``channels.load_channels`` rebuilds them from the artifacts), and degrades instead of failing
+when the channel cannot answer for this request:
 
 * two_tower needs the user's embedding: an unknown user is served by cold-start popularity.
 * item_graph needs seed items: the request's `item_id`, else the user's history; with neither,
   popularity. When the graph has fewer than k neighbours the list is topped up by popularity.
+* ease is served only with the ranker's folder (which holds its weights); else popularity.
 * popularity always answers.
 
 Every downgrade is added to the reason, so the caller can see exactly why it got what it got.
@@ -15,13 +23,15 @@ Pure numpy + the faiss index: no torch in the process.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import os
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from ..artifacts import Artifacts
 from ..channels import ItemGraphChannel, PopularityChannel, TwoTowerChannel, load_channels, top_k
 from ..router import Channel, Decision, Router
+from .chain import RankingStage, load_ranking_stage
 
 _EMPTY = np.zeros(0, dtype=np.int64)
 
@@ -31,25 +41,38 @@ class Recommendation:
     """The answer to one request (item ids are the raw ids of the catalog)."""
 
     item_ids: list[str]
-    scores: list[float]
+    scores: list[float | None]
     channel: Channel
     rule: str
     reason: str
     fallback: bool
     known_user: bool
+    stages: list[str] = field(default_factory=list)
+    """What ran, in order: ``recall: <channels>`` then ``rank: ...`` where the ranker ran."""
+    item_stages: list[dict[str, float]] = field(default_factory=list)
+    """Per item: its recall score per channel, and ``rank`` (the ranker's logit) when ranked."""
 
 
 class Recommender:
-    """Holds the artifacts, their channels and a router; `recommend` is safe to call from many
-    threads (the channels are read-only once loaded)."""
+    """Holds the artifacts, their channels, the ranking stage and a router; `recommend` is safe
+    to call from many threads (everything is read-only once loaded)."""
 
-    def __init__(self, artifacts: Artifacts, router: Router | None = None) -> None:
+    def __init__(
+        self,
+        artifacts: Artifacts,
+        router: Router | None = None,
+        ranker_dir: str | os.PathLike[str] | None = None,
+    ) -> None:
         self.artifacts = artifacts
         self.router = router or Router()
         self.channels = load_channels(artifacts)
         self.popularity: PopularityChannel = self.channels[Channel.POPULARITY.value]  # type: ignore[assignment]
         self.item_graph: ItemGraphChannel = self.channels[Channel.ITEM_GRAPH.value]  # type: ignore[assignment]
         self.two_tower: TwoTowerChannel = self.channels[Channel.TWO_TOWER.value]  # type: ignore[assignment]
+        self.ranking: RankingStage | None
+        self.ranking, self.ranking_status = load_ranking_stage(ranker_dir, artifacts, self.channels)
+        if self.ranking is not None and Channel.EASE.value in self.ranking.channels:
+            self.channels.setdefault(Channel.EASE.value, self.ranking.channels[Channel.EASE.value])  # type: ignore[arg-type]
 
     def recommend(
         self,
@@ -69,7 +92,19 @@ class Recommender:
         exclude = seen if exclude_seen else _EMPTY
         k = min(k, art.n_items)
 
-        if channel is Channel.TWO_TOWER and user is None:
+        if decision.rank:
+            why_not = self._why_not_rank(user_id, user, item_id)
+            if why_not is None:
+                return self._ranked(decision, reasons, user, exclude, k)  # type: ignore[arg-type]
+            reasons.append(f"ranking skipped: {why_not}")
+
+        if channel is Channel.EASE and channel.value not in self.channels:
+            channel, fallback = Channel.POPULARITY, True
+            reasons.append("no EASE weights (they come with the ranker): popularity instead")
+        if channel is Channel.EASE and user is not None:
+            ids, scores = self.channels[channel.value].recommend(np.array([user]), k, [exclude])
+            return self._answer(ids[0], scores[0], channel, decision, reasons, fallback, user)
+        if channel in (Channel.TWO_TOWER, Channel.EASE) and user is None:
             channel, fallback = Channel.POPULARITY, True
             reasons.append(f"user {user_id!r} is not in the model: cold-start popularity")
 
@@ -83,8 +118,12 @@ class Recommender:
                     more, more_scores = self._popularity(
                         np.concatenate([exclude, seeds, ids]), k - len(ids)
                     )
+                    sources = [channel.value] * len(ids) + [Channel.POPULARITY.value] * len(more)
                     ids = np.concatenate([ids, more])
                     scores = np.concatenate([scores, more_scores])
+                    return self._answer(
+                        ids, scores, channel, decision, reasons, fallback, user, sources
+                    )
                 return self._answer(ids, scores, channel, decision, reasons, fallback, user)
             channel, fallback = Channel.POPULARITY, True
             reasons.append(f"{why}: popularity instead")
@@ -95,6 +134,49 @@ class Recommender:
 
         ids, scores = self._popularity(exclude, k)
         return self._answer(ids, scores, Channel.POPULARITY, decision, reasons, fallback, user)
+
+    def _why_not_rank(self, user_id: str, user: int | None, item_id: str | None) -> str | None:
+        """None when the ranker can order this request's candidates, else why not."""
+        if self.ranking is None:
+            return self.ranking_status
+        if user is None:
+            return f"user {user_id!r} is not in the model (the ranker needs a known user)"
+        if item_id is not None:
+            return f"item_id {item_id!r} given: item-to-item recall in graph order"
+        return None
+
+    def _ranked(
+        self, decision: Decision, reasons: list[str], user: int, exclude: np.ndarray, k: int
+    ) -> Recommendation:
+        """Recall from the decision's channels, rank with the ranker, explain every item."""
+        assert self.ranking is not None
+        fill, _ = self._popularity(exclude, k)
+        recall = [c.value for c in decision.channels]
+        result = self.ranking.rank(user, exclude, recall, k, fill[fill >= 0])
+        reasons.extend(result.notes)
+        used = [c for c in recall if c in self.ranking.channels]
+        stages = [
+            f"recall: {', '.join(used)} ({result.n_candidates} candidates, top "
+            f"{self.ranking.n_per_channel} each)",
+            f"rank: {self.ranking_status} ({len(result.items)} of {result.n_candidates})",
+        ]
+        item_stages = [
+            {**scores, **({} if np.isnan(s) else {"rank": round(float(s), 6)})}
+            for scores, s in zip(result.recall_scores, result.scores.tolist(), strict=True)
+        ]
+        item_ids = self.artifacts.item_ids
+        return Recommendation(
+            item_ids=[item_ids[i] for i in result.items.tolist()],
+            # None for an item filled from popularity after the candidates ran out.
+            scores=[None if np.isnan(s) else round(float(s), 6) for s in result.scores.tolist()],
+            channel=decision.channel,
+            rule=decision.rule,
+            reason="; ".join(reasons),
+            fallback=decision.fallback,
+            known_user=True,
+            stages=stages,
+            item_stages=item_stages,
+        )
 
     def _seeds(
         self, user_id: str, user: int | None, seen: np.ndarray, item_id: str | None
@@ -142,17 +224,23 @@ class Recommender:
         reasons: list[str],
         fallback: bool,
         user: int | None,
+        sources: list[str] | None = None,
     ) -> Recommendation:
+        """A recall-order answer; ``sources`` names each item's channel (default ``channel``)."""
         item_ids = self.artifacts.item_ids
         # A tiny catalog minus the user's history can hold fewer than k: drop the padding.
         keep = ids >= 0
         ids, scores = ids[keep], scores[keep]
+        rounded = [round(float(s), 6) for s in scores.tolist()]
+        names = [n for n, k in zip(sources or [channel.value] * len(keep), keep, strict=True) if k]
         return Recommendation(
             item_ids=[item_ids[i] for i in ids.tolist()],
-            scores=[round(float(s), 6) for s in scores.tolist()],
+            scores=rounded,
             channel=channel,
             rule=decision.rule,
             reason="; ".join(reasons),
             fallback=fallback,
             known_user=user is not None,
+            stages=[f"recall: {channel.value}"],
+            item_stages=[{n: s} for n, s in zip(names, rounded, strict=True)],
         )

@@ -85,8 +85,17 @@ class RecommendRequest(BaseModel):
 
 class ScoredItem(BaseModel):
     item_id: str
-    score: float = Field(
-        description="Channel score: similarity, co-occurrence weight or popularity count."
+    score: float | None = Field(
+        description="The last stage's score: the ranker's logit on a ranked route, else the "
+        "channel's (similarity, co-occurrence weight, EASE score or popularity count); null "
+        "for an item filled from popularity after a ranked route ran out of candidates."
+    )
+    stages: dict[str, float] = Field(
+        default_factory=dict,
+        description="The item's score at each stage: per recall channel that retrieved it (on "
+        "a ranked route, the channel's score standardised over its top-N for this user) and "
+        "'rank', the ranker's logit.",
+        examples=[{"two_tower": 1.82, "ease": 2.4, "rank": 3.1}],
     )
 
 
@@ -95,7 +104,12 @@ class RecommendResponse(BaseModel):
 
     user_id: str
     items: list[ScoredItem]
-    channel: Channel = Field(description="The channel that produced the items.")
+    channel: Channel = Field(description="The (main) recall channel that produced the items.")
+    stages: list[str] = Field(
+        default_factory=list,
+        description="The stages that ran, in order: recall (channels, candidates), then rank "
+        "where the ranker ordered them.",
+    )
     rule: str = Field(description="The routing rule that matched ('fallback' when none did).")
     reason: str = Field(description="Why this channel: the route, then any downgrade on the way.")
     fallback: bool = Field(description="True when the routed channel could not answer as routed.")
@@ -114,7 +128,10 @@ class Readiness(BaseModel):
     dim: int
     channels: list[str] = Field(
         description="The recall channels loaded from the artifacts.",
-        examples=[["popularity", "item_graph", "two_tower"]],
+        examples=[["popularity", "item_graph", "two_tower", "ease"]],
+    )
+    ranker: str = Field(
+        default="", description="The ranker file in use, or why ranked routes are not ranked."
     )
     package_version: str
 
