@@ -33,7 +33,7 @@ class RankerConfig:
     # Id embeddings memorise the fold's labels (validation Recall falls after one epoch on
     # ML-100K); side features and candidate features generalise.
     use_ids: bool = setting(False, "add user and item id embeddings")
-    # None learns from scratch, which validated better on ML-100K and the synthetic sample.
+    # None learns the whole order, which validated better on ML-100K and the synthetic sample.
     anchor: str | None = setting(
         None, "start from this channel's score order and learn corrections (e.g. ease)"
     )
