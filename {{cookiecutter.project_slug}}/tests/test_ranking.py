@@ -6,6 +6,8 @@ from __future__ import annotations
 import copy
 import dataclasses
 import json
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -315,3 +317,18 @@ def test_every_ranker_setting_is_a_rank_flag_that_reaches_the_config() -> None:
         cfg = RankerConfig(**given(_parser().parse_args(["rank", *args]), RankerConfig))
         assert getattr(cfg, field.name) == want, (args, getattr(cfg, field.name))
         assert dataclasses.replace(cfg, **{field.name: value}) == defaults, args
+
+
+def test_the_rank_flags_and_the_serving_side_of_ranking_import_no_torch(child_env) -> None:  # type: ignore[no-untyped-def]
+    code = (
+        "import sys\n"
+        "import {{ cookiecutter.package_name }}.__main__ as cli\n"
+        "import {{ cookiecutter.package_name }}.ranking.inference\n"
+        "cli._parser().parse_args(['rank', '--epochs', '3'])\n"
+        "print('torch' in sys.modules)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], env=child_env(), capture_output=True, text=True, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "False"
