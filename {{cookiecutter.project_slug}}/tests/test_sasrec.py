@@ -280,3 +280,18 @@ def test_the_command_line_trains_exports_and_refuses_bad_settings_in_one_line(
     bad = run_cli([*common, "--heads", "3"], tmp_path, check=False)
     assert bad.returncode == 2 and "dim=16, heads=3: dim must be a multiple of heads" in bad.stdout
     assert "Traceback" not in bad.stdout + bad.stderr
+
+
+def test_the_throughput_benchmark_times_both_loops_on_the_same_windows(
+    tmp_path: Path, run_benchmark: Callable[..., subprocess.CompletedProcess[str]]
+) -> None:
+    path, _ = cycles_file(tmp_path)
+    out = tmp_path / "throughput.json"
+    run_benchmark(
+        "bench_sequence_training.py", "--data", str(path), "--device", "cpu", "--repeats", "1",
+        "--batch-sizes", "16", "--json", str(out), cwd=tmp_path,
+    )  # fmt: skip
+    (row,) = json.loads(out.read_text())
+    assert row["batch_size"] == 16 and row["device"] == "cpu"
+    fast, naive = row["vectorised_targets_per_s"], row["naive_dataloader_targets_per_s"]
+    assert fast > 0 and naive > 0 and row["speedup"] == pytest.approx(fast / naive)

@@ -136,6 +136,40 @@ class SequenceLoss(nn.Module):
         return loss / norm
 
 
+def train_step(
+    net: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scaler: torch.amp.GradScaler,
+    batch: torch.Tensor,
+    pad: int,
+    dtype: torch.dtype | None,
+    ctx: DistContext | None = None,
+    negatives: torch.Tensor | None = None,
+    log_q: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, int]:
+    """One optimisation step on a global batch of (B, L + 1) windows; this rank trains on its
+    ``rank::world_size`` rows. Returns the (detached) loss and the batch's number of targets."""
+    ctx = ctx or DistContext()
+    n_targets = real_targets(batch[:, :-1], batch[:, 1:], pad).sum()
+    norm = n_targets.clamp(min=1).float() / ctx.world_size
+    mine = batch[ctx.rank :: ctx.world_size]
+    with autocast(batch.device, dtype):
+        loss = net(mine[:, :-1], mine[:, 1:], norm, negatives, log_q)
+    optimizer.zero_grad(set_to_none=True)
+    scaler.scale(loss).backward()
+    scaler.step(optimizer)
+    scaler.update()
+    return loss.detach(), int(n_targets)
+
+
+def make_optimizer(model: nn.Module, cfg: SequenceConfig, device: torch.device) -> torch.optim.Adam:
+    """Adam, fused where torch has the kernel for the device (as the two-tower's)."""
+    fused = device.type in ("cpu", "cuda")
+    return torch.optim.Adam(
+        model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, fused=fused or None
+    )
+
+
 def _metrics(
     model: SASRec,
     inputs: np.ndarray,
@@ -205,10 +239,7 @@ def _train(cfg: SequenceConfig, ctx: DistContext, split: Split | None) -> Metric
     model = build_model(cfg, n_items).to(device)
     objective = SequenceLoss(model)
     net: nn.Module = DistributedDataParallel(objective) if ctx.enabled else objective
-    fused = device.type in ("cpu", "cuda")
-    optimizer = torch.optim.Adam(
-        model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, fused=fused or None
-    )
+    optimizer = make_optimizer(model, cfg, device)
     scaler = torch.amp.GradScaler("cuda", enabled=dtype == torch.float16)
     best_metric, best_epoch, bad_checks, stopped_early = -1.0, 0, 0, False
     best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
@@ -221,23 +252,17 @@ def _train(cfg: SequenceConfig, ctx: DistContext, split: Split | None) -> Metric
         total, steps, t0 = 0.0, 0, time.perf_counter()
         for start in range(0, len(order), cfg.batch_size):
             batch = windows[order[start : start + cfg.batch_size]]  # (B, L + 1), all ranks
-            n_targets = real_targets(batch[:, :-1], batch[:, 1:], n_items).sum()
-            norm = n_targets.clamp(min=1).float() / ctx.world_size
-            mine = batch[ctx.rank :: ctx.world_size]
             negatives = None
             if cfg.loss == "sampled":
                 negatives = torch.multinomial(
                     q.cpu(), cfg.negatives, replacement=True, generator=generator
                 ).to(device)
-            with autocast(device, dtype):
-                loss = net(mine[:, :-1], mine[:, 1:], norm, negatives, log_q)
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            scaler.step(optimizer)
-            scaler.update()
-            total += float(loss.detach()) * ctx.world_size
+            loss, n_targets = train_step(
+                net, optimizer, scaler, batch, n_items, dtype, ctx, negatives, log_q
+            )
+            total += float(loss) * ctx.world_size
             steps += 1
-            samples += int(n_targets)
+            samples += n_targets
         train_seconds += time.perf_counter() - t0
         if epoch % cfg.eval_every and epoch != cfg.epochs:
             continue
