@@ -9,6 +9,16 @@ user ids the model has never seen (cold start).
 
     python benchmarks/load.py --artifacts artifacts --rate 200 --duration 10 --k 20
 
+`--mix ranked` sends only requests that take the retrieve -> rank route (returning users on
+mobile purchasing: multi-channel recall, then the ranker; needs `rank` to have written
+`artifacts/ranker/`), and prints the stages of one answer, so the number of candidates ranked
+per request is on record. `--server gunicorn --workers N` serves with gunicorn and uvicorn
+workers instead of `python -m {{ cookiecutter.package_name }} serve`. `--find-max-rate` offers the
+rates of `--rates` in turn and reports the highest whose p99 stays under `--max-p99-ms`
+(default 20) with no errors:
+
+    python benchmarks/load.py --mix ranked --find-max-rate --rates 100,200,300,400
+
 Prints p50/p90/p99/max latency, achieved throughput and errors; exits 1 on any error, or when
 `--max-p99-ms` is given and exceeded. Duration and rate are capped so a typo cannot turn this
 into a stress test of the machine it runs on.
@@ -19,17 +29,26 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import random
+import subprocess
 import sys
 import time
-from contextlib import nullcontext, suppress
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext, suppress
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from urllib.parse import urlparse
 
 # The server helpers live with the tests (tests/servers.py): the service never needs them.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from servers import PACKAGE, running_server  # noqa: E402
+from servers import (  # noqa: E402
+    PACKAGE,
+    free_port,
+    running_server,
+    stop_server,
+    wait_until_ready,
+)
 
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 MAX_DURATION_S = 120.0
@@ -60,11 +79,19 @@ def percentile(sorted_values: list[float], q: float) -> float:
     return sorted_values[rank - 1]
 
 
-def request_mix(artifacts: Path, k: int, n: int, seed: int = 0) -> list[dict[str, object]]:
-    """`n` request bodies over every route, drawn from the real ids in the artifacts."""
+RANKED_ROUTE = {"user_type": "returning", "device": "mobile", "action": "purchase"}
+
+
+def request_mix(
+    artifacts: Path, k: int, n: int, seed: int = 0, mix: str = "routes"
+) -> list[dict[str, object]]:
+    """`n` request bodies drawn from the real ids in the artifacts: over every route
+    (`mix="routes"`), or known users on the retrieve -> rank route only (`mix="ranked"`)."""
     user_ids = json.loads((artifacts / "user_ids.json").read_text(encoding="utf-8"))
     item_ids = json.loads((artifacts / "item_ids.json").read_text(encoding="utf-8"))
     rng = random.Random(seed)
+    if mix == "ranked":
+        return [{"user_id": rng.choice(user_ids), "k": k, **RANKED_ROUTE} for _ in range(n)]
     shapes = [
         (0.40, {"user_type": "returning", "device": "mobile", "action": "purchase"}),
         (0.20, {"user_type": "returning", "device": "desktop", "action": "browse"}),
@@ -196,16 +223,19 @@ async def offer_load(
 
 
 def run_load(
-    base_url: str, artifacts: Path, rate: float, duration: float, k: int, warmup: float = 1.0
+    base_url: str,
+    artifacts: Path,
+    rate: float,
+    duration: float,
+    k: int,
+    warmup: float = 1.0,
+    mix: str = "routes",
 ) -> LoadResult:
     """Warm up (not measured), then one measured run of `rate * duration` requests."""
     if warmup > 0:
-        asyncio.run(
-            offer_load(
-                base_url, request_mix(artifacts, k, max(1, int(rate * warmup)), seed=1), rate
-            )
-        )
-    bodies = request_mix(artifacts, k, max(1, int(rate * duration)))
+        warm = request_mix(artifacts, k, max(1, int(rate * warmup)), seed=1, mix=mix)
+        asyncio.run(offer_load(base_url, warm, rate))
+    bodies = request_mix(artifacts, k, max(1, int(rate * duration)), mix=mix)
     latencies, errors, elapsed, lag = asyncio.run(offer_load(base_url, bodies, rate))
     ms = sorted(1000 * x for x in latencies)
     return LoadResult(
@@ -222,6 +252,45 @@ def run_load(
         k=k,
         error_samples=errors[:5],
     )
+
+
+@contextmanager
+def gunicorn_server(artifacts: Path, workers: int) -> Iterator[str]:
+    """gunicorn with uvicorn workers on a free loopback port (the production setup in
+    docs/serving.md); yields its base URL once /readyz answers."""
+    port = free_port()
+    env = {**os.environ, f"{PACKAGE.upper()}_ARTIFACTS": str(artifacts.resolve()),
+           "PYTHONUNBUFFERED": "1"}  # fmt: skip
+    process = subprocess.Popen(
+        [sys.executable, "-m", "gunicorn", f"{PACKAGE}.serving.app:create_app()",
+         "--worker-class", "uvicorn_worker.UvicornWorker", "--workers", str(workers),
+         "--bind", f"127.0.0.1:{port}", "--keep-alive", "75", "--log-level", "warning"],
+        env=env, text=True,
+    )  # fmt: skip
+    try:
+        wait_until_ready(process, port)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        stop_server(process)
+
+
+def describe_answer(base_url: str, artifacts: Path, k: int, mix: str) -> str:
+    """The stages of one answer of the mix (how many candidates were ranked, by what)."""
+    body = request_mix(artifacts, k, 1, seed=2, mix=mix)[0]
+    url = urlparse(base_url)
+
+    async def once() -> tuple[int, bytes]:
+        connection = Connection(url.hostname or "127.0.0.1", url.port or 80)
+        try:
+            return await connection.post("/recommend", json.dumps(body).encode())
+        finally:
+            await connection.close()
+
+    status, raw = asyncio.run(once())
+    if status != 200:
+        return f"HTTP {status}: {raw[:200].decode(errors='replace')}"
+    answer = json.loads(raw)
+    return f"stages: {' -> '.join(answer.get('stages', []))}; reason: {answer['reason']}"
 
 
 def check_loopback(url: str) -> str:
@@ -250,38 +319,85 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--workers", type=int, default=1, help="server worker processes (default 1)"
     )
+    parser.add_argument(
+        "--server",
+        choices=("uvicorn", "gunicorn"),
+        default="uvicorn",
+        help="`python -m ... serve` (uvicorn, default) or gunicorn with uvicorn workers",
+    )
+    parser.add_argument(
+        "--mix",
+        choices=("routes", "ranked"),
+        default="routes",
+        help="every route (default), or only the retrieve -> rank route",
+    )
     parser.add_argument("--max-p99-ms", type=float, help="fail when p99 latency exceeds this")
+    parser.add_argument(
+        "--find-max-rate",
+        action="store_true",
+        help="offer each of --rates; report the highest with p99 < --max-p99-ms (default 20)",
+    )
+    parser.add_argument(
+        "--rates", default="100,200,300,400,500", help="ascending rates for --find-max-rate"
+    )
     parser.add_argument("--json", type=Path, help="also write the result here")
     args = parser.parse_args(argv)
-    if not 0 < args.rate <= MAX_RATE or not 0 < args.duration <= MAX_DURATION_S:
+    try:
+        rates = [float(r) for r in args.rates.split(",")] if args.find_max_rate else [args.rate]
+    except ValueError:
+        parser.error(f"--rates {args.rates!r}: expected numbers separated by commas, e.g. 100,200")
+    if not all(0 < r <= MAX_RATE for r in rates) or not 0 < args.duration <= MAX_DURATION_S:
         parser.error(
             f"--rate must be in (0, {MAX_RATE:.0f}] and --duration in (0, {MAX_DURATION_S:.0f}]"
         )
+    if args.find_max_rate and args.max_p99_ms is None:
+        args.max_p99_ms = 20.0
     if not (args.artifacts / "manifest.json").is_file():
         parser.error(
             f"{args.artifacts / 'manifest.json'}: missing. Build artifacts first "
             f"(`python -m {PACKAGE} demo`) or pass --artifacts."
         )
 
-    server = (
-        nullcontext(check_loopback(args.url))
-        if args.url
-        else running_server(args.artifacts, args.workers)
-    )
+    if args.url:
+        server = nullcontext(check_loopback(args.url))
+    elif args.server == "gunicorn":
+        server = gunicorn_server(args.artifacts, args.workers)
+    else:
+        server = running_server(args.artifacts, args.workers)
+    results: list[LoadResult] = []
     with server as base_url:
-        result = run_load(base_url, args.artifacts, args.rate, args.duration, args.k)
-
-    print(
-        f"POST /recommend k={result.k}: {result.requests} requests at {result.rate_offered:.0f}/s offered, "
-        f"{result.throughput_rps:.1f}/s served, {result.errors} errors\n"
-        f"latency ms: p50 {result.p50_ms:.2f}  p90 {result.p90_ms:.2f}  p99 {result.p99_ms:.2f}  "
-        f"max {result.max_ms:.2f}  (client send lag max {result.max_send_lag_ms:.2f})"
-    )
+        print(f"{args.server} x{args.workers}, mix {args.mix}: "
+              f"{describe_answer(base_url, args.artifacts, args.k, args.mix)}")  # fmt: skip
+        for rate in rates:
+            result = run_load(base_url, args.artifacts, rate, args.duration, args.k, mix=args.mix)
+            results.append(result)
+            print(
+                f"POST /recommend k={result.k}: {result.requests} requests at "
+                f"{result.rate_offered:.0f}/s offered, {result.throughput_rps:.1f}/s served, "
+                f"{result.errors} errors\n"
+                f"latency ms: p50 {result.p50_ms:.2f}  p90 {result.p90_ms:.2f}  "
+                f"p99 {result.p99_ms:.2f}  max {result.max_ms:.2f}  "
+                f"(client send lag max {result.max_send_lag_ms:.2f})"
+            )
+            for sample in result.error_samples:
+                print(f"  error: {sample}")
+            held = result.errors == 0 and (
+                args.max_p99_ms is None or result.p99_ms <= args.max_p99_ms
+            )
+            if args.find_max_rate and not held:
+                break
     if args.json:
-        args.json.write_text(json.dumps(asdict(result), indent=2) + "\n", encoding="utf-8")
+        payload = [asdict(r) for r in results] if args.find_max_rate else asdict(results[0])
+        args.json.write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
+    if args.find_max_rate:
+        held_rates = [
+            r.rate_offered for r in results if r.errors == 0 and r.p99_ms <= args.max_p99_ms
+        ]
+        best = f"{max(held_rates):.0f}/s" if held_rates else "none of the rates"
+        print(f"highest rate with p99 <= {args.max_p99_ms} ms and no errors: {best}")
+        return 0 if held_rates else 1
+    result = results[0]
     failed = result.errors > 0
-    for sample in result.error_samples:
-        print(f"  error: {sample}")
     if args.max_p99_ms is not None and result.p99_ms > args.max_p99_ms:
         print(f"p99 {result.p99_ms:.2f} ms exceeds --max-p99-ms {args.max_p99_ms}")
         failed = True
