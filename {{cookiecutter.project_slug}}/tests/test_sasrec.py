@@ -295,3 +295,21 @@ def test_the_throughput_benchmark_times_both_loops_on_the_same_windows(
     assert row["batch_size"] == 16 and row["device"] == "cpu"
     fast, naive = row["vectorised_targets_per_s"], row["naive_dataloader_targets_per_s"]
     assert fast > 0 and naive > 0 and row["speedup"] == pytest.approx(fast / naive)
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("amp", ["off", "bf16"])
+def test_sasrec_trains_on_cuda_with_and_without_bf16(tmp_path: Path, amp: str) -> None:
+    """The GPU twin of the CPU training tests (``nox -s gpu_tests`` runs it)."""
+    _, split = cycles_file(tmp_path)
+    metrics = train_sequence(config(tmp_path, device="cuda", amp=amp, epochs=10))
+    assert (
+        metrics.device.startswith("cuda") and metrics.amp == {"off": "off", "bf16": "bfloat16"}[amp]
+    )
+    assert all(np.isfinite(h["loss"]) for h in metrics.history)
+    assert metrics.history[-1]["loss"] < metrics.history[0]["loss"]
+    popularity = PopularityChannel(np.concatenate([split.train[1], split.val[1]]), split.n_items)
+    baseline = rank_metrics(
+        popularity.score, split.by_user("test"), split.by_user("train+val"), split.n_items, [10]
+    )
+    assert metrics.test["hit@10"] > baseline["hit@10"]
