@@ -71,8 +71,9 @@ class SASRecChannel(ScoringChannel):
         missing = [name for name in (STATES, ITEMS, HISTORY) if name not in arrays]
         if missing:
             raise KeyError(
-                f"{artifacts.directory}: no {', '.join(missing)}; rebuild the artifacts with the "
-                "sequence channel fitted (`index --sequence-run RUN`)"
+                f"{artifacts.directory}: no {', '.join(missing)}; write them with "
+                "save_artifacts(channel_arrays=SASRecChannel.channel_arrays(...)) from a "
+                "`train-sequence` run"
             )
         encoder = onnx_encoder(arrays[ENCODER].tobytes()) if ENCODER in arrays else None
         return cls(arrays[STATES], arrays[ITEMS], arrays[HISTORY], encoder)
@@ -112,7 +113,7 @@ class SASRecChannel(ScoringChannel):
         if self.encoder is None:
             raise ValueError(
                 "sasrec: scoring request-time sequences needs the exported encoder "
-                f"({ENCODER} in the artifacts); rebuild them with `index --sequence-run RUN`"
+                f"({ENCODER} in the artifacts): pass the ONNX file's bytes to channel_arrays"
             )
         states = np.asarray(self.encoder(self.pad(sequences)), dtype=np.float32)  # (b, dim)
         return states @ self.item_vectors.T
