@@ -157,20 +157,18 @@ class RankingStage:
         )
         if ranked.reason is not None:
             notes.append(f"ranking: {ranked.reason}")
-        row_of = {int(item): r for r, item in enumerate(items.tolist())}
+        # Each ranked item's row among the candidates (-1: filled from the fallback).
+        row_of = np.full(len(self.item_features), -1, dtype=np.int64)
+        row_of[items] = np.arange(len(items))
+        rows = row_of[ranked.items]
         z = [names.index(f"{c}:score") for c in used]
-        recall_scores = []
-        for item in ranked.items.tolist():
-            r = row_of.get(int(item))
-            recall_scores.append(
-                {}
-                if r is None
-                else {
-                    c: round(float(dense[r, col]), 6)
-                    for c, col, hit in zip(used, z, hits, strict=True)
-                    if dense[r, hit] > 0
-                }
-            )
+        picked = dense[np.maximum(rows, 0)] if len(items) else np.zeros((len(rows), len(names)))
+        z_scores = np.round(picked[:, z], 6).tolist()  # (k, len(used))
+        retrieved = (picked[:, hits] > 0).tolist()
+        recall_scores = [
+            {} if r < 0 else {c: v for c, v, hit in zip(used, values, got, strict=True) if hit}
+            for r, values, got in zip(rows.tolist(), z_scores, retrieved, strict=True)
+        ]
         return RankedList(ranked.items, ranked.scores, recall_scores, len(items), notes)
 
 
