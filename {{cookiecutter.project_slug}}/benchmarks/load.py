@@ -19,6 +19,12 @@ rates of `--rates` in turn and reports the highest whose p99 stays under `--max-
 
     python benchmarks/load.py --mix ranked --find-max-rate --rates 100,200,300,400
 
+`--cpu-per-request` skips HTTP: it times `Recommender.recommend` in this process for each
+default route (CPU time, best of 3 over `--users` known users), which a busy machine distorts
+far less than latency:
+
+    python benchmarks/load.py --cpu-per-request --users 500
+
 Prints p50/p90/p99/max latency, achieved throughput and errors; exits 1 on any error, or when
 `--max-p99-ms` is given and exceeded. Duration and rate are capped so a typo cannot turn this
 into a stress test of the machine it runs on.
@@ -293,6 +299,44 @@ def describe_answer(base_url: str, artifacts: Path, k: int, mix: str) -> str:
     return f"stages: {' -> '.join(answer.get('stages', []))}; reason: {answer['reason']}"
 
 
+CPU_ROUTES = {
+    "returning-mobile-buy (multi-channel recall + rank)": ("returning", "mobile", "purchase"),
+    "known-user (two-tower recall + rank)": ("returning", "desktop", "browse"),
+    "vip-click without an item (item-graph recall + rank)": ("vip", "tablet", "click"),
+    "new-mobile-browse (popularity)": ("new", "mobile", "browse"),
+}
+
+
+def cpu_per_request(artifacts: Path, users: int, k: int) -> dict[str, float]:
+    """CPU ms per `Recommender.recommend` call for each default route, and two-tower recall
+    alone (a routes rule without rank), best of 3 passes over the first `users` users."""
+    from importlib import import_module
+
+    load_artifacts = import_module(f"{PACKAGE}.artifacts").load_artifacts
+    router = import_module(f"{PACKAGE}.router").Router
+    recommender = import_module(f"{PACKAGE}.serving.recommender").Recommender
+    art = load_artifacts(artifacts)
+    ranked = recommender(art)
+    plain = recommender(art, router.from_config({"rules": [{"channel": "two_tower"}]}))
+    ids = art.user_ids[:users]
+    cases = [(name, ranked, route) for name, route in CPU_ROUTES.items()]
+    cases.append(("two-tower recall only (no rank)", plain, ("returning", "desktop", "browse")))
+    out = {}
+    for name, rec, route in cases:
+        rec.recommend(ids[0], *route, k)  # first call: lazy set-up
+        best = float("inf")
+        for _ in range(3):
+            start = time.process_time()
+            for user_id in ids:
+                rec.recommend(user_id, *route, k)
+            best = min(best, (time.process_time() - start) / len(ids))
+        out[name] = round(1000 * best, 3)
+        print(f"{name}: {out[name]:.2f} ms CPU per request")
+    if ranked.ranking is None:
+        print(f"(no ranking: {ranked.ranking_status})")
+    return out
+
+
 def check_loopback(url: str) -> str:
     host = urlparse(url).hostname or ""
     if host not in LOOPBACK:
@@ -340,6 +384,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--rates", default="100,200,300,400,500", help="ascending rates for --find-max-rate"
     )
+    parser.add_argument(
+        "--cpu-per-request",
+        action="store_true",
+        help="no HTTP: CPU time per recommend call for each route, in this process",
+    )
+    parser.add_argument("--users", type=int, default=500, help="users for --cpu-per-request")
     parser.add_argument("--json", type=Path, help="also write the result here")
     args = parser.parse_args(argv)
     try:
@@ -358,6 +408,11 @@ def main(argv: list[str] | None = None) -> int:
             f"(`python -m {PACKAGE} demo`) or pass --artifacts."
         )
 
+    if args.cpu_per_request:
+        cpu = cpu_per_request(args.artifacts, args.users, args.k)
+        if args.json:
+            args.json.write_text(json.dumps(cpu, indent=2) + "\n", encoding="utf-8")
+        return 0
     if args.url:
         server = nullcontext(check_loopback(args.url))
     elif args.server == "gunicorn":

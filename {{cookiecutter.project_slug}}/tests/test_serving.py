@@ -694,6 +694,17 @@ def test_the_load_benchmark_ranks_under_gunicorn_and_finds_the_rate_that_holds(
     assert all(r["errors"] == 0 and r["k"] == 20 for r in runs)
 
 
+def test_the_load_benchmark_times_each_route_in_process(
+    chain: tuple[Path, Path], tmp_path: Path, run_benchmark: Callable[..., object]
+) -> None:
+    report = tmp_path / "cpu.json"
+    args = ["--artifacts", str(chain[1]), "--cpu-per-request", "--users", "5"]
+    run_benchmark("load.py", *args, "--json", str(report), cwd=tmp_path)
+    cpu = json.loads(report.read_text(encoding="utf-8"))
+    assert len(cpu) == 5 and all(ms > 0 for ms in cpu.values())
+    assert "returning-mobile-buy (multi-channel recall + rank)" in cpu
+
+
 def load_user_ids(client: TestClient) -> list[str]:
     return client.app.state.recommender.artifacts.user_ids[:3]  # type: ignore[attr-defined]
 
