@@ -643,6 +643,27 @@ def test_without_a_ranker_ranked_routes_answer_in_recall_order_and_say_why(
     assert client.get("/readyz").json()["ranker"].startswith("no ranker in ")
 
 
+def test_an_ease_route_is_served_by_the_rankers_ease_weights_or_else_by_popularity(
+    artifacts_dir: Path, chain: tuple[Path, Path], tmp_path: Path
+) -> None:
+    routes = tmp_path / "ease.yml"
+    routes.write_text("rules:\n  - name: all-ease\n    channel: ease\n", encoding="utf-8")
+    with TestClient(create_app(artifacts_dir, routes_file=routes)) as plain:
+        answer = ask(plain, user_id="u1")
+    assert answer["channel"] == "popularity" and answer["fallback"]
+    assert "no EASE weights (they come with the ranker): popularity instead" in answer["reason"]
+    with TestClient(create_app(chain[1], routes_file=routes)) as ranked:
+        recommender = ranked.app.state.recommender  # type: ignore[attr-defined]
+        user_id = recommender.artifacts.user_ids[0]
+        answer = ask(ranked, user_id=user_id)
+        assert "ease" in ranked.get("/readyz").json()["channels"]
+    seen = [recommender.artifacts.seen_items(0)]
+    want, _ = recommender.channels["ease"].recommend(np.array([0]), 10, seen)
+    assert answer["channel"] == "ease" and answer["stages"] == ["recall: ease"]
+    items = recommender.artifacts.item_ids
+    assert [item["item_id"] for item in answer["items"]] == [items[i] for i in want[0]]
+
+
 def test_a_ranker_of_other_users_stops_the_startup_naming_its_file(
     artifacts_dir: Path, chain: tuple[Path, Path]
 ) -> None:
