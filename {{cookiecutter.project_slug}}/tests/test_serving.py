@@ -606,6 +606,9 @@ def test_cold_start_and_item_to_item_requests_skip_ranking_and_say_why(
                   action="click", item_id=item)  # fmt: skip
     assert "ranking skipped: item_id" in clicked["reason"]
     assert clicked["stages"] == ["recall: item_graph"]
+    with_seen = ask(chain_client, user_id=user_id, exclude_seen=False, **BUY)
+    assert "ranking skipped: exclude_seen is false" in with_seen["reason"]
+    assert with_seen["stages"] == ["recall: two_tower"]
 
 
 def test_fewer_candidates_than_k_are_ranked_then_filled_from_popularity_with_a_reason(

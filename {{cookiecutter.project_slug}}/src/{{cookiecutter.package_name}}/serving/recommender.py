@@ -93,7 +93,7 @@ class Recommender:
         k = min(k, art.n_items)
 
         if decision.rank:
-            why_not = self._why_not_rank(user_id, user, item_id)
+            why_not = self._why_not_rank(user_id, user, item_id, exclude_seen)
             if why_not is None:
                 return self._ranked(decision, reasons, user, exclude, k)  # type: ignore[arg-type]
             reasons.append(f"ranking skipped: {why_not}")
@@ -135,7 +135,9 @@ class Recommender:
         ids, scores = self._popularity(exclude, k)
         return self._answer(ids, scores, Channel.POPULARITY, decision, reasons, fallback, user)
 
-    def _why_not_rank(self, user_id: str, user: int | None, item_id: str | None) -> str | None:
+    def _why_not_rank(
+        self, user_id: str, user: int | None, item_id: str | None, exclude_seen: bool
+    ) -> str | None:
         """None when the ranker can order this request's candidates, else why not."""
         if self.ranking is None:
             return self.ranking_status
@@ -143,6 +145,10 @@ class Recommender:
             return f"user {user_id!r} is not in the model (the ranker needs a known user)"
         if item_id is not None:
             return f"item_id {item_id!r} given: item-to-item recall in graph order"
+        if not exclude_seen:
+            # The ranker's features (e.g. the share of the history per category) are built
+            # from the history it excludes; with nothing excluded they would not mean the same.
+            return "exclude_seen is false: the ranker ranks unseen candidates only"
         return None
 
     def _ranked(
