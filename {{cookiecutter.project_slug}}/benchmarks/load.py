@@ -4,8 +4,8 @@ Starts `python -m {{ cookiecutter.package_name }} serve` on 127.0.0.1 (or uses `
 loopback address), then sends `POST /recommend` at a fixed arrival rate (open loop: requests
 leave on schedule whether or not earlier ones have finished, so a slow server shows up as
 latency instead of silently lowering the offered load). The traffic mixes every route:
-returning users (two-tower), new users (popularity), VIP clicks on an item (item graph) and
-user ids the model has never seen (cold start).
+returning users (recall, then the ranker where `rank` wrote one), new users (popularity), VIP
+clicks on an item (item graph) and user ids the model has never seen (cold start).
 
     python benchmarks/load.py --artifacts artifacts --rate 200 --duration 10 --k 20
 
