@@ -51,7 +51,7 @@ OWN_MODULES = {
     "test_retrieval",
     "test_router", "test_server_process", "test_serving", "test_snapshot", "test_training",
     "test_workflow", "bench_ml100k", "bench_retrieval", "bench_router", "bench_training", "fuzz",
-    "load", "stress_ddp", "test_sasrec", "test_temporal", "ml100k_temporal",
+    "load", "stress_ddp", "test_sasrec", "test_temporal", "ml100k_temporal", "tune_two_tower",
     "bench_sequence_training",
 }  # fmt: skip
 # Characters conda refuses in an environment name (conda's validate_prefix_name).

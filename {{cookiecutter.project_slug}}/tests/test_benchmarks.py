@@ -14,7 +14,7 @@ import subprocess
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from types import ModuleType
+from types import ModuleType, SimpleNamespace
 
 import pytest
 
@@ -160,3 +160,72 @@ def test_retrieval_benchmark_reports_ann_recall_and_speedup(
     result = json.loads(out.read_text(encoding="utf-8"))
     assert result["n_items"] == 20000 and result["exact_qps"] > 0 and result["ann_qps"] > 0
     assert 0.0 <= result["recall@10"] <= 1.0, result
+
+
+def test_tuning_chooses_the_best_validation_recall_and_reads_test_only_for_the_choice(
+    tmp_path: Path, run_benchmark: Callable[..., subprocess.CompletedProcess[str]]
+) -> None:
+    out, runs = tmp_path / "tune.json", tmp_path / "runs"
+    done = run_benchmark(
+        "tune_two_tower.py", "--seeds", "0-1", "--batch-sizes", "64,128", "--lrs", "5e-2",
+        "--hidden", "8,16", "--n-users", "80", "--n-items", "50", "--epochs", "2",
+        "--runs-dir", str(runs), "--json", str(out), cwd=tmp_path,
+    )  # fmt: skip
+    result = json.loads(out.read_text(encoding="utf-8"))
+    rows, choice = result["rows"], result["choice"]
+    # Stage 1 is the batch x lr grid at the first width; stage 2 the other width at the
+    # stage-1 pair with the best mean validation Recall@10.
+    first = [r for r in rows if r["stage"] == 1]
+    assert [(r["batch_size"], r["lr"]) for r in first] == [(64, 5e-2), (128, 5e-2)]
+    assert {r["hidden"] for r in first} == {8}
+    pair = max(first, key=lambda r: sum(r["val_recall@10"]))
+    [second] = [r for r in rows if r["stage"] == 2]
+    assert (second["batch_size"], second["lr"], second["hidden"]) == (
+        pair["batch_size"], pair["lr"], 16,
+    )  # fmt: skip
+    # Each figure is the run's own validation Recall@10 (metrics.json), not its test one.
+    for r in rows:
+        for seed, val, test in zip((0, 1), r["val_recall@10"], r["test_recall@10"], strict=True):
+            run = f"b{r['batch_size']}_lr{r['lr']:g}_h{r['hidden']}_s{seed}"
+            metrics = json.loads((runs / run / "metrics.json").read_text(encoding="utf-8"))
+            assert (val, test) == (metrics["val"]["recall@10"], metrics["test"]["recall@10"])
+    # The choice is the argmax of mean validation Recall@10, worked out here from the seeds.
+    chosen = max(rows, key=lambda r: sum(r["val_recall@10"]))
+    assert (choice["batch_size"], choice["lr"], choice["hidden"]) == (
+        chosen["batch_size"], chosen["lr"], chosen["hidden"],
+    )  # fmt: skip
+    assert choice["test_mean"] == pytest.approx(sum(chosen["test_recall@10"]) / 2)
+    # Test figures are printed for the choice alone.
+    assert done.stdout.count("test recall@10") == 1, done.stdout
+
+
+def test_tuning_never_lets_test_recall_decide(
+    benchmarks_dir: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Runs whose validation and test rankings disagree: the validation winner is chosen.
+
+    The training runs are replaced by fixed figures here (the real runs are the test above), so
+    that the two rankings disagree whatever torch version trains them.
+    """
+    path = benchmarks_dir / "tune_two_tower.py"
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    assert spec is not None and spec.loader is not None
+    tune = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tune)
+    # (val, test) Recall@10 per batch size: 128 wins on validation, 64 on test.
+    figures = {64: (0.30, 0.50), 128: (0.40, 0.20), 256: (0.35, 0.30)}
+
+    def fake_train(cfg: object) -> SimpleNamespace:
+        val, test = figures[cfg.batch_size]  # type: ignore[attr-defined]
+        return SimpleNamespace(val={"recall@10": val}, test={"recall@10": test})
+
+    monkeypatch.setattr(tune, "train", fake_train)
+    out = tmp_path / "tune.json"
+    monkeypatch.setattr(
+        sys, "argv",
+        ["tune", "--batch-sizes", "64,128,256", "--lrs", "1e-2", "--hidden", "8", "--seeds", "0-1",
+         "--runs-dir", str(tmp_path), "--json", str(out)],
+    )  # fmt: skip
+    tune.main()
+    choice = json.loads(out.read_text(encoding="utf-8"))["choice"]
+    assert (choice["batch_size"], choice["val_mean"], choice["test_mean"]) == (128, 0.40, 0.20)
