@@ -300,7 +300,7 @@ def main(argv: list[str] | None = None) -> int:
     ratio_cold = results["pip_cold"] / results["recenv_cold"]
     rows = [
         (
-            "cold, empty caches",
+            "cold, empty pkg caches",
             results["recenv_cold"],
             results["recenv_cold_install_only"],
             results["pip_cold"],
