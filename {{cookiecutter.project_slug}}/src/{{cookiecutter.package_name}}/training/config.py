@@ -56,7 +56,7 @@ class TrainConfig:
     )
 
     dim: int = setting(64, "embedding size of both towers", at_least=1)
-    # 64 keeps the Recall@10 of wider towers at a cheaper step; compare widths with
+    # Chosen with batch_size and lr below; time widths with
     # `benchmarks/bench_training.py --compare-hidden` (docs/pipeline.md).
     hidden: int = setting(64, "width of the tower MLPs", at_least=1)
     history_len: int = setting(
@@ -70,8 +70,8 @@ class TrainConfig:
     logq: bool = setting(True, "popularity correction of in-batch negatives")
 
     epochs: int = setting(20, "most epochs to train", at_least=1)
-    # The lr grows with the batch: 512 with 7e-3 keeps the Recall@10 of smaller batches with
-    # fewer, cheaper-per-sample steps (docs/pipeline.md).
+    # batch_size, lr and hidden: chosen on validation Recall@10 over seeds with
+    # `benchmarks/tune_two_tower.py` (docs/pipeline.md).
     batch_size: int = setting(512, "global batch (split across DDP processes)", at_least=1)
     lr: float = setting(7e-3, "Adam learning rate", above=0)
     weight_decay: float = setting(0.0, "Adam weight decay", at_least=0)
