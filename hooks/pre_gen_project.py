@@ -45,14 +45,14 @@ SHADOWED = {
 # the same name would collide with one of them. tests/template/test_invalid_answers.py checks that
 # every module in the template's tests/ and benchmarks/ is listed.
 OWN_MODULES = {
-    "conftest", "test_artifacts", "test_benchmarks", "test_channels", "test_cli", "test_data",
-    "test_ddp_teardown", "test_dockerfile", "test_evaluation", "test_export", "test_gpu",
-    "test_ml100k", "test_models", "test_notebook", "test_noxfile", "test_precommit", "test_project",
-    "test_retrieval",
-    "test_router", "test_server_process", "test_serving", "test_snapshot", "test_training",
-    "test_workflow", "bench_ml100k", "bench_retrieval", "bench_router", "bench_training", "fuzz",
-    "load", "stress_ddp", "test_sasrec", "test_temporal", "ml100k_temporal", "tune_two_tower",
-    "bench_sequence_training",
+    "bench_ml100k", "bench_retrieval", "bench_router", "bench_sequence_training", "bench_training",
+    "conftest", "fuzz", "hostile", "load", "ml100k_temporal", "reload", "servers", "stress_ddp",
+    "test_artifacts", "test_benchmarks", "test_channels", "test_cli", "test_data",
+    "test_ddp_teardown", "test_dockerfile", "test_ease", "test_evaluation", "test_export",
+    "test_gpu", "test_ml100k", "test_models", "test_notebook", "test_noxfile", "test_precommit",
+    "test_project", "test_ranking", "test_retrieval", "test_router", "test_sasrec",
+    "test_server_process", "test_serving", "test_serving_matches_evaluation", "test_snapshot",
+    "test_temporal", "test_training", "test_workflow", "tune_two_tower",
 }  # fmt: skip
 # Characters conda refuses in an environment name (conda's validate_prefix_name).
 CONDA_FORBIDDEN = ("/", " ", ":", "#")
