@@ -521,8 +521,14 @@ def offline_top(chain: tuple[Path, Path]) -> dict[str, tuple[list[str], list[flo
     )
     from {{ cookiecutter.package_name }}.channels.ease import EaseChannel
     from {{ cookiecutter.package_name }}.ranking import generate_candidates
-    from {{ cookiecutter.package_name }}.ranking.inference import OnnxRanker, rank_candidates
-    from {{ cookiecutter.package_name }}.training import load_trained, two_tower_embeddings
+    from {{ cookiecutter.package_name }}.ranking.inference import (
+        OnnxRanker,
+        rank_candidates,
+    )
+    from {{ cookiecutter.package_name }}.training import (
+        load_trained,
+        two_tower_embeddings,
+    )
 
     run, artifacts = chain
     report = json.loads((artifacts / "ranker" / "rank_report.json").read_text(encoding="utf-8"))

@@ -1,6 +1,6 @@
 """Ranking at serving time, without torch: the exported ranker in onnxruntime, and the top-k.
 
-A service holds an ``OnnxRanker`` (loaded once, e.g. in FastAPI's lifespan) and, per request,
+A service holds an ``OnnxRanker`` (loaded once, when the service starts) and, per request,
 builds the user's candidates with ``ranking.candidates.generate_candidates`` from the routed
 channels, then calls ``rank_candidates``. This module imports numpy and onnxruntime only, so a
 service process that uses it never loads torch.
