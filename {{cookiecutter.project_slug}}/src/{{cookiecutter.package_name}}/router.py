@@ -20,9 +20,10 @@ known-user            returning   any         any       two_tower               
 (fallback)            anything else, or an unknown value      popularity                    no
 ====================  ==========  ==========  ========  ==================================  ====
 
-"rank" means the candidates of the recall channels are ordered by the exported ranker
-(`python -m <package> rank`); where the service has no ranker, or the user is unknown to it,
-the recall order answers and the reason says why.
+"rank" means the candidates of the recall channels are ordered by the exported ranker, which
+`python -m {{ cookiecutter.package_name }} rank`
+trains; where the service has no ranker, or the user is unknown to it, the recall order answers
+and the reason says why.
 
 The fallback is popularity because it is the one channel that needs nothing from the user
 (no history, no embedding), so it can always answer. Unknown values (a new device type
