@@ -113,7 +113,7 @@ def export_sequence_run(
     from .training.sequence import load_sequence_model, pad_left, split_sequences
 
     cfg, model = load_sequence_model(run_dir)
-    split = load_split(run_dir, cfg.data_config())
+    split = load_split(run_dir, cfg)
     histories = split_sequences(split, ["train", "val"])
     inputs = pad_left([h for h in histories if len(h)], model.max_len, model.n_items)
     report = export_sequence_encoder(model, inputs, out_dir, formats).to_dict()

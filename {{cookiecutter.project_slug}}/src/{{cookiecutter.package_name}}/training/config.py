@@ -36,12 +36,9 @@ AMP_MODES = ("off", "auto", "bf16", "fp16")
 
 
 @dataclass
-class TrainConfig:
-    """Everything ``train`` needs. Defaults train the synthetic sample in well under a minute.
-
-    Each field made with ``setting`` is also a ``train`` flag (``--n-users``, ``--no-logq``),
-    with this help text, default and choices (``flags.py``).
-    """
+class DataSettings:
+    """Which interaction log a run reads and how it is split: the first settings of every
+    training command (``TrainConfig``, ``SequenceConfig``), and all that ``run_data`` reads."""
 
     data: str = setting("synthetic", "synthetic, ml-100k or a CSV/Parquet interactions file")
     n_users: int = setting(2000, "synthetic users (ignored for other data)", at_least=1)
@@ -54,6 +51,15 @@ class TrainConfig:
     deterministic: bool = setting(
         False, "torch.use_deterministic_algorithms, with a fixed cuBLAS workspace"
     )
+
+
+@dataclass
+class TrainConfig(DataSettings):
+    """Everything ``train`` needs. Defaults train the synthetic sample in well under a minute.
+
+    Each field made with ``setting`` is also a ``train`` flag (``--n-users``, ``--no-logq``),
+    with this help text, default and choices (``flags.py``).
+    """
 
     dim: int = setting(64, "embedding size of both towers", at_least=1)
     # Chosen with batch_size and lr below; time widths with

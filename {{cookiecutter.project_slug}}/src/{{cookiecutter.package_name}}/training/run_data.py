@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from ..data import Interactions, Split, generate_synthetic, load_dataset
-from .config import TrainConfig
+from .config import DataSettings
 
 DATA_RECORD = "data.json"
 SPLIT_FILE = "split.npz"
@@ -35,7 +35,7 @@ class RunDataChanged(ValueError):
     """The data a run was trained on is gone or differs from what the run recorded."""
 
 
-def load_data(cfg: TrainConfig) -> Interactions:
+def load_data(cfg: DataSettings) -> Interactions:
     """The interaction log ``cfg.data`` names: the synthetic sample of its sizes, or loaded."""
     if cfg.data == "synthetic":
         return generate_synthetic(
@@ -58,7 +58,7 @@ def _describe(record: dict[str, Any]) -> str:
     )
 
 
-def record_split(run_dir: Path, cfg: TrainConfig, split: Split) -> None:
+def record_split(run_dir: Path, cfg: DataSettings, split: Split) -> None:
     """Write ``data.json`` and ``split.npz`` for a new run (rank 0, before training)."""
     data = split.data
     record: dict[str, Any] = {
@@ -111,7 +111,7 @@ def _find_file(run_dir: Path, record: dict[str, Any]) -> Path:
     )
 
 
-def load_split(run_dir: str | os.PathLike[str], cfg: TrainConfig) -> Split:
+def load_split(run_dir: str | os.PathLike[str], cfg: DataSettings) -> Split:
     """The split run ``run_dir`` trained on, on its data reloaded and checked against its hash."""
     run_dir = Path(run_dir)
     record = _read_record(run_dir)

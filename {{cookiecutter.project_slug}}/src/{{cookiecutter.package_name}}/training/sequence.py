@@ -190,7 +190,7 @@ def _metrics(
 
 
 def prepare_split(cfg: SequenceConfig) -> Split:
-    return make_split(load_data(cfg.data_config()), cfg.split, seed=cfg.seed)
+    return make_split(load_data(cfg), cfg.split, seed=cfg.seed)
 
 
 def build_model(cfg: SequenceConfig, n_items: int) -> SASRec:
@@ -221,7 +221,7 @@ def _train(cfg: SequenceConfig, ctx: DistContext, split: Split | None) -> Metric
                 f"{run_dir}: run folder exists and is not empty; pick another --run-id"
             )
         write_snapshot(run_dir, cfg.to_dict())
-        record_split(run_dir, cfg.data_config(), split)
+        record_split(run_dir, cfg, split)
 
     train_seqs = split_sequences(split, ["train"])
     windows = torch.as_tensor(training_windows(train_seqs, cfg.max_len, n_items), device=device)

@@ -11,24 +11,19 @@ from typing import Any
 
 from ..data.interactions import SPLITS
 from ..flags import problems, setting
-from .config import AMP_MODES, TrainConfig
+from .config import AMP_MODES, DataSettings
 
 LOSSES = ("full", "sampled")
 
 
 @dataclass
-class SequenceConfig:
+class SequenceConfig(DataSettings):
     """Everything ``train_sequence`` needs; the defaults are SASRec's recipe for small data."""
 
-    data: str = setting("synthetic", "synthetic, ml-100k or a CSV/Parquet interactions file")
-    n_users: int = setting(2000, "synthetic users (ignored for other data)", at_least=1)
-    n_items: int = setting(1000, "synthetic items (ignored for other data)", at_least=2)
-    events_per_user: float = setting(30.0, "synthetic events per user", above=0)
+    # the data settings are DataSettings' (same flags as `train`), except the split's default
     split: str = setting(
         "temporal", "temporal: leave-last-out; random: 80/10/10 per user", choices=SPLITS
     )
-    seed: int = setting(0, "seed of the synthetic data, the split and the weights")
-    deterministic: bool = setting(False, "torch.use_deterministic_algorithms")
 
     max_len: int = setting(50, "most recent items the model reads (L)", at_least=1)
     dim: int = setting(64, "embedding and hidden size", at_least=1)
@@ -59,13 +54,6 @@ class SequenceConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
-
-    def data_config(self) -> TrainConfig:
-        """The two-tower config with this data and split (``run_data`` reads data through it)."""
-        return TrainConfig(
-            data=self.data, n_users=self.n_users, n_items=self.n_items,
-            events_per_user=self.events_per_user, split=self.split, seed=self.seed,
-        )  # fmt: skip
 
     def validate(self) -> None:
         found = problems(self)
