@@ -301,7 +301,7 @@ def describe_answer(base_url: str, artifacts: Path, k: int, mix: str) -> str:
 
 CPU_ROUTES = {
     "returning-mobile-buy (multi-channel recall + rank)": ("returning", "mobile", "purchase"),
-    "known-user (two-tower recall + rank)": ("returning", "desktop", "browse"),
+    "known-user (two-tower recall + rank)": ("returning", "desktop", "cart"),
     "vip-click without an item (item-graph recall + rank)": ("vip", "tablet", "click"),
     "new-mobile-browse (popularity)": ("new", "mobile", "browse"),
 }

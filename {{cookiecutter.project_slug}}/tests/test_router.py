@@ -58,6 +58,7 @@ def test_a_vip_clicking_on_any_device_gets_item_graph_recall(
         if u is not UserType.NEW
         and not (u is UserType.VIP and a is Action.CLICK)
         and not (u is UserType.RETURNING and d is Device.MOBILE and a is Action.PURCHASE)
+        and a is not Action.BROWSE
     ],
     ids=lambda v: v.value,
 )
@@ -67,6 +68,36 @@ def test_other_known_user_traffic_gets_the_two_tower_model(
     decision = router.route(user, device, action)
     assert decision.channel is Channel.TWO_TOWER
     assert decision.rule == "known-user"
+
+
+@pytest.mark.parametrize(
+    ("user", "device"),
+    list(itertools.product([UserType.RETURNING, UserType.VIP], Device)),
+    ids=lambda v: v.value,
+)
+def test_known_users_browsing_get_the_sequence_channel_in_recall_order(
+    router: Router, user: UserType, device: Device
+) -> None:
+    decision = router.route(user, device, Action.BROWSE)
+    assert (decision.channel, decision.rule, decision.rank) == (
+        Channel.SASREC,
+        "known-user-browse",
+        False,
+    )
+    assert decision.channels == (Channel.SASREC,) and not decision.fallback
+
+
+def test_the_sequence_route_is_overridable_from_the_routes_file(tmp_path: Path) -> None:
+    routes = tmp_path / "routes.yml"
+    routes.write_text(
+        "rules:\n  - name: new-browse-sequence\n    user_type: new\n    action: browse\n"
+        "    channel: sasrec\n  - name: browse-two-tower\n    action: browse\n"
+        "    channel: two_tower\n    rank: true\n"
+    )
+    router = load_router(routes)
+    assert router.route("new", "mobile", "browse").channel is Channel.SASREC
+    known = router.route("returning", "desktop", "browse")
+    assert (known.channel, known.rule, known.rank) == (Channel.TWO_TOWER, "browse-two-tower", True)
 
 
 @pytest.mark.parametrize(
@@ -107,7 +138,8 @@ def test_every_combination_gets_a_decision_and_every_channel_is_reachable(
             True,
         ),
         (("vip", "tablet", "click"), "vip-click", ("item_graph",), True),
-        (("returning", "desktop", "browse"), "known-user", ("two_tower",), True),
+        (("returning", "desktop", "browse"), "known-user-browse", ("sasrec",), False),
+        (("returning", "desktop", "cart"), "known-user", ("two_tower",), True),
         (("vip", "mobile", "cart"), "known-user", ("two_tower",), True),
         (("new", "desktop", "cart"), "fallback", ("popularity",), False),
         (("robot", "mobile", "browse"), "fallback", ("popularity",), False),

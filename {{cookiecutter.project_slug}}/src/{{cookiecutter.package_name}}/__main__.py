@@ -64,6 +64,11 @@ def _parser() -> argparse.ArgumentParser:
     index.add_argument("--out", default="artifacts", help="artifacts folder")
     index.add_argument("--kind", default="auto", choices=["auto", "flat", "ivf", "hnsw"])
     index.add_argument("--device", default="cpu", help="cpu or cuda[:N] (GPU faiss when available)")
+    index.add_argument(
+        "--sequence-run",
+        help="train-sequence run served as the sasrec channel (default: the newest one beside "
+        "--run trained on the same data; 'none' for no sasrec channel)",
+    )
 
     evaluate = sub.add_parser(
         "evaluate", help="full-ranking metrics of every channel on the test split"
@@ -294,7 +299,9 @@ def _route(args: argparse.Namespace) -> int:
         case "index":
             from .pipeline import run_index
 
-            info = run_index(_run_dir(args), Path(args.out), kind=args.kind, device=args.device)
+            info = run_index(
+                _run_dir(args), Path(args.out), args.kind, args.device, args.sequence_run
+            )
             console.print_json(data=info)
         case "evaluate":
             from .pipeline import run_evaluate

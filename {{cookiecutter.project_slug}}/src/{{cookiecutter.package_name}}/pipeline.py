@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -22,6 +23,8 @@ from .evaluation import check_k, evaluate_channels, save_results
 from .retrieval import ann_recall, build_index, choose_kind
 from .training import load_trained, two_tower_embeddings
 from .training.loop import MODEL, user_histories
+from .training.run_data import DATA_RECORD
+from .training.sequence import MODEL as SEQUENCE_MODEL
 
 
 def latest_run(runs_dir: str | os.PathLike[str]) -> Path:
@@ -47,15 +50,98 @@ def build_channels(
     }
 
 
+def _data_hash(run_dir: Path) -> str | None:
+    """The sha256 of the log a run trained on (its ``data.json``), or None without a record."""
+    path = Path(run_dir) / DATA_RECORD
+    if not path.is_file():
+        return None
+    return json.loads(path.read_text(encoding="utf-8")).get("sha256")
+
+
+def find_sequence_run(run_dir: Path, sequence_run: str | None = None) -> tuple[Path | None, str]:
+    """The ``train-sequence`` run whose SASRec ``index`` serves beside ``run_dir``'s channels.
+
+    ``sequence_run`` names it (it must have trained on the same data), or is ``"none"`` (no
+    sasrec channel). By default: the newest folder beside ``run_dir`` (the same runs folder)
+    holding ``sasrec.pt`` whose ``data.json`` records the same data (sha256 of the log), so
+    its item indices are the artifacts' item indices. Returns the folder (None: serve
+    without sasrec) and a sentence for the index report saying which, or why none.
+    """
+    want = _data_hash(run_dir)
+    if sequence_run == "none":
+        return None, "not served (--sequence-run none)"
+    if sequence_run is not None:
+        chosen = Path(sequence_run)
+        if not (chosen / SEQUENCE_MODEL).is_file():
+            raise FileNotFoundError(
+                f"{chosen}: no {SEQUENCE_MODEL}; point --sequence-run at a `train-sequence` run "
+                "folder, or pass --sequence-run none"
+            )
+        if _data_hash(chosen) != want:
+            raise ValueError(
+                f"{chosen}: trained on other data than {run_dir} (data.json sha256 differs), so "
+                "its item indices are not the artifacts'; train-sequence on the same --data, "
+                "or pass --sequence-run none"
+            )
+        return chosen, f"{chosen}"
+    runs = sorted(
+        (p.parent for p in Path(run_dir).parent.glob(f"*/{SEQUENCE_MODEL}")),
+        key=lambda p: (p / SEQUENCE_MODEL).stat().st_mtime,
+        reverse=True,
+    )
+    for candidate in runs:
+        if want is not None and _data_hash(candidate) == want:
+            return candidate, f"{candidate} (newest train-sequence run on the same data)"
+    where = Path(run_dir).parent
+    if runs:
+        return None, (
+            f"not served: the train-sequence runs in {where} ({', '.join(p.name for p in runs)}) "
+            "trained on other data; train-sequence on the same --data, then index again"
+        )
+    return None, f"not served: no train-sequence run in {where}"
+
+
+def sasrec_arrays(sequence_run: Path, split: Split) -> dict[str, np.ndarray]:
+    """The sasrec channel's artifacts arrays: user states from each user's training items
+    (the history the artifacts hold, oldest first), item vectors, the padded histories and
+    the sequence encoder as ONNX bytes (parity checked against the model)."""
+    from .channels.sasrec import sasrec_channel
+    from .sequence_export import export_sequence_encoder
+    from .training.sequence import load_sequence_model, split_sequences
+
+    _, model = load_sequence_model(sequence_run)
+    if model.n_items != split.n_items:
+        raise ValueError(
+            f"{sequence_run}: SASRec scores {model.n_items} items, the artifacts hold "
+            f"{split.n_items}; train-sequence on the same data"
+        )
+    channel = sasrec_channel(model, split_sequences(split, ["train"]))
+    history = channel.history
+    assert history is not None
+    real = history[(history != split.n_items).any(1)]
+    examples = real if len(real) >= 2 else history
+    with tempfile.TemporaryDirectory() as tmp:
+        export_sequence_encoder(model, examples[:256], tmp, formats="onnx")
+        onnx = (Path(tmp) / "sequence_tower.onnx").read_bytes()
+    return channel.channel_arrays(onnx)
+
+
 def run_index(
-    run_dir: Path, out_dir: Path, kind: str = "auto", device: str = "cpu"
+    run_dir: Path,
+    out_dir: Path,
+    kind: str = "auto",
+    device: str = "cpu",
+    sequence_run: str | None = None,
 ) -> dict[str, Any]:
     """Embed everything, build the faiss index, fit the other channels, write artifacts.
 
     Every known user is embedded here, so the service answers from the folder alone (no
-    model, no torch); the exported towers (``export``) embed users that change later.
+    model, no torch); the exported towers (``export``) embed users that change later. The
+    sasrec channel is added from the run ``find_sequence_run`` picks (``sequence_run``).
     """
     cfg, model, split = load_trained(run_dir)
+    sequence_dir, sequence_note = find_sequence_run(run_dir, sequence_run)
+    channel_arrays = sasrec_arrays(sequence_dir, split) if sequence_dir is not None else None
     user_emb, item_emb = two_tower_embeddings(model, split)
     t0 = time.perf_counter()
     index = build_index(item_emb, kind=kind, device=device, calibration_queries=user_emb[:1000])
@@ -78,6 +164,7 @@ def run_index(
         config={**cfg.to_dict(), "run_dir": str(run_dir)},
         user_features=split.data.user_features,
         user_history=user_histories(split, model.history_len).numpy(),
+        channel_arrays=channel_arrays,
     )
     info = {
         "artifacts": str(out_dir),
@@ -87,6 +174,7 @@ def run_index(
         "dim": int(item_emb.shape[1]),
         "build_seconds": build_s,
         f"ann_recall@{k}_vs_exact": recall,
+        "sasrec": sequence_note,
     }
     report = Path(out_dir) / "index_report.json"
     report.write_text(json.dumps(info, indent=2), encoding="utf-8")

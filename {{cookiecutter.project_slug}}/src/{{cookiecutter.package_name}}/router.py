@@ -15,6 +15,8 @@ new-mobile-browse     new         mobile      browse    popularity (cold start) 
 returning-mobile-buy  returning   mobile      purchase  two_tower, item_graph, ease,        yes
                                                         popularity (multi-channel)
 vip-click             vip         any         click     item_graph                          yes
+known-user-browse     returning   any         browse    sasrec (the next item after the     no
+                      or vip                            recent ones)
 known-user            returning   any         any       two_tower                           yes
                       or vip
 (fallback)            anything else, or an unknown value      popularity                    no
@@ -24,6 +26,12 @@ known-user            returning   any         any       two_tower               
 `python -m {{ cookiecutter.package_name }} rank`
 trains; where the service has no ranker, or the user is unknown to it, the recall order answers
 and the reason says why.
+
+Browsing is where the order of what a user just looked at says most about the next item, so
+known users browsing get the SASRec sequence channel: over the request's `recent_items` when
+it sends them, else over the stored history (the state computed at `index` time). Its scores
+are not ranker features, so the route answers in recall order; a folder without the sasrec
+channel (no `train-sequence` run when `index` ran) answers from two_tower and says so.
 
 The fallback is popularity because it is the one channel that needs nothing from the user
 (no history, no embedding), so it can always answer. Unknown values (a new device type
@@ -113,6 +121,7 @@ class Channel(StrEnum):
     TWO_TOWER = "two_tower"
     ITEM_GRAPH = "item_graph"
     EASE = "ease"  # served where the ranker's folder holds its weights (`rank` stage)
+    SASREC = "sasrec"  # served where `index` found a `train-sequence` run
 
 
 MULTI_CHANNEL = (Channel.TWO_TOWER, Channel.ITEM_GRAPH, Channel.EASE, Channel.POPULARITY)
@@ -201,6 +210,13 @@ def default_route(user_type: UserType, device: Device, action: Action) -> Decisi
                 f"VIP clicking on {device.value}: items co-engaged with the clicked item, "
                 "then the DNN ranker",
                 rank=True,
+            )
+        case (UserType.RETURNING | UserType.VIP, _, Action.BROWSE):
+            return Decision(
+                Channel.SASREC,
+                "known-user-browse",
+                f"{user_type.value} user browsing on {device.value}: the next item follows "
+                "from the recent ones, so SASRec sequence recall",
             )
         case (UserType.RETURNING | UserType.VIP, _, _):
             return Decision(

@@ -1,8 +1,9 @@
-"""Recall channels behind one interface (``Channel``): popularity, item graph, two-tower.
+"""Recall channels behind one interface (``Channel``): popularity, item graph, two-tower, SASRec.
 
 Evaluation fits them on a split and ranks their ``score``; the service rebuilds the same
 classes from an artifacts folder (``load_channels``) and answers with their ``recommend``.
-Importing this package does not import torch (only fitting the item graph does).
+Importing this package does not import torch (only fitting the item graph does, and building
+a SASRec channel from a trained model).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from typing import TYPE_CHECKING
 from .base import Channel, ScoringChannel, top_k
 from .item_graph import ItemGraphChannel, co_occurrence_neighbours
 from .popularity import PopularityChannel
+from .sasrec import SASRecChannel
 from .two_tower import TwoTowerChannel
 
 if TYPE_CHECKING:
@@ -21,6 +23,7 @@ SERVED: dict[str, type[ScoringChannel]] = {
     PopularityChannel.name: PopularityChannel,
     ItemGraphChannel.name: ItemGraphChannel,
     TwoTowerChannel.name: TwoTowerChannel,
+    SASRecChannel.name: SASRecChannel,
 }
 """The channels a service loads from an artifacts folder, by name (the router's channel names)."""
 
@@ -44,6 +47,7 @@ __all__ = [
     "Channel",
     "ItemGraphChannel",
     "PopularityChannel",
+    "SASRecChannel",
     "ScoringChannel",
     "TwoTowerChannel",
     "co_occurrence_neighbours",

@@ -44,6 +44,7 @@ class SASRecChannel(ScoringChannel):
     """Exact scores from precomputed user states; request-time sequences through ``encoder``."""
 
     name = "sasrec"
+    artifact_files = (STATES, ITEMS, HISTORY)  # the encoder is optional: stored users only
 
     def __init__(
         self,
@@ -72,8 +73,7 @@ class SASRecChannel(ScoringChannel):
         if missing:
             raise KeyError(
                 f"{artifacts.directory}: no {', '.join(missing)}; write them with "
-                "save_artifacts(channel_arrays=SASRecChannel.channel_arrays(...)) from a "
-                "`train-sequence` run"
+                "`index` after a `train-sequence` run on the same data (see `index --help`)"
             )
         encoder = onnx_encoder(arrays[ENCODER].tobytes()) if ENCODER in arrays else None
         return cls(arrays[STATES], arrays[ITEMS], arrays[HISTORY], encoder)

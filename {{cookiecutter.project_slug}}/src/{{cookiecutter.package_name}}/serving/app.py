@@ -91,8 +91,9 @@ def create_app(
     app = FastAPI(
         title=PROJECT_NAME,
         version=__version__,
-        description="Recommendations recalled from the two-tower model, the item graph, EASE "
-        "and popularity, ranked by the DNN ranker, routed by user type, device and action.",
+        description="Recommendations recalled from the two-tower model, the SASRec sequence "
+        "model, the item graph, EASE and popularity, ranked by the DNN ranker, routed by user "
+        "type, device and action.",
         lifespan=lifespan,
     )
     app.state.ready = False
@@ -183,6 +184,7 @@ def create_app(
             k=body.k,
             exclude_seen=body.exclude_seen,
             item_id=body.item_id,
+            recent_items=body.recent_items or None,
         )
         # Up to OFFLOAD_ABOVE_ITEMS items a request's numpy/faiss work is smaller than the cost of
         # a thread-pool hop, so it runs inline.

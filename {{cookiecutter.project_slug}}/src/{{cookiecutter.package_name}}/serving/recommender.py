@@ -15,6 +15,9 @@ when the channel cannot answer for this request:
 * item_graph needs seed items: the request's `item_id`, else the user's history; with neither,
   popularity. When the graph has fewer than k neighbours the list is topped up by popularity.
 * ease is served only with the ranker's folder (which holds its weights); else popularity.
+* sasrec reads the request's `recent_items` (through the exported encoder), else the user's
+  stored history (the state `index` computed); with neither, popularity. A folder without
+  the channel (no `train-sequence` run when `index` ran) answers from two_tower.
 * popularity always answers.
 
 Every downgrade is added to the reason, so the caller can see exactly why it got what it got.
@@ -29,7 +32,14 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..artifacts import Artifacts
-from ..channels import ItemGraphChannel, PopularityChannel, TwoTowerChannel, load_channels, top_k
+from ..channels import (
+    ItemGraphChannel,
+    PopularityChannel,
+    SASRecChannel,
+    TwoTowerChannel,
+    load_channels,
+    top_k,
+)
 from ..router import Channel, Decision, Router
 from .chain import RankingStage, load_ranking_stage
 
@@ -83,20 +93,57 @@ class Recommender:
         k: int,
         exclude_seen: bool = True,
         item_id: str | None = None,
+        recent_items: list[str] | None = None,
     ) -> Recommendation:
+        """``recent_items``: raw ids, oldest first; ids the catalog lacks are left out."""
         art = self.artifacts
         decision: Decision = self.router.route(user_type, device, action)
         channel, reasons, fallback = decision.channel, [decision.reason], decision.fallback
         user = art.user_index.get(user_id)
         seen = art.seen_items(user) if user is not None else _EMPTY
+        recent, unknown = self._recent(recent_items or [])
         exclude = seen if exclude_seen else _EMPTY
         k = min(k, art.n_items)
+        if unknown:
+            more = f" (+{len(unknown) - 3} more)" if len(unknown) > 3 else ""
+            reasons.append(
+                f"recent_items not in the catalog, left out: "
+                f"{', '.join(map(repr, unknown[:3]))}{more}"
+            )
+        if recent_items and Channel.SASREC not in decision.channels:
+            reasons.append("recent_items are read by the sasrec channel only")
 
         if decision.rank:
             why_not = self._why_not_rank(user_id, user, item_id, exclude_seen)
             if why_not is None:
                 return self._ranked(decision, reasons, user, exclude, k)  # type: ignore[arg-type]
             reasons.append(f"ranking skipped: {why_not}")
+
+        if channel is Channel.SASREC:
+            sasrec: SASRecChannel | None = self.channels.get(channel.value)  # type: ignore[assignment]
+            if sasrec is None:
+                channel, fallback = Channel.TWO_TOWER, True
+                reasons.append(
+                    "no sasrec channel in the artifacts (`index` after `train-sequence`): "
+                    "two_tower instead"
+                )
+            elif len(recent) and sasrec.encoder is not None:
+                reasons.append(f"SASRec over the request's {len(recent)} recent items")
+                shown = np.concatenate([exclude, recent]) if exclude_seen else exclude
+                ids, scores = top_k(sasrec.score_sequences([recent]), k, [shown])
+                return self._answer(ids[0], scores[0], channel, decision, reasons, fallback, user)
+            elif user is not None:
+                if len(recent):
+                    reasons.append("no sequence encoder in the artifacts: recent_items ignored")
+                reasons.append("SASRec over the user's stored history")
+                ids, scores = sasrec.recommend(np.array([user]), k, [exclude])
+                return self._answer(ids[0], scores[0], channel, decision, reasons, fallback, user)
+            else:
+                channel, fallback = Channel.POPULARITY, True
+                reasons.append(
+                    f"user {user_id!r} is not in the model and sent no recent_items: "
+                    "cold-start popularity"
+                )
 
         if channel is Channel.EASE and channel.value not in self.channels:
             channel, fallback = Channel.POPULARITY, True
@@ -134,6 +181,13 @@ class Recommender:
 
         ids, scores = self._popularity(exclude, k)
         return self._answer(ids, scores, Channel.POPULARITY, decision, reasons, fallback, user)
+
+    def _recent(self, item_ids: list[str]) -> tuple[np.ndarray, list[str]]:
+        """The catalog's indices of ``item_ids`` (order kept), and the ids it does not hold:
+        an item newer than the artifacts must not cost the user their recommendations."""
+        index = self.artifacts.item_index
+        known = [index[i] for i in item_ids if i in index]
+        return np.array(known, dtype=np.int64), [i for i in item_ids if i not in index]
 
     def _why_not_rank(
         self, user_id: str, user: int | None, item_id: str | None, exclude_seen: bool

@@ -17,6 +17,10 @@ from ..router import Action, Channel, Device, UserType
 MAX_K = 100
 """Upper bound on `k`: bigger lists belong to a batch job, not a request path."""
 
+MAX_RECENT_ITEMS = 200
+"""Upper bound on `recent_items`: far past any sequence length a model reads (the sasrec
+channel reads the last `max_len` of them, 50 by default)."""
+
 _NAME = r"^[A-Za-z0-9_\-]{1,32}$"
 
 
@@ -80,6 +84,16 @@ class RecommendRequest(BaseModel):
         min_length=1,
         max_length=128,
         description="The item in view (seeds item-graph recall); optional.",
+    )
+    recent_items: list[Annotated[str, Field(min_length=1, max_length=128)]] | None = Field(
+        default=None,
+        max_length=MAX_RECENT_ITEMS,
+        description="The user's recent item ids, oldest first (this session's views, say), "
+        "read by the sasrec channel in place of the stored history (and left out of its "
+        "answer when exclude_seen is true); other channels ignore them. Ids the catalog does "
+        "not hold are left out, and the reason names them. "
+        f"Optional, at most {MAX_RECENT_ITEMS}; empty means none.",
+        examples=[["i00017", "i00342", "i00018"]],
     )
 
 
