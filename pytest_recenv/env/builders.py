@@ -164,7 +164,9 @@ def _stamped(prefix: Path, key: str) -> dict[str, Any] | None:
         stamp = json.loads((prefix / STAMP).read_text())
     except (OSError, ValueError):
         return None
-    return stamp if stamp.get("key") == key else None
+    # anything else (a hand edit, a truncated copy) is an unfinished build: built over
+    usable = isinstance(stamp, dict) and stamp.get("key") == key
+    return stamp if usable and isinstance(stamp.get("python"), str) else None
 
 
 def _from_stamp(

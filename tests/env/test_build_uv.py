@@ -189,3 +189,18 @@ def test_the_stamp_records_key_parts_for_debugging(
     assert stamp["key"] == env.key
     assert set(stamp["parts"]) >= {"spec", "backend", "platform", "interpreter", "names", "pip"}
     assert (env.prefix / ".recenv" / "freeze.txt").read_text().startswith("recenv-tiny==1.1")
+
+
+@pytest.mark.parametrize("stamp", ["[]", "null", '"text"', "{}", '{"key": "KEY"}'])
+def test_a_corrupt_stamp_is_rebuilt_over_not_a_traceback(
+    tmp_path: Path, offline_pip: Path, cache_dir: Path, stamp: str
+) -> None:
+    # valid JSON that is not a stamp of this key (a hand edit, a truncated copy): the folder is
+    # an unfinished build to replace, as recenv gc lists it, never an AttributeError/KeyError
+    spec = write_env(tmp_path, "  - recenv-tiny\n")
+    key = make_plan(spec).key
+    (cache_dir / key).mkdir(parents=True)
+    (cache_dir / key / STAMP).write_text(stamp.replace("KEY", key))
+    env = ensure_env(spec, progress=False)
+    assert env.created and json.loads((env.prefix / STAMP).read_text())["key"] == key
+    assert ensure_env(spec, progress=False).created is False
