@@ -15,6 +15,17 @@ def backend_chain_arg(args: argparse.Namespace) -> list[str] | None:
     return args.backend.split(",") if args.backend else None
 
 
+def _non_negative(text: str) -> float:
+    """``--older-than``/``--max-size``: a negative (or NaN) budget would remove every env."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not value >= 0:  # NaN too
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, found {text!r}")
+    return value
+
+
 def _env_files(files: list[str]) -> list[str]:
     """pre-commit passes whatever matched: map lock files back to their environment file."""
     out: list[str] = []
@@ -164,13 +175,13 @@ def add_subcommands(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("gc", help="list cached environments; prune by age or size")
     p.add_argument(
         "--older-than",
-        type=float,
+        type=_non_negative,
         metavar="DAYS",
         help="remove environments not used for DAYS days",
     )
     p.add_argument(
         "--max-size",
-        type=float,
+        type=_non_negative,
         metavar="GIB",
         help="keep the most recently used environments within GIB",
     )

@@ -230,6 +230,19 @@ def test_gc_lists_envs_and_prunes_the_ones_unused_for_long(
     assert not old.prefix.exists() and new.prefix.exists()
 
 
+@pytest.mark.parametrize(
+    ("option", "value"), [("--older-than", "-1"), ("--max-size", "-0.5"), ("--older-than", "nan")]
+)
+def test_gc_refuses_a_negative_age_or_size_instead_of_removing_every_env(
+    tmp_path: Path, offline_pip: Path, cache_dir: Path, option: str, value: str
+) -> None:
+    env = ensure_env(write_env(tmp_path, "  - recenv-tiny=1.0\n"), progress=False)
+    result = recenv("gc", option, value)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert f"argument {option}: expected a number >= 0, found '{value}'" in result.stderr
+    assert env.prefix.exists()
+
+
 def test_doctor_reports_backends_interpreters_and_pip_config(
     capsys: pytest.CaptureFixture[str], offline_pip: Path
 ) -> None:
