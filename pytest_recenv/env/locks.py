@@ -26,7 +26,7 @@ from pytest_recenv.env.variants import (
     distribution_variant,
     torch_variant,
 )
-from pytest_recenv.errors import Problem, RecenvError
+from pytest_recenv.errors import Problem, RecenvError, SpecError
 
 LOCK_FORMAT = 1
 
@@ -68,17 +68,26 @@ def unmet(wanted: list[Constraint], installed: dict[str, str]) -> list[tuple[Con
 
 
 def read_lock(path: Path) -> dict[str, Any]:
+    """The lock's data; a :class:`SpecError` with one problem at ``path:1`` when it is no lock."""
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
-        raise RecenvError(
-            f"{path}:1: unreadable lock ({exc}); regenerate it: recenv lock"
-        ) from None
+        why = f"unreadable lock ({exc})"
+    else:
+        why = _not_a_lock(data)
+        if why is None:
+            return data
+    raise SpecError([Problem(str(path), 1, f"{why}; regenerate it: recenv lock")])
+
+
+def _not_a_lock(data: Any) -> str | None:
     if not isinstance(data, dict) or not isinstance(data.get("packages"), dict):
-        raise RecenvError(
-            f"{path}:1: not a recenv lock (no 'packages'); regenerate it: recenv lock"
-        )
-    return data
+        return "not a recenv lock (no 'packages')"
+    if not all(isinstance(v, str) for v in data["packages"].values()):
+        return "not a recenv lock ('packages' maps names to version strings)"
+    if not isinstance(data.get("python", ""), str):
+        return f"not a recenv lock ('python' is {data['python']!r}, not a version string)"
+    return None
 
 
 def lock_problems(env_file: Path, display: str | None = None) -> list[Problem]:
@@ -96,8 +105,8 @@ def lock_problems(env_file: Path, display: str | None = None) -> list[Problem]:
     spec = load_spec(env_file)
     try:
         data = read_lock(lock)
-    except RecenvError as exc:
-        return [Problem(shown, 1, str(exc))]
+    except SpecError as exc:  # the problem is the lock's, at its own path
+        return exc.problems
     if data.get("spec_hash") == spec.digest():
         return []
     problems = []

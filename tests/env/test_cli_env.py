@@ -155,6 +155,21 @@ def test_lock_check_without_a_lock_says_how_to_make_one(
     assert main(["lock", "--check", "--missing-ok", str(spec)]) == 0  # the pre-commit hook
 
 
+@pytest.mark.parametrize(
+    "lock",
+    ["[1, 2", "[]", '{"packages": {"recenv-tiny": 1}}', '{"packages": {}, "python": 3.11}'],
+)
+def test_lock_check_of_a_broken_lock_is_one_problem_at_the_lock_not_a_traceback(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], lock: str
+) -> None:
+    spec = write_env(tmp_path, "  - recenv-tiny=1.0\n")
+    (tmp_path / "environment.lock.json").write_text(lock)
+    assert main(["lock", "--check", str(spec)]) == 1
+    out = capsys.readouterr().out.splitlines()
+    assert len(out) == 1 and out[0].startswith(f"{tmp_path / 'environment.lock.json'}:1: ")
+    assert out[0].endswith("; regenerate it: recenv lock") and str(spec) not in out[0]
+
+
 def test_drift_finds_missing_and_mismatched_but_not_loose_pins(
     tmp_path: Path, offline_pip: Path, cache_dir: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
