@@ -12,11 +12,13 @@ import os
 import platform
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from pytest_recenv.env import pipconfig
 from pytest_recenv.env.backends import backend_chain, make_backend
 from pytest_recenv.env.builders import cache_root
+from pytest_recenv.env.gc import classify
 from pytest_recenv.env.interpreters import discover
 from pytest_recenv.hardware.nvml import probe_tier0
 from pytest_recenv.hardware.probe_child import probe_tier1
@@ -68,10 +70,17 @@ def doctor_report(backends: Sequence[str] | None = None, libraries: bool = False
         "pip_config": {"uv_args": cfg.uv_args(), "sources": list(cfg.sources)},
         "cache": {
             "path": str(root),
-            "environments": len([p for p in root.iterdir() if p.is_dir()]) if root.is_dir() else 0,
+            "environments": _environments(root),
         },
         "hardware": _hardware(libraries),
     }
+
+
+def _environments(root: Path) -> int:
+    """What ``recenv gc`` lists as environments: not another tool's folders, not leftovers."""
+    if not root.is_dir():
+        return 0
+    return sum(classify(root, p).kind == "env" for p in root.iterdir() if p.is_dir())
 
 
 def _hardware(libraries: bool) -> dict[str, Any]:

@@ -286,6 +286,16 @@ def test_doctor_json_is_the_same_report_as_data_and_nothing_else_on_stdout(
     assert f"hardware: {hardware['summary']}" in capsys.readouterr().out
 
 
+def test_doctor_counts_only_the_environments_gc_would_list_as_such(
+    tmp_path: Path, offline_pip: Path, cache_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    env = ensure_env(write_env(tmp_path, "  - recenv-tiny=1.0\n"), progress=False)
+    (cache_dir / "data").mkdir()  # another tool's folder in a shared cache dir
+    (cache_dir / f".tmp-{env.key}-999999").mkdir()  # a killed build's leftovers
+    assert main(["doctor", "--json", "--no-libraries"]) == 0
+    assert json.loads(capsys.readouterr().out)["cache"]["environments"] == 1
+
+
 def test_doctor_json_as_the_run_snapshot_calls_it_probes_torch_and_faiss(
     offline_pip: Path, cache_dir: Path
 ) -> None:
