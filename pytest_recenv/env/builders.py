@@ -224,7 +224,15 @@ def _ensure(plan: Plan, root: Path, start: float, lock_timeout: float, progress:
     stamp = _stamped(prefix, plan.key)
     if stamp:
         return _reuse(plan, prefix, start, stamp)
-    root.mkdir(parents=True, exist_ok=True)
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:  # RECENV_CACHE_DIR at a file, say: the user's to fix
+        found = {FileExistsError: "a file there", NotADirectoryError: "a file in its path"}
+        raise RecenvError(
+            f"expected a folder for the environment cache at {root}, found "
+            f"{found.get(type(exc), exc.strerror or exc)}; point RECENV_CACHE_DIR at a writable "
+            "folder"
+        ) from None
     try:
         with FileLock(str(root / f"{plan.key}.lock"), timeout=lock_timeout):
             stamp = _stamped(prefix, plan.key)

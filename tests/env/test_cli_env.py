@@ -258,6 +258,23 @@ def test_gc_refuses_a_negative_age_or_size_instead_of_removing_every_env(
     assert env.prefix.exists()
 
 
+@pytest.mark.parametrize("where", ["file", "file/sub"])
+def test_a_cache_dir_that_cannot_be_a_folder_is_one_line_not_a_traceback(
+    tmp_path: Path, offline_pip: Path, monkeypatch: pytest.MonkeyPatch, where: str
+) -> None:
+    (tmp_path / "file").write_text("not a folder")
+    monkeypatch.setenv("RECENV_CACHE_DIR", str(tmp_path / where))
+    spec = write_env(tmp_path, "  - recenv-tiny=1.0\n")
+    found = "a file there" if where == "file" else "a file in its path"
+    for command in (["build", "-q", str(spec)], ["run", "-f", str(spec), "--", "true"]):
+        result = recenv(*command)
+        assert result.returncode == 1 and result.stdout == ""
+        assert result.stderr.splitlines() == [
+            f"recenv {command[0]}: expected a folder for the environment cache at "
+            f"{tmp_path / where}, found {found}; point RECENV_CACHE_DIR at a writable folder"
+        ]
+
+
 def test_doctor_reports_backends_interpreters_and_pip_config(
     capsys: pytest.CaptureFixture[str], offline_pip: Path
 ) -> None:
