@@ -16,7 +16,7 @@ import pytest
 from pytest_recenv.hardware import session as run
 from pytest_recenv.hardware import skipping, text, xdist
 from pytest_recenv.hardware.fixtures import faiss_gpu_resources, hardware, torch_device
-from pytest_recenv.hardware.state import MODES, NEEDS_KEY, STATE_KEY
+from pytest_recenv.hardware.state import MODES, STATE_KEY
 
 # Environment hooks and fixtures live in their own plugin module, registered with this one.
 pytest_plugins = ["pytest_recenv.env.fixtures"]
@@ -105,10 +105,7 @@ class ReportHooks:
     def pytest_runtest_makereport(
         self, item: pytest.Item, call: pytest.CallInfo[None]
     ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
-        test_report = yield
-        if not item.stash.get(NEEDS_KEY, ()):
-            return test_report
-        return skipping.after_test_report(item, test_report)
+        return skipping.after_test_report(item, (yield))  # it passes unmarked tests through
 
 
 class MultiGpuLock:

@@ -277,8 +277,10 @@ def _reason_of(test_report: pytest.TestReport) -> str:
 
 
 def after_test_report(item: pytest.Item, test_report: pytest.TestReport) -> pytest.TestReport:
+    if not item.stash.get(NEEDS_KEY, ()):  # an unmarked test: first, it is the cheap check
+        return test_report
     state = item.config.stash.get(STATE_KEY, None)
-    if state is None or not item.stash.get(NEEDS_KEY, ()):
+    if state is None:
         return test_report
     if state.mode == "require" and test_report.skipped and not hasattr(test_report, "wasxfail"):
         test_report.outcome = "failed"
