@@ -20,7 +20,10 @@ from packaging.requirements import InvalidRequirement, Requirement
 
 from pytest_recenv.env import boundedyaml, names
 from pytest_recenv.env.matchspec import CondaDep, parse_matchspec, python_pin_problem
-from pytest_recenv.errors import Problem, SpecError
+
+# BuildError and RecenvError: this module (as pytest_recenv.spec) was their documented home
+# before errors.py, so old imports of them from here keep working.
+from pytest_recenv.errors import BuildError, Problem, RecenvError, SpecError  # noqa: F401
 
 TOP_LEVEL_KEYS = ("name", "channels", "dependencies", "variables", "prefix")
 

@@ -199,6 +199,19 @@ def test_old_module_paths_give_the_moved_modules(old: str, new: str) -> None:
     assert importlib.import_module(old) is importlib.import_module(new)
 
 
+def test_the_error_types_still_import_from_their_documented_home_before_the_split() -> None:
+    # docs/environments.md said "Errors are pytest_recenv.spec.RecenvError" before errors.py
+    from pytest_recenv import errors
+    from pytest_recenv.spec import BuildError, Problem, RecenvError, SpecError
+
+    assert (RecenvError, BuildError, SpecError, Problem) == (
+        errors.RecenvError,
+        errors.BuildError,
+        errors.SpecError,
+        errors.Problem,
+    )
+
+
 @pytest.mark.parametrize(("xdist", "registered"), [((), False), (("-p", "xdist.plugin"), True)])
 def test_the_xdist_hooks_are_registered_only_where_xdist_is_loaded(
     pytester: pytest.Pytester,
