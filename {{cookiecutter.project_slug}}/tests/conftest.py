@@ -7,6 +7,7 @@ function and each test calls it with its own arguments.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -92,6 +93,84 @@ def run_benchmark() -> Callable[..., subprocess.CompletedProcess[str]]:
     """``run_benchmark(script, *args, cwd=...)``: ``benchmarks/SCRIPT ARGS`` in a child process;
     it must exit 0."""
     return _run_benchmark
+
+
+# train_ranker on a small synthetic sample with fixed channels (no two-tower model, so every
+# process builds the same candidates); each process saves what the ranker came out as.
+RANKER_SCRIPT = """
+import json, os, sys
+
+import numpy as np
+import torch
+
+from {{ cookiecutter.package_name }}.channels import ItemGraphChannel, PopularityChannel
+from {{ cookiecutter.package_name }}.channels.ease import EaseChannel
+from {{ cookiecutter.package_name }}.data import generate_synthetic, make_split
+from {{ cookiecutter.package_name }}.ranking import RankerConfig, build_ranking_data, train_ranker
+from {{ cookiecutter.package_name }}.ranking.train import score_rows
+
+out, settings = sys.argv[1], json.loads(sys.argv[2])
+sample = generate_synthetic(n_users=300, n_items=100, events_per_user=20, seed=5)
+split = make_split(sample, "random", seed=5)
+
+
+def factory(users, items):
+    n_users, n_items = split.n_users, split.n_items
+    return {
+        "ease": EaseChannel.fit(users, items, n_users, n_items, l2=50.0),
+        "item_graph": ItemGraphChannel(users, items, n_users, n_items),
+        "popularity": PopularityChannel(items, n_items, n_users),
+    }
+
+
+cfg = RankerConfig(**settings)
+result = train_ranker(split, factory, cfg)
+saved = {name: getattr(result, name) for name in
+         ("history", "val", "best_epoch", "device", "amp", "world_size", "dist_backend")}
+saved["state_dict"] = result.model.state_dict()
+saved["model_device"] = str(next(result.model.parameters()).device)
+saved["user_feature_width"] = result.model.user_features.out_dim
+# The trained model's scores of 60 users' candidates (from channels fitted on training).
+users = np.arange(60)
+data = build_ranking_data(result.channels, users, split.by_user("train"), None, cfg.n_candidates,
+                          item_features=sample.item_features,
+                          item_feature_names=sample.item_feature_names)
+saved["scores"] = score_rows(result.model, data, sample.user_features, sample.item_features)
+torch.save(saved, os.path.join(out, f"ranker-{os.environ.get('RANK', 'alone')}.pt"))
+"""
+
+
+def _train_ranker_in_child(
+    folder: Path, torchrun_procs: int = 0, **settings: object
+) -> list[dict[str, object]]:
+    import torch
+
+    folder.mkdir(parents=True, exist_ok=True)
+    script = folder / "train_ranker.py"
+    script.write_text(RANKER_SCRIPT, encoding="utf-8")
+    launcher = [sys.executable]
+    if torchrun_procs:
+        launcher += ["-m", "torch.distributed.run", "--standalone", "--nproc-per-node", str(torchrun_procs)]  # fmt: skip
+    done = subprocess.run(
+        [*launcher, str(script), str(folder), json.dumps(settings)],
+        cwd=folder, env=_child_env(), capture_output=True, text=True, timeout=600, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
+    return [
+        torch.load(path, map_location="cpu", weights_only=False)
+        for path in sorted(folder.glob("ranker-*.pt"))
+    ]
+
+
+@pytest.fixture(scope="session")
+def train_ranker_in_child() -> Callable[..., list[dict[str, object]]]:
+    """``train_ranker_in_child(folder, torchrun_procs=0, **RankerConfig settings)``:
+    ``train_ranker`` on a 300-user synthetic sample (EASE, item graph and popularity as
+    channels) in a child process, or under torchrun with N processes; what each process's
+    result holds (``history``, ``val``, ``device``, ``amp``, ``world_size``, ``dist_backend``,
+    ``state_dict``, ``model_device``, ``user_feature_width``, and ``scores``: its (60, c)
+    scores of the first 60 users' candidates, -inf at padding), by rank."""
+    return _train_ranker_in_child
 
 
 def _write_sample_artifacts(

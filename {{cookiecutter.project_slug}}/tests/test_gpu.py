@@ -1,8 +1,9 @@
 """The pipeline on a real GPU, through the same entry points as on CPU.
 
 These are hardware tests: ``nox -s gpu_tests`` runs them in require mode, where a skip is a
-failure; elsewhere they skip with the probe's reason. Each one starts the command line in a
-child process, so a CUDA context never leaks into the rest of the suite.
+failure; elsewhere they skip with the probe's reason. Each one starts the command line (or a
+training script) in a child process, so a CUDA context never leaks into the rest of the suite.
+A parametrised test's CPU case is its twin, and runs everywhere.
 """
 
 from __future__ import annotations
@@ -12,7 +13,9 @@ import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import pytest
 
 SMALL = ["--n-users", "300", "--n-items", "120", "--events-per-user", "12", "--batch-size", "256",
@@ -100,3 +103,72 @@ def test_the_training_benchmark_times_every_amp_mode_on_cuda(
     )  # fmt: skip
     row = json.loads(amp_only.stdout)["batch_8192"]
     assert "speedup" not in row and row["amp"]["bf16"]["samples_per_s"] > 0
+
+
+# The ranker (ranking/train.py): the same settings on every device, small enough for a CPU.
+RANKER = dict(epochs=3, n_candidates=30, n_random=10, batch_users=32, lr=3e-3)
+
+
+@pytest.mark.parametrize(
+    ("device", "amp", "dtype"),
+    [
+        pytest.param("cpu", "off", "off", id="cpu-twin"),
+        pytest.param("cuda", "bf16", "bfloat16", marks=pytest.mark.cuda, id="cuda-bf16"),
+        pytest.param("cuda", "fp16", "float16", marks=pytest.mark.cuda, id="cuda-fp16"),
+    ],
+)
+def test_the_ranker_trains_under_autocast_and_comes_back_on_the_cpu(
+    tmp_path: Path,
+    train_ranker_in_child: Callable[..., list[dict[str, Any]]],
+    device: str,
+    amp: str,
+    dtype: str,
+) -> None:
+    (result,) = train_ranker_in_child(tmp_path, device=device, amp=amp, **RANKER)
+    assert result["device"].startswith(device) and result["amp"] == dtype
+    losses = [h["loss"] for h in result["history"]]
+    assert np.isfinite(losses).all() and losses[-1] < losses[0], losses  # fp16: the scaler works
+    assert result["model_device"] == "cpu"  # handed back ready to export
+    assert 0 < result["val"]["recall@10"] <= 1
+
+
+@pytest.mark.cuda
+def test_torchrun_starts_the_rank_stage_on_cuda_with_bf16(
+    tmp_path: Path, run_cli: Callable[..., subprocess.CompletedProcess[str]]
+) -> None:
+    # One process in an nccl group: the ranker trains through DistributedDataParallel on the
+    # GPU, and so does the fold's two-tower model inside the ranker's group.
+    runs = str(tmp_path / "runs")
+    run_cli(
+        ["train", *SMALL, "--epochs", "2", "--device", "cuda", "--runs-dir", runs], cwd=tmp_path
+    )
+    run_cli(["rank", "--runs-dir", runs, "--out", str(tmp_path / "ranker"), "--epochs", "2", "--folds", "1",
+             "--n-candidates", "50", "--device", "cuda", "--amp", "bf16"], cwd=tmp_path, torchrun_procs=1)  # fmt: skip
+    report = json.loads((tmp_path / "ranker" / "rank_report.json").read_text())
+    assert report["device"].startswith("cuda") and report["amp"] == "bfloat16"
+    assert (report["world_size"], report["dist_backend"]) == (1, "nccl")
+    assert all(np.isfinite(h["loss"]) for h in report["history"])
+    assert report["export"]["max_abs_diff"] <= report["export"]["tolerance"]
+    assert 0 < report["test"]["ranked"]["recall@10"] <= 1
+
+
+@pytest.mark.multi_gpu(2)
+def test_two_nccl_processes_train_the_same_ranker_as_one(
+    tmp_path: Path, train_ranker_in_child: Callable[..., list[dict[str, Any]]]
+) -> None:
+    # The nccl twin of the gloo test in test_ranking.py (looser: GPU kernels do not sum in a
+    # fixed order).
+    settings = {**RANKER, "device": "cuda", "amp": "off", "dropout": 0.0, "batch_users": 25}
+    (one,) = train_ranker_in_child(tmp_path / "one", **settings)
+    first, second = train_ranker_in_child(tmp_path / "ddp", torchrun_procs=2, **settings)
+    assert (first["world_size"], first["dist_backend"]) == (2, "nccl")
+    for name, weight in first["state_dict"].items():
+        assert np.allclose(weight.numpy(), second["state_dict"][name].numpy(), atol=1e-6), name
+    for got, want in zip(first["history"], one["history"], strict=True):
+        assert got["loss"] == pytest.approx(want["loss"], rel=1e-3)
+    valid = np.isfinite(one["scores"])
+    assert np.array_equal(valid, np.isfinite(first["scores"]))
+    # Up to a shift per user, which a listwise loss cannot see (test_ranking.py says more).
+    diff = np.where(valid, first["scores"] - one["scores"], 0.0)
+    shift = diff.sum(1, keepdims=True) / valid.sum(1, keepdims=True)
+    assert np.abs(np.where(valid, diff - shift, 0.0)).max() < 1e-2

@@ -1,5 +1,6 @@
-"""Retrieve -> rank: candidate merge, the ranker's loss and training, ONNX export parity, and
-how bad candidate sets degrade."""
+"""Retrieve -> rank: candidate merge, the ranker's loss and training (one process and torchrun
+DDP), ONNX export parity, and how bad candidate sets degrade. The CUDA/AMP twins are in
+test_gpu.py."""
 
 from __future__ import annotations
 
@@ -48,6 +49,7 @@ from {{ cookiecutter.package_name }}.ranking.inference import (
 from {{ cookiecutter.package_name }}.ranking.train import (
     chain_metrics,
     score_rows,
+    shard_steps,
 )
 from {{ cookiecutter.package_name }}.training import (
     TrainConfig,
@@ -250,18 +252,73 @@ def test_fewer_candidates_than_k_are_ranked_then_filled_without_duplicates() -> 
     assert list(full.items) == [3, 7] and full.reason is None
 
 
-def test_ranker_training_on_the_cpu_is_the_twin_of_the_cuda_one(split: Split) -> None:
-    result = train_ranker(split, factory_for(split), _small_config(epochs=1, device="cpu"))
-    assert result.history[0]["loss"] > 0 and np.isfinite(result.history[0]["loss"])
+def test_the_steps_of_an_epoch_give_every_row_to_one_rank_once() -> None:
+    order = np.random.default_rng(0).permutation(70)
+    shares = {rank: list(shard_steps(order, 32, rank, 3)) for rank in range(3)}
+    assert [len(s) for s in shares.values()] == [3, 3, 3]  # every rank takes every step
+    for step in range(3):
+        rows = [shares[rank][step][1] for rank in range(3)]
+        np.testing.assert_array_equal(np.sort(np.concatenate(rows)), np.sort(shares[0][step][0]))
+    trained = np.concatenate([share for s in shares.values() for _, share in s])
+    np.testing.assert_array_equal(np.sort(trained), np.arange(70))  # each row once an epoch
+    assert [len(share) for _, share in shares[2]] == [10, 10, 2]  # 70 = 32 + 32 + 6
+    alone = list(shard_steps(order, 32))
+    assert all(np.array_equal(step, share) for step, share in alone)
 
 
-@pytest.mark.cuda
-def test_ranker_trains_on_cuda_with_bf16_autocast(split: Split) -> None:
-    cfg = _small_config(epochs=2, device="cuda", amp="bf16")
-    result = train_ranker(split, factory_for(split), cfg)
-    assert np.isfinite(result.history[-1]["loss"])
-    assert next(result.model.parameters()).device.type == "cpu"  # handed back ready to export
-    assert result.val["recall@10"] > 0
+def test_two_gloo_processes_train_the_same_ranker_as_one(tmp_path, train_ranker_in_child) -> None:  # type: ignore[no-untyped-def]
+    # Dropout off: each process draws its own masks. 251 trainable users in steps of 25 end
+    # each epoch with a 1-user step, so the second rank also trains on an empty share.
+    settings = dict(epochs=3, n_candidates=30, n_random=10, batch_users=25, lr=3e-3, dropout=0.0)
+    (one,) = train_ranker_in_child(tmp_path / "one", **settings)
+    first, second = train_ranker_in_child(tmp_path / "ddp", torchrun_procs=2, **settings)
+    assert (first["world_size"], first["dist_backend"]) == (2, "gloo")
+    assert (one["world_size"], one["dist_backend"]) == (1, "none")
+    for name, weight in first["state_dict"].items():  # DDP keeps the ranks in step
+        assert torch.equal(weight, second["state_dict"][name]), name
+    for got, want in zip(first["history"], one["history"], strict=True):
+        assert got["loss"] == pytest.approx(want["loss"], rel=1e-5)
+        assert got["recall@10"] == pytest.approx(want["recall@10"], abs=1e-6)
+    # A listwise loss cannot see a shift of all of one user's scores, so the weights that only
+    # shift them (the head's bias; the last cross layer's bias on the user's own features,
+    # which are the same for all of a user's candidates) get gradients of float noise, which
+    # Adam scales up to steps of lr. They are compared through the scores, centred per user;
+    # every other weight directly.
+    user_block = slice(0, one["user_feature_width"])
+    for name, want in one["state_dict"].items():
+        got = first["state_dict"][name]
+        if name == "head.bias":
+            continue
+        if name == "cross.1.linear.bias":
+            got, want = got[user_block.stop :], want[user_block.stop :]
+        np.testing.assert_allclose(got.numpy(), want.numpy(), atol=1e-5, err_msg=name)
+
+    def centred(scores: np.ndarray) -> np.ndarray:
+        valid = np.isfinite(scores)
+        mean = np.where(valid, scores, 0).sum(1, keepdims=True) / valid.sum(1, keepdims=True)
+        return np.where(valid, scores - mean, 0.0)
+
+    np.testing.assert_allclose(centred(first["scores"]), centred(one["scores"]), atol=1e-4)
+
+
+def test_a_torchrun_rank_command_writes_the_ranker_from_rank_0_only(tmp_path, run_cli) -> None:  # type: ignore[no-untyped-def]
+    # The whole stage under torchrun: the fold's two-tower model trains with DDP inside the
+    # ranker's process group, which must outlive it, and only rank 0 evaluates and writes.
+    run_cli(
+        ["train", "--n-users", "150", "--n-items", "60", "--epochs", "2", "--device", "cpu"],
+        tmp_path,
+    )
+    args = ["rank", "--epochs", "2", "--n-candidates", "20", "--folds", "1", "--out", "ddp"]
+    done = run_cli(args, tmp_path, torchrun_procs=2)
+    report = json.loads((tmp_path / "ddp" / "rank_report.json").read_text(encoding="utf-8"))
+    assert (report["world_size"], report["dist_backend"], report["device"]) == (2, "gloo", "cpu")
+    assert done.stdout.count("Test metrics: channels and the ranked chain") == 1
+    assert sorted(p.name for p in (tmp_path / "ddp").iterdir()) == [
+        "ease.weights.npy", "item_features.npy", "rank_report.json", "ranker.json",
+        "ranker.onnx", "user_features.npy",
+    ]  # fmt: skip
+    assert report["export"]["max_abs_diff"] <= report["export"]["tolerance"]
+    assert 0 < report["test"]["ranked"]["recall@10"] <= 1
 
 
 def test_a_two_tower_trains_on_a_fold_of_the_training_pairs(tmp_path) -> None:  # type: ignore[no-untyped-def]

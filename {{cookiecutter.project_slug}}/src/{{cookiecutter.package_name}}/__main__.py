@@ -315,11 +315,12 @@ def _route(args: argparse.Namespace) -> int:
             report = run_rank(
                 _run_dir(args), Path(args.out), RankerConfig(**given(args, RankerConfig))
             )
-            _print_metrics(report["test"], "Test metrics: channels and the ranked chain")
-            console.print(
-                f"ranker: best epoch {report['best_epoch']}, parity max |diff| "
-                f"{report['export']['max_abs_diff']:.2e} -> {args.out}"
-            )
+            if report is not None:  # rank 0 of a torchrun launch, or the only process
+                _print_metrics(report["test"], "Test metrics: channels and the ranked chain")
+                console.print(
+                    f"ranker: best epoch {report['best_epoch']}, parity max |diff| "
+                    f"{report['export']['max_abs_diff']:.2e} -> {args.out}"
+                )
         case "export":
             from .pipeline import run_export
 

@@ -10,6 +10,10 @@
 4. reports test metrics of every channel and of the chain (nothing was tuned on test);
 5. exports ``ranker.onnx`` + ``ranker.json`` (parity checked), what a service needs to build
    the same candidate features (``write_serving_inputs``) and ``rank_report.json``.
+
+Under torchrun every rank does steps 1-2 alike (the fold's two-tower model trains with DDP
+across the ranks, and rank 0 hands its embeddings to the others), step 3 shares each step's
+users between the ranks, and rank 0 alone does steps 4-5 and writes anything.
 """
 
 from __future__ import annotations
@@ -27,7 +31,13 @@ from ..artifacts import make_readable
 from ..channels import ItemGraphChannel, PopularityChannel, TwoTowerChannel
 from ..channels.ease import EaseChannel, tune_ease
 from ..evaluation import evaluate_channels
-from ..training import load_trained, train, two_tower_embeddings
+from ..training import TrainConfig, load_trained, train, two_tower_embeddings
+from ..training.runtime import (
+    DistContext,
+    broadcast_object,
+    init_distributed,
+    shutdown_distributed,
+)
 from .config import RankerConfig
 from .data import pairs_split
 from .export import export_ranker
@@ -61,10 +71,38 @@ def write_serving_inputs(out: Path, split: Any, channels: dict[str, object]) -> 
     make_readable(meta_path, *(out / n for n in SERVING_ARRAYS if (out / n).exists()))
 
 
-def run_rank(run_dir: Path, out_dir: Path, cfg: RankerConfig | None = None) -> dict[str, Any]:
-    """Fit, evaluate and export the chain for ``run_dir``; the report as a dict."""
+def _fold_two_tower_config(
+    tt_cfg: TrainConfig, cfg: RankerConfig, ctx: DistContext, runs_dir: str
+) -> TrainConfig:
+    """The run's two-tower settings for the fold's model. Inside the ranker's process group it
+    trains on the ranker's device (an nccl group cannot reduce CPU tensors), with the run's
+    AMP mode on CUDA only."""
+    values = {**tt_cfg.to_dict(), "runs_dir": runs_dir, "run_id": None, "resume": None,
+              "progress": False}  # fmt: skip
+    if ctx.enabled:
+        on_cpu = ctx.backend == "gloo"  # what "--device cpu" starts
+        values.update(device="cpu" if on_cpu else cfg.device)
+        values.update(amp="off" if on_cpu else tt_cfg.amp)
+    return type(tt_cfg).from_dict(values)
+
+
+def run_rank(
+    run_dir: Path, out_dir: Path, cfg: RankerConfig | None = None
+) -> dict[str, Any] | None:
+    """Fit, evaluate and export the chain for ``run_dir``; the report as a dict (None on the
+    ranks after 0 of a torchrun launch, which write nothing)."""
     cfg = cfg or RankerConfig()
     cfg.validate()
+    ctx = init_distributed(cfg.device)
+    try:
+        return _run_rank(run_dir, out_dir, cfg, ctx)
+    finally:
+        shutdown_distributed(ctx)
+
+
+def _run_rank(
+    run_dir: Path, out_dir: Path, cfg: RankerConfig, ctx: DistContext
+) -> dict[str, Any] | None:
     seconds: dict[str, float] = {}
     t0 = time.perf_counter()
     tt_cfg, model, split = load_trained(run_dir)
@@ -88,13 +126,14 @@ def run_rank(run_dir: Path, out_dir: Path, cfg: RankerConfig | None = None) -> d
             if cfg.two_tower:
                 if tt is None:
                     fold = pairs_split(split.data, users, items, cfg.seed, held_out=0.04)
-                    fold_cfg = type(tt_cfg).from_dict(
-                        {**tt_cfg.to_dict(), "runs_dir": fold_runs, "run_id": None,
-                         "resume": None, "progress": False}
-                    )  # fmt: skip
+                    fold_cfg = _fold_two_tower_config(tt_cfg, cfg, ctx, fold_runs)
+                    # Under torchrun every rank trains it with DDP; rank 0 writes the run.
                     metrics = train(fold_cfg, split=fold)
-                    _, fold_model, fold_split_ = load_trained(metrics.run_dir)
-                    tt = TwoTowerChannel(*two_tower_embeddings(fold_model, fold_split_))
+                    embeddings = None
+                    if ctx.is_main:
+                        _, fold_model, fold_split_ = load_trained(metrics.run_dir)
+                        embeddings = two_tower_embeddings(fold_model, fold_split_)
+                    tt = TwoTowerChannel(*broadcast_object(embeddings, ctx))
                 channels["two_tower"] = tt
             return channels
 
@@ -104,6 +143,8 @@ def run_rank(run_dir: Path, out_dir: Path, cfg: RankerConfig | None = None) -> d
         t0 = time.perf_counter()
         result = train_ranker(split, factory, cfg, full_channels=full)
         seconds["ranker"] = time.perf_counter() - t0
+    if not ctx.is_main:
+        return None
 
     t0 = time.perf_counter()
     test_truth, seen = split.by_user("test"), split.by_user("train+val")
@@ -131,6 +172,10 @@ def run_rank(run_dir: Path, out_dir: Path, cfg: RankerConfig | None = None) -> d
         "ease_l2": ease.l2,
         "ease_val_recall@10": {str(k): v for k, v in by_l2.items()},
         "best_epoch": result.best_epoch,
+        "device": result.device,
+        "amp": result.amp,
+        "world_size": result.world_size,
+        "dist_backend": result.dist_backend,
         "history": result.history,
         "val": result.val,
         "test": test,

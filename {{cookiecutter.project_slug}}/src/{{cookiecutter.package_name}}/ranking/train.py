@@ -8,22 +8,40 @@ channels retrieved but the user did not take; plus ``n_random`` random unseen it
 Each epoch ends with validation Recall@K of the whole chain (candidates from channels fitted on
 the full training split, validation items as truth); the best epoch's weights are kept and
 training stops after ``patience`` epochs without improvement. The test split is never read.
+
+Under torchrun (DDP, as the two-tower model) every rank builds the same examples, each step's
+``batch_users`` rows are shared out ``rank::world_size`` and the loss is divided by the
+positives of the whole step, so N processes take the steps one process takes. Rank 0 validates
+and broadcasts the result, so every rank stops at the same epoch::
+
+    torchrun --standalone --nproc-per-node 2 -m {{ cookiecutter.package_name }} rank --device cpu
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch.nn.parallel import DistributedDataParallel
 
 from ..data import Split
 from ..evaluation import rank_metrics
 from ..models.ranker import Ranker
-from ..training.runtime import amp_dtype, autocast, choose_device, seed_everything
+from ..training.runtime import (
+    DistContext,
+    amp_dtype,
+    autocast,
+    broadcast_object,
+    choose_device,
+    init_distributed,
+    mean_across,
+    seed_everything,
+    shutdown_distributed,
+)
 from .config import RankerConfig
 from .data import ChannelFactory, RankingData, build_ranking_data, ranking_folds
 
@@ -40,6 +58,10 @@ class RankerResult:
     history: list[dict[str, float]]
     val: dict[str, float]
     seconds: dict[str, float] = field(default_factory=dict)
+    device: str = "cpu"  # where it trained (the returned model is on the CPU)
+    amp: str = "off"  # the autocast dtype, e.g. "bfloat16"
+    world_size: int = 1
+    dist_backend: str = "none"  # "gloo" or "nccl" under torchrun
 
 
 def _tensors(
@@ -54,15 +76,44 @@ def _tensors(
     return inputs, mask, torch.as_tensor(data.labels[rows])
 
 
-def listwise_loss(logits: torch.Tensor, mask: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """(b, c) logits, mask, labels -> mean over positives of -log softmax(pos | pos + negatives)."""
+def shard_steps(
+    order: np.ndarray, batch_users: int, rank: int = 0, world_size: int = 1
+) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """(step's rows, this rank's share of them) for each step of an epoch over ``order``.
+
+    Every rank walks the same ``order`` (same seed), so the steps are the same everywhere and
+    the ``rank::world_size`` shares of a step are disjoint: each row is trained once an epoch,
+    on one rank (a ``DistributedSampler`` that shards each step rather than the epoch). A
+    step with fewer rows than ranks leaves some ranks an empty share.
+    """
+    for start in range(0, len(order), batch_users):
+        step = order[start : start + batch_users]
+        yield step, step[rank::world_size]
+
+
+def listwise_loss(
+    logits: torch.Tensor,
+    mask: torch.Tensor,
+    labels: torch.Tensor,
+    n_positives: float | None = None,
+) -> torch.Tensor:
+    """(b, c) logits, mask, labels -> mean over positives of -log softmax(pos | pos + negatives).
+
+    ``n_positives`` divides the sum instead of this batch's count: under DDP, the positives
+    of the whole step over ``world_size``, so that the ranks' averaged gradients are the
+    gradient of the whole step's mean.
+    """
     neg = logits.masked_fill(~mask | labels, float("-inf"))
     neg_lse = torch.logsumexp(neg, dim=1, keepdim=True)  # (b, 1); -inf if no negatives
     losses = F.softplus(neg_lse - logits)  # (b, c)
     positives = labels & mask
     if not positives.any():
-        return logits.sum() * 0.0
-    return losses[positives].mean()
+        # Zero, but still a function of every score (padding, -inf, left out), so that
+        # backward reaches the parameters: a DDP rank must always join the gradient reduction.
+        return logits.masked_fill(~mask, 0.0).sum() * 0.0
+    if n_positives is None:
+        return losses[positives].mean()
+    return losses[positives].sum() / n_positives
 
 
 def score_rows(
@@ -130,12 +181,27 @@ def train_ranker(
 
     ``factory(users, items)`` fits the recall channels on training pairs; it is called for
     each fold and, unless ``full_channels`` (already fitted on ``split.train``) is given, once
-    on the whole training split.
+    on the whole training split. Under torchrun every rank calls it alike, so a factory may
+    itself train with DDP (the two-tower model).
     """
     cfg = cfg or RankerConfig()
     cfg.validate()
+    ctx = init_distributed(cfg.device)
+    try:
+        return _train_ranker(split, factory, cfg, full_channels, ctx)
+    finally:
+        shutdown_distributed(ctx)
+
+
+def _train_ranker(
+    split: Split,
+    factory: ChannelFactory,
+    cfg: RankerConfig,
+    full_channels: Mapping[str, object] | None,
+    ctx: DistContext,
+) -> RankerResult:
     seed_everything(cfg.seed)
-    device = choose_device(cfg.device)
+    device = choose_device(cfg.device, ctx.local_rank)
     dtype = amp_dtype(cfg.amp, device)
     n_users, n_items = split.n_users, split.n_items
     seconds: dict[str, float] = {}
@@ -152,11 +218,13 @@ def train_ranker(
     seconds["channels"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     val_truth, train_seen = split.by_user("val"), split.by_user("train")
-    val_users = np.asarray([u for u in range(n_users) if len(val_truth[u])], dtype=np.int64)
-    val_data = build_ranking_data(
-        channels, val_users, train_seen, val_truth, cfg.n_candidates, seed=cfg.seed,
-        item_features=item_side[0], item_feature_names=item_side[1],
-    )  # fmt: skip
+    val_data = None  # rank 0 validates
+    if ctx.is_main:
+        val_users = np.asarray([u for u in range(n_users) if len(val_truth[u])], dtype=np.int64)
+        val_data = build_ranking_data(
+            channels, val_users, train_seen, val_truth, cfg.n_candidates, seed=cfg.seed,
+            item_features=item_side[0], item_feature_names=item_side[1],
+        )  # fmt: skip
     seconds["val_candidates"] = time.perf_counter() - t0
 
     data = split.data
@@ -175,12 +243,24 @@ def train_ranker(
     )
     model.fit_normaliser(torch.as_tensor(train_data.dense[train_data.mask]))
     model = model.to(device)
+    # Unused parameters are the norm here (id embeddings without use_ids, the anchor weight
+    # without an anchor), and DDP must be told to expect them.
+    net: torch.nn.Module = (
+        DistributedDataParallel(model, find_unused_parameters=True) if ctx.enabled else model
+    )
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     scaler = torch.amp.GradScaler("cuda", enabled=dtype == torch.float16)
     uf = torch.as_tensor(data.user_features, dtype=torch.long)
     itf = torch.as_tensor(data.item_features, dtype=torch.long)
     # Users with no positive among their candidates teach nothing to a listwise loss.
     trainable = np.flatnonzero(train_data.labels.any(1))
+    if len(trainable) < ctx.world_size:
+        raise ValueError(
+            f"{len(trainable)} users with a positive candidate cannot be shared by "
+            f"{ctx.world_size} processes; use fewer processes or more data"
+        )
+    # Every rank draws the same permutations (same seed), so each step's rows are the same
+    # everywhere, and each rank takes its share of them.
     rng = np.random.default_rng(cfg.seed)
 
     history: list[dict[str, float]] = []
@@ -188,28 +268,34 @@ def train_ranker(
     best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
     t0 = time.perf_counter()
     for epoch in range(1, cfg.epochs + 1):
-        model.train()
+        net.train()
         order = rng.permutation(trainable)
         total, steps = 0.0, 0
-        for start in range(0, len(order), cfg.batch_users):
-            rows = order[start : start + cfg.batch_users]
+        for step_rows, rows in shard_steps(order, cfg.batch_users, ctx.rank, ctx.world_size):
             inputs, mask, labels = _tensors(train_data, rows, uf, itf)
             mask, labels = mask.to(device), labels.to(device)
             with autocast(device, dtype):
-                flat = model(*(t.to(device) for t in inputs))
+                flat = net(*(t.to(device) for t in inputs))
             logits = torch.full(mask.shape, float("-inf"), device=device)
             logits[mask] = flat.float()
-            loss = listwise_loss(logits, mask, labels)
+            n_positives = None
+            if ctx.enabled:  # DDP averages the ranks' gradients: divide by the step's share
+                n_positives = float(train_data.labels[step_rows].sum()) / ctx.world_size
+            loss = listwise_loss(logits, mask, labels, n_positives)
             optimizer.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
             scaler.step(optimizer)
             scaler.update()
             total += float(loss.detach())
             steps += 1
-        scores = score_rows(model, val_data, data.user_features, data.item_features)
-        val = chain_metrics(val_data, scores, val_truth, train_seen, n_items, [cfg.eval_k])
+        val = {}
+        if val_data is not None:
+            scores = score_rows(model, val_data, data.user_features, data.item_features)
+            val = chain_metrics(val_data, scores, val_truth, train_seen, n_items, [cfg.eval_k])
+        val = broadcast_object(val, ctx)
         metric = val[f"recall@{cfg.eval_k}"]
-        history.append({"epoch": epoch, "loss": total / max(steps, 1), **val})
+        epoch_loss = mean_across(total / max(steps, 1), ctx, device)
+        history.append({"epoch": epoch, "loss": epoch_loss, **val})
         if metric > best:
             best, best_epoch, bad = metric, epoch, 0
             best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
@@ -218,13 +304,19 @@ def train_ranker(
             if bad >= cfg.patience:
                 break
     seconds["train"] = time.perf_counter() - t0
+    del net  # DDP's reducer holds the process group; let it go before the group ends
     model.load_state_dict(best_state)
     model = model.cpu().eval()
-    scores = score_rows(model, val_data, data.user_features, data.item_features)
-    val = chain_metrics(val_data, scores, val_truth, train_seen, n_items, [5, 10, 20])
+    val = {}
+    if val_data is not None:
+        scores = score_rows(model, val_data, data.user_features, data.item_features)
+        val = chain_metrics(val_data, scores, val_truth, train_seen, n_items, [5, 10, 20])
+    val = broadcast_object(val, ctx)
     return RankerResult(
-        model, channels, cfg, train_data.feature_names, best_epoch, history, val, seconds
-    )
+        model, channels, cfg, train_data.feature_names, best_epoch, history, val, seconds,
+        device=str(device), amp=str(dtype).replace("torch.", "") if dtype else "off",
+        world_size=ctx.world_size, dist_backend=ctx.backend or "none",
+    )  # fmt: skip
 
 
 def evaluate_chain(

@@ -6,10 +6,13 @@ import os
 import random
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
+from typing import TypeVar
 
 import numpy as np
 import torch
 import torch.distributed as dist
+
+T = TypeVar("T")
 
 
 def choose_device(requested: str = "auto", local_rank: int = 0) -> torch.device:
@@ -82,6 +85,9 @@ class DistContext:
     world_size: int = 1
     local_rank: int = 0
     backend: str | None = None  # "nccl" or "gloo" inside a process group, else None
+    # Whether this call started the group, so ``shutdown_distributed`` may end it: a training
+    # run started inside another's group (the ranker's fold two-tower) leaves it to that one.
+    owns_group: bool = False
 
     @property
     def is_main(self) -> bool:
@@ -108,7 +114,8 @@ def init_distributed(device_request: str) -> DistContext:
             )
         return DistContext()
     rank, local_rank = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
-    if not dist.is_initialized():
+    owns_group = not dist.is_initialized()
+    if owns_group:
         # Import this before the group exists. Its collectives take ``group=group.WORLD`` as a
         # default argument, evaluated at import time, and DistributedDataParallel imports it
         # (through torch._dynamo) when it is constructed. Imported after init_process_group,
@@ -125,7 +132,7 @@ def init_distributed(device_request: str) -> DistContext:
             torch.cuda.set_device(local_rank % torch.cuda.device_count())
         dist.init_process_group(backend="nccl" if use_nccl else "gloo")
     backend = str(dist.get_backend())
-    return DistContext(rank=rank, world_size=world, local_rank=local_rank, backend=backend)
+    return DistContext(rank, world, local_rank, backend, owns_group)
 
 
 def broadcast_floats(values: list[float], ctx: DistContext, device: torch.device) -> list[float]:
@@ -135,6 +142,15 @@ def broadcast_floats(values: list[float], ctx: DistContext, device: torch.device
     t = torch.tensor(values, dtype=torch.float64, device=device)
     dist.broadcast(t, src=0)
     return t.tolist()
+
+
+def broadcast_object(obj: T, ctx: DistContext) -> T:
+    """Rank 0's ``obj`` (anything picklable) on every rank; ``obj`` itself outside a group."""
+    if not ctx.enabled:
+        return obj
+    box = [obj]
+    dist.broadcast_object_list(box, src=0)  # nccl: through the device set in init_distributed
+    return box[0]
 
 
 def mean_across(value: float, ctx: DistContext, device: torch.device) -> float:
@@ -156,6 +172,6 @@ def shutdown_distributed(ctx: DistContext) -> None:
     torch.distributed.nn (see init_distributed). A group freed later is freed during the
     interpreter's shutdown, with its threads running while Python is torn down.
     """
-    if ctx.enabled and dist.is_initialized():
+    if ctx.owns_group and dist.is_initialized():
         dist.barrier()
         dist.destroy_process_group()
