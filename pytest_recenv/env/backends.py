@@ -344,10 +344,20 @@ def make_backend(name: str) -> UvBackend | CondaFamilyBackend:
 
 
 def backend_chain(backends: Sequence[str] | None = None) -> list[str]:
-    if backends:
-        return list(backends)
-    env = os.environ.get("RECENV_BACKENDS")
-    return [b.strip() for b in env.split(",") if b.strip()] if env else list(BACKENDS)
+    """The names to try, in order: ``backends`` (``--backend``, ini ``recenv_backends``), else
+    ``$RECENV_BACKENDS``, else every backend; spaces around a name do not count."""
+    env = os.environ.get("RECENV_BACKENDS", "")
+    given = backends or env.split(",")
+    chain = [b.strip() for b in given if b.strip()]
+    if not chain:
+        return list(BACKENDS)
+    if not backends and (unknown := [b for b in chain if b not in BACKENDS]):
+        # a variable set long ago: say where the name comes from
+        raise RecenvError(
+            f"unknown backend '{unknown[0]}' (from RECENV_BACKENDS={env!r}); "
+            f"expected some of {', '.join(BACKENDS)}"
+        )
+    return chain
 
 
 def select_backend(

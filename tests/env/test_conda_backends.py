@@ -107,6 +107,21 @@ def test_the_chain_comes_from_recenv_backends(monkeypatch: pytest.MonkeyPatch) -
         select_backend(["pixi"])
 
 
+def test_a_given_chain_is_read_like_recenv_backends_and_an_unknown_name_says_where_from(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # --backend 'micromamba, uv' or ini recenv_backends = micromamba, uv: spaces as in the env var
+    assert backend_chain(["micromamba", " uv"]) == ["micromamba", "uv"]
+    assert select_backend(["micromamba", " uv"]).name == "uv"
+    monkeypatch.setenv("RECENV_BACKENDS", "uv,pixi")
+    with pytest.raises(RecenvError) as err:
+        select_backend()
+    assert str(err.value) == (
+        "unknown backend 'pixi' (from RECENV_BACKENDS='uv,pixi'); "
+        "expected some of micromamba, mamba, conda, uv"
+    )
+
+
 CONDA = next((shutil.which(n) for n in ("micromamba", "mamba", "conda") if shutil.which(n)), None)
 
 
