@@ -61,6 +61,7 @@ class Spec:
     variables: dict[str, str] = field(default_factory=dict)
     prefix: str | None = None
     key_lines: dict[str, int] = field(default_factory=dict)
+    is_mapping: bool = False  # the file read as a YAML mapping: the rules of recenv check apply
 
     @property
     def python(self) -> CondaDep | None:
@@ -184,6 +185,7 @@ def parse_spec(path: Path | str, display: str | None = None) -> tuple[Spec, list
             1, f"expected a mapping with 'name', 'channels' and 'dependencies', found {_kind(data)}"
         )
         return spec, problems
+    spec.is_mapping = True
 
     for key in data:
         spec.key_lines[str(key)] = _key_line(data, key)
