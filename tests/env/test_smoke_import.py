@@ -165,3 +165,17 @@ def test_a_failed_import_is_never_recorded_and_records_off_imports_everything(
     assert records_dir() is None
     monkeypatch.setenv("RECENV_VERIFY_CACHE", str(records))
     assert records_dir() == records
+
+
+def test_a_failure_beside_imports_from_records_counts_every_declared_package(
+    tmp_path: Path, wheelhouse: Path
+) -> None:
+    make_wheel(wheelhouse, "recenv-broken", "1.0", module="raise RuntimeError('boom')\n")
+    uv, python = _venv_with(tmp_path, wheelhouse, "recenv-dep", "recenv-broken")
+    check = [Path(uv), "pip", "check", "--python", str(python)]
+    records = tmp_path / "records"
+    verify(python, ["recenv-dep", "recenv-tiny"], check, records=records)  # both recorded
+    with pytest.raises(BuildError) as err:
+        verify(python, ["recenv-dep", "recenv-tiny", "recenv-broken"], check, records=records)
+    # three declared, two of them vouched for by records: not "1 of 1 declared packages"
+    assert "import smoke test failed for 1 of 3 declared packages:" in str(err.value)
