@@ -117,7 +117,7 @@ def make_plan(
     spec.path = Path(path).resolve()
     root = cache_root(cache_dir)
     backend = select_backend(backends, [c for c, _ in spec.channels])
-    conda_lines, pip_lines, smoke = translate(spec, strict=backend.name == "uv")
+    conda_lines, pip_lines, smoke = translate(spec, backend.name == "uv", display=str(path))
     requirements = conda_lines + pip_lines
     pip = pipconfig.load()
     interpreter = None

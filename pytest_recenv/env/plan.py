@@ -64,12 +64,15 @@ class Plan:
     pip: pipconfig.PipConfig
 
 
-def translate(spec: Spec, strict: bool = True) -> tuple[list[str], list[str], list[str]]:
+def translate(
+    spec: Spec, strict: bool = True, display: str | None = None
+) -> tuple[list[str], list[str], list[str]]:
     """The conda side as PyPI requirement lines and the pip section, for one uv resolution.
 
     Returns (conda lines, pip lines, distribution names to smoke-import). ``strict`` (the uv
-    backend) refuses a conda version PEP 440 cannot express (``|``) at its line; otherwise
-    (conda backends, which resolve such a line themselves) it is left out of the lines.
+    backend) refuses a conda version PEP 440 cannot express (``|``) at its line, naming the
+    file as ``display`` (default: ``spec.path``); otherwise (conda backends, which resolve such
+    a line themselves) it is left out of the lines.
     """
     folder = spec.path.parent.resolve()
     lines: list[str] = []
@@ -80,7 +83,7 @@ def translate(spec: Spec, strict: bool = True) -> tuple[list[str], list[str], li
         if constraint is None:
             continue
         if strict or len(constraint.alternatives) <= 1:
-            lines.append(constraint.requirement_line(spec.path))
+            lines.append(constraint.requirement_line(display or spec.path))
         smoke.append(names.pypi_name(dep.name) or dep.name)
     for dep in spec.pip:
         text = dep.raw.strip()

@@ -211,6 +211,17 @@ def test_drift_of_a_missing_or_broken_env_is_one_line_not_a_traceback(
     assert expected.format(tmp=tmp_path) in result.stderr
 
 
+def test_an_or_version_refused_by_the_uv_commands_names_the_file_as_given(
+    tmp_path: Path, offline_pip: Path, cache_dir: Path
+) -> None:
+    # like every other file:line message: the path the user typed, not the resolved one
+    write_env(tmp_path, "  - recenv-tiny 1.0.*|1.1.*\n")
+    for command in ("key", "translate", "build"):
+        result = recenv(command, "environment.yml", cwd=tmp_path)
+        assert result.returncode == 1
+        assert result.stderr.startswith(f"recenv {command}: environment.yml:8: ")
+
+
 @pytest.mark.parametrize("pin", ["python 3.11.*|3.11.4", "python=3.11|3.11.4", "python=3.10|3.11"])
 def test_a_python_pin_with_or_is_refused_with_one_message_by_every_command(
     tmp_path: Path, offline_pip: Path, cache_dir: Path, pin: str
