@@ -132,6 +132,13 @@ def _cmd_run(args: argparse.Namespace) -> int:
     except PermissionError:
         print(f"recenv run: '{exe}' is not executable; check its permissions", file=sys.stderr)
         return 126
+    except OSError as exc:  # Exec format error, say: exit 126 as a shell would
+        print(
+            f"recenv run: cannot start '{exe}' ({exc.strerror}); expected a program or a script "
+            "starting with '#!'",
+            file=sys.stderr,
+        )
+        return 126
 
 
 def _add_build_options(p: argparse.ArgumentParser, positional: bool = True) -> None:

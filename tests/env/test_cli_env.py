@@ -53,6 +53,22 @@ def test_build_prints_the_prefix_key_prints_the_same_key_and_run_passes_the_exit
     assert ran.stdout.strip() == str(prefix)
 
 
+def test_run_of_a_command_that_cannot_start_is_one_line_with_the_shell_exit_codes(
+    tmp_path: Path, offline_pip: Path, cache_dir: Path
+) -> None:
+    spec = write_env(tmp_path, "  - recenv-tiny\n")
+    garbage = tmp_path / "garbage"
+    garbage.write_bytes(bytes(range(256)))  # executable bits, but no program and no '#!'
+    garbage.chmod(0o755)
+    for command, code, said in (
+        ("no-such-command-here", 127, "expected 'no-such-command-here' in "),
+        (str(garbage), 126, f"cannot start '{garbage}' (Exec format error); expected a program "),
+    ):
+        ran = recenv("run", "-q", "--file", str(spec), "--", command)
+        assert ran.returncode == code and "Traceback" not in ran.stderr, ran.stderr
+        assert ran.stderr.startswith(f"recenv run: {said}") and ran.stderr.count("\n") == 1
+
+
 def test_a_second_env_with_the_same_files_takes_its_import_checks_from_records_and_says_so(
     tmp_path: Path,
     offline_pip: Path,
