@@ -181,7 +181,9 @@ def _non_root(final: Stage, args: dict[str, str], stages: list[Stage]) -> list[t
             user, user_line = ins.args.strip(), ins.line
     if user is None:
         base = _expand(final.image, args)
-        parents = {s.name: s for s in stages if s.name}
+        # a FROM sees only earlier stages ('FROM app AS app' is the image app): no loop
+        earlier = stages[: next(i for i, s in enumerate(stages) if s is final)]
+        parents = {s.name: s for s in earlier if s.name}
         if base in parents:  # inherit the parent stage's last USER
             return _non_root(parents[base], args, stages) and [
                 (

@@ -97,6 +97,17 @@ def test_each_rule_reports_its_line_and_fix(
     assert _check(tmp_path, GOOD.replace(old, new)) == [expected]
 
 
+def test_a_stage_named_like_its_own_image_is_the_image_not_a_loop(tmp_path: Path) -> None:
+    # 'FROM app AS app' names the image app (a FROM sees only earlier stages); the final stage
+    # inherits from that stage: a finding, not a RecursionError
+    assert _check(tmp_path, "FROM app AS app\nRUN true\n\nFROM app\n") == [
+        "1: base image 'app' is not pinned; use a version tag or digest, like "
+        "'app:<version>@sha256:<digest>'",
+        "4: final stage 'app' inherits a root user from its parent stage; add 'USER <non-root>' "
+        "to it",
+    ]
+
+
 def test_the_generated_projects_dockerfile_passes(tmp_path: Path) -> None:
     template = Path(__file__).parents[2] / "{{cookiecutter.project_slug}}" / "Dockerfile"
     if not template.is_file():
