@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pytest_recenv.env.lease import exclusive
+from pytest_recenv.env.lease import SUFFIX, exclusive
 from pytest_recenv.env.leftovers import UNFINISHED, remove_unfinished
 
 STAMP = ".recenv-stamp.json"  # the same name as builders.STAMP, without importing the builders
@@ -95,15 +95,18 @@ def classify(root: Path, folder: Path) -> Entry:
 
 def _remove_env(root: Path, entry: Entry) -> str | None:
     """Remove one environment unless it is leased; None when removed, else why not."""
-    with exclusive(root, entry.key) as free:
-        if not free:
-            return "in use (a recenv run or pytest session holds its lease)"
-        doomed = root / f".tmp-{entry.key}-{os.getpid()}"
-        try:  # atomic: a reader sees the whole env or none, never half of it
-            os.rename(entry.path, doomed)
-        except OSError as exc:
-            return f"could not move it aside ({exc.strerror or exc})"
-        shutil.rmtree(doomed, ignore_errors=True)
+    try:
+        with exclusive(root, entry.key) as free:
+            if not free:
+                return "in use (a recenv run or pytest session holds its lease)"
+            doomed = root / f".tmp-{entry.key}-{os.getpid()}"
+            try:  # atomic: a reader sees the whole env or none, never half of it
+                os.rename(entry.path, doomed)
+            except OSError as exc:
+                return f"could not move it aside ({exc.strerror or exc})"
+            shutil.rmtree(doomed, ignore_errors=True)
+    except OSError as exc:  # the lease file cannot be opened: no proof nobody uses the env
+        return f"could not lock {entry.key}{SUFFIX} ({exc.strerror or exc})"
     return None
 
 

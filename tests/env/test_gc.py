@@ -96,6 +96,20 @@ def test_a_corrupt_stamp_is_listed_as_corrupt_and_kept(
     assert (folder / ".recenv-stamp.json").read_bytes() == stamp
 
 
+def test_an_env_whose_lease_cannot_be_taken_is_kept_with_the_reason_not_a_traceback(
+    tmp_path: Path, offline_pip: Path, cache_dir: Path
+) -> None:
+    old = build(write_env(tmp_path, "  - recenv-tiny=1.0\n"))
+    age(old)
+    (cache_dir / f"{old.name}.lease").mkdir()  # no lock can be taken on it: no proof it is free
+
+    result = recenv("gc", "--older-than", "30")
+
+    assert result.returncode == 0 and result.stderr == "", result.stderr
+    assert f"kept: could not lock {old.name}.lease (Is a directory)" in result.stdout
+    assert (old / ".recenv-stamp.json").is_file()
+
+
 def test_an_env_in_use_by_recenv_run_is_never_removed_under_it(
     tmp_path: Path, offline_pip: Path, cache_dir: Path
 ) -> None:
