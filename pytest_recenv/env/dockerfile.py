@@ -45,7 +45,8 @@ def parse(text: str) -> tuple[dict[str, str], list[Stage]]:
     stages: list[Stage] = []
     pending: list[str] = []
     start = 0
-    for number, raw in enumerate(text.splitlines(), 1):
+    # the empty line after the last one ends a continuation left open at the end of the file
+    for number, raw in enumerate([*text.splitlines(), ""], 1):
         stripped = raw.strip()
         if not pending and (not stripped or stripped.startswith("#")):
             continue

@@ -108,6 +108,19 @@ def test_a_stage_named_like_its_own_image_is_the_image_not_a_loop(tmp_path: Path
     ]
 
 
+def test_a_continuation_at_the_end_of_the_file_still_ends_its_instruction(tmp_path: Path) -> None:
+    # as docker reads it: the last instruction counts (a lone 'FROM x \\' used to read as
+    # "no FROM instruction", a last 'USER root \\' as nothing at all)
+    line = len(GOOD.splitlines()) + 1
+    assert _check(tmp_path, GOOD + "USER root \\\n") == [
+        f"{line}: final stage runs as 'root'; switch to a non-root user at the end (USER app)"
+    ]
+    assert _check(tmp_path, "FROM scratch \\\n") == [
+        "1: final stage 'scratch' runs as root; add 'USER <non-root user>' (create one with "
+        "useradd --system)"
+    ]
+
+
 def test_the_generated_projects_dockerfile_passes(tmp_path: Path) -> None:
     template = Path(__file__).parents[2] / "{{cookiecutter.project_slug}}" / "Dockerfile"
     if not template.is_file():
