@@ -46,8 +46,8 @@ SHADOWED = {
 # every module in the template's tests/ and benchmarks/ is listed.
 OWN_MODULES = {
     "bench_ml100k", "bench_retrieval", "bench_router", "bench_sequence_training", "bench_training",
-    "conftest", "fuzz", "hostile", "load", "ml100k_temporal", "reload", "servers", "stress_ddp",
-    "test_artifacts", "test_benchmarks", "test_channels", "test_cli", "test_data",
+    "conftest", "fuzz", "hostile", "load", "ml100k_common", "ml100k_temporal", "reload", "servers",
+    "stress_ddp", "test_artifacts", "test_benchmarks", "test_channels", "test_cli", "test_data",
     "test_ddp_teardown", "test_dockerfile", "test_ease", "test_evaluation", "test_export",
     "test_gpu", "test_ml100k", "test_models", "test_notebook", "test_noxfile", "test_precommit",
     "test_project", "test_ranking", "test_retrieval", "test_router", "test_sasrec",

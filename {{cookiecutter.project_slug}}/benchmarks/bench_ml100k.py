@@ -21,47 +21,26 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
+import ml100k_common as common  # this folder's: the chain, seeds and report of both protocols
 import ml100k_temporal  # this folder's: the temporal protocol
 import numpy as np
 
-from {{ cookiecutter.package_name }}.channels import (
-    ItemGraphChannel,
-    PopularityChannel,
-    TwoTowerChannel,
-)
-from {{ cookiecutter.package_name }}.channels.ease import (
-    EaseChannel,
-    tune_ease,
-)
+from {{ cookiecutter.package_name }}.channels.ease import tune_ease
 from {{ cookiecutter.package_name }}.data import (
-    Split,
     load_ml100k,
     make_split,
     ml100k_location,
 )
-from {{ cookiecutter.package_name }}.evaluation import (
-    evaluate_channels,
-    format_table,
-)
+from {{ cookiecutter.package_name }}.evaluation import evaluate_channels
 from {{ cookiecutter.package_name }}.ranking import (
     RankerConfig,
     evaluate_chain,
-    train_ranker,
 )
-from {{ cookiecutter.package_name }}.ranking.data import (
-    pairs_split,
-)
-from {{ cookiecutter.package_name }}.training import (
-    TrainConfig,
-    load_trained,
-    train,
-    two_tower_embeddings,
-)
+from {{ cookiecutter.package_name }}.training import TrainConfig
 
 MODELS = ("popularity", "item_graph", "two_tower", "ease", "ranked")
 METRICS = ("recall@10", "ndcg@10", "hit@10")
@@ -79,47 +58,23 @@ def run_seed(
     tt_cfg = TrainConfig(
         data="ml-100k", epochs=args.epochs, seed=seed, progress=False, runs_dir=runs, device="cpu"
     )
-
-    def two_tower(fit: Split | None) -> tuple[TwoTowerChannel, int]:
-        metrics = train(tt_cfg, split=fit)
-        _, model, tt_split = load_trained(metrics.run_dir)
-        return TwoTowerChannel(*two_tower_embeddings(model, tt_split)), metrics.best_epoch
-
     t0 = time.perf_counter()
-    tt_full, tt_epoch = two_tower(None)
+    tt_full, tt_epoch = common.two_tower(tt_cfg)
     seconds["two_tower"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
     ease, ease_val = tune_ease(split.train, split.by_user("val"), split.n_users, split.n_items)
     seconds["ease_tuning"] = time.perf_counter() - t0
-    n_users, n_items = split.n_users, split.n_items
-
-    def factory(
-        users: np.ndarray, items: np.ndarray, tt: TwoTowerChannel | None = None
-    ) -> dict[str, object]:
-        # l2 scaled with the pairs: the same regularisation relative to X^T X on a fold.
-        l2 = ease.l2 * len(users) / len(split.train[0])
-        if tt is None:
-            tt = two_tower(pairs_split(data, users, items, seed, held_out=0.04))[0]
-        return {
-            "ease": EaseChannel.fit(users, items, n_users, n_items, l2),
-            "item_graph": ItemGraphChannel(users, items, n_users, n_items),
-            "popularity": PopularityChannel(items, n_items, n_users),
-            "two_tower": tt,
-        }
+    factory = common.chain_factory(data, split, ease.l2, tt_cfg, seed)
 
     t0 = time.perf_counter()
     full = factory(*split.train, tt=tt_full)
     seconds["channels"] = time.perf_counter() - t0
     channels = {m: full[m] for m in ("popularity", "item_graph", "two_tower", "ease")}
-    results = evaluate_channels(channels, test, seen, n_items, [10])
+    results = evaluate_channels(channels, test, seen, split.n_items, [10])
 
     t0 = time.perf_counter()
-    cfg = RankerConfig(
-        seed=seed, epochs=args.ranker_epochs, n_candidates=args.candidates,
-        hold_out=args.hold_out, folds=args.folds,
-    )  # fmt: skip
-    ranked = train_ranker(split, factory, cfg, full_channels=full)
+    ranked = common.fit_chain(split, factory, full, args, seed)
     seconds["ranker"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     results["ranked"] = evaluate_chain(ranked, split, "test", [10])
@@ -169,19 +124,11 @@ def main() -> None:
     if args.protocol == "temporal":
         ml100k_temporal.main(args, seeds)
         return
-    from rich.console import Console
-
-    per_seed: dict[str, Any] = {}
-    stage_seconds: dict[str, list[float]] = {}
-    with tempfile.TemporaryDirectory() as runs:
-        for seed in seeds:
-            result, seconds = run_seed(seed, args, runs)
-            per_seed[str(seed)] = result
-            for stage, s in seconds.items():
-                stage_seconds.setdefault(stage, []).append(s)
-            print(f"seed {seed}: " + ", ".join(
-                f"{m} {result['test'][m]['recall@10']:.4f}" for m in MODELS
-            ), file=sys.stderr, flush=True)  # fmt: skip
+    per_seed, seconds = common.run_seeds(
+        seeds,
+        lambda seed, runs: run_seed(seed, args, runs),
+        lambda r: ", ".join(f"{m} {r['test'][m]['recall@10']:.4f}" for m in MODELS),
+    )
     out: dict[str, Any] = {
         metric: {
             m: float(np.mean([per_seed[str(s)]["test"][m][metric] for s in seeds])) for m in MODELS
@@ -189,21 +136,10 @@ def main() -> None:
         for metric in METRICS
     }
     out["seeds"] = seeds
-    out["per_seed"] = {
-        s: {m: r["test"][m] for m in MODELS} for s, r in per_seed.items()
-    }  # fmt: skip
-    out["details"] = {s: {k: v for k, v in r.items() if k != "test"} for s, r in per_seed.items()}
-    out["fit_seconds"] = {stage: float(np.mean(v)) for stage, v in stage_seconds.items()}
-    means = {m: {metric: out[metric][m] for metric in METRICS} for m in MODELS}
-    Console(width=120).print(
-        format_table(means, title=f"MovieLens-100K, test split, mean of seeds {seeds}",
-                     columns=list(METRICS))
-    )  # fmt: skip
-    print(json.dumps({k: out[k] for k in (*METRICS, "fit_seconds")}, indent=2))
-    if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        with open(args.json, "w", encoding="utf-8") as fh:
-            json.dump(out, fh, indent=2)
+    out["per_seed"] = {s: {m: r["test"][m] for m in MODELS} for s, r in per_seed.items()}
+    out.update(common.details(per_seed, seconds))
+    title = f"MovieLens-100K, test split, mean of seeds {seeds}"
+    common.report(out, MODELS, METRICS, title, args.json)
 
 
 if __name__ == "__main__":

@@ -12,7 +12,12 @@ Every choice is made on validation, never on test:
 * two-tower: ``train`` on the temporal split (epochs early-stopped on validation); for test the
   user tower reads train + validation as its history;
 * sasrec: ``train_sequence`` (epoch chosen on validation NDCG@10); for test the model reads
-  each user's train + validation items, oldest first.
+  each user's train + validation items, oldest first;
+* ranked (``ml100k_common``: the retrieve -> rank chain of ``ranking/stage.py``): the ranker
+  learns on a random fold of the temporal training pairs (its channels fitted on the rest of
+  them) and its epochs are chosen on the validation item, with the chain's channels fitted on
+  train; for test those channels are the ones above (refitted on / reading train +
+  validation) and the ranker's weights stay as validation chose them.
 
 Closed-form models are refitted on train + validation because refitting costs nothing there;
 the trained models keep the weights validation chose and read the validation item as input,
@@ -24,13 +29,11 @@ and batch order.
 from __future__ import annotations
 
 import argparse
-import json
-import sys
-import tempfile
+import dataclasses
 import time
-from pathlib import Path
 from typing import Any
 
+import ml100k_common as common  # this folder's: the chain, seeds and report of both protocols
 import numpy as np
 
 from {{ cookiecutter.package_name }}.channels import (
@@ -48,10 +51,8 @@ from {{ cookiecutter.package_name }}.data import (
     load_ml100k,
     make_split,
 )
-from {{ cookiecutter.package_name }}.evaluation import (
-    format_table,
-    rank_metrics,
-)
+from {{ cookiecutter.package_name }}.evaluation import rank_metrics
+from {{ cookiecutter.package_name }}.ranking import evaluate_chain
 from {{ cookiecutter.package_name }}.training import (
     TrainConfig,
     load_trained,
@@ -65,7 +66,7 @@ from {{ cookiecutter.package_name }}.training.sequence import (
     train_sequence,
 )
 
-MODELS = ("popularity", "item_graph", "two_tower", "ease", "sasrec")
+MODELS = ("popularity", "item_graph", "two_tower", "ease", "sasrec", "ranked")
 METRICS = {"hr@10": "hit@10", "ndcg@10": "ndcg@10"}  # JSON key -> evaluation's name
 
 
@@ -105,16 +106,23 @@ def run_seed(
     seconds["ease"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
-    tt = train(
-        TrainConfig(
-            data="ml-100k", split="temporal", epochs=args.epochs, seed=seed, progress=False,
-            runs_dir=runs, device="cpu",
-        )
+    tt_cfg = TrainConfig(
+        data="ml-100k", split="temporal", epochs=args.epochs, seed=seed, progress=False,
+        runs_dir=runs, device="cpu",
     )  # fmt: skip
+    tt = train(tt_cfg)
     _, model, tt_split = load_trained(tt.run_dir)
     history_split = Split(tt_split.data, "temporal", train_val, tt_split.val, tt_split.test)
     channels["two_tower"] = TwoTowerChannel(*two_tower_embeddings(model, history_split))
     seconds["two_tower"] = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    factory = common.chain_factory(split.data, split, tuned.l2, tt_cfg, seed)
+    tt_train = TwoTowerChannel(*two_tower_embeddings(model, tt_split))  # history: train only
+    chain = common.fit_chain(split, factory, factory(*split.train, tt=tt_train), args, seed)
+    # For test, the chain recalls from the channels every other model is measured with.
+    chain = dataclasses.replace(chain, channels={m: channels[m] for m in chain.channels})
+    seconds["ranked"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
     cfg = SequenceConfig(
@@ -129,8 +137,11 @@ def run_seed(
     seconds["sasrec"] = time.perf_counter() - t0
 
     results = {
-        name: rank_metrics(channels[name].score, test, seen, n_items, [10]) for name in MODELS
+        name: rank_metrics(channels[name].score, test, seen, n_items, [10])
+        for name in MODELS
+        if name != "ranked"
     }
+    results["ranked"] = evaluate_chain(chain, split, "test", [10])
     details = {
         "ease_l2": tuned.l2,
         "ease_val_hr@10": ease_val,
@@ -139,6 +150,8 @@ def run_seed(
         "sasrec_epochs_run": seq.epochs_run,
         "sasrec_val": seq.val,
         "sasrec_samples_per_second": seq.samples_per_second,
+        "ranker_best_epoch": chain.best_epoch,
+        "ranker_val": chain.val,
     }
     return {"test": results, **details}, seconds
 
@@ -157,34 +170,20 @@ def summarise(
         s: {m: {key: r["test"][m][name] for key, name in METRICS.items()} for m in MODELS}
         for s, r in per_seed.items()
     }
-    out["details"] = {s: {k: v for k, v in r.items() if k != "test"} for s, r in per_seed.items()}
-    out["fit_seconds"] = {m: float(np.mean(v)) for m, v in seconds.items()}
+    out.update(common.details(per_seed, seconds))
     return out
 
 
 def main(args: argparse.Namespace, seeds: list[int]) -> None:
     """Run every seed, print the table and the JSON, write ``--json``."""
-    from rich.console import Console
-
-    per_seed: dict[str, Any] = {}
-    seconds: dict[str, list[float]] = {}
-    with tempfile.TemporaryDirectory() as runs:
-        for seed in seeds:
-            result, took = run_seed(seed, args, runs)
-            per_seed[str(seed)] = result
-            for model, s in took.items():
-                seconds.setdefault(model, []).append(s)
-            print(f"seed {seed}: " + ", ".join(
-                f"{m} hr {result['test'][m]['hit@10']:.4f} ndcg {result['test'][m]['ndcg@10']:.4f}"
-                for m in MODELS
-            ), file=sys.stderr, flush=True)  # fmt: skip
+    per_seed, seconds = common.run_seeds(
+        seeds,
+        lambda seed, runs: run_seed(seed, args, runs),
+        lambda r: ", ".join(
+            f"{m} hr {r['test'][m]['hit@10']:.4f} ndcg {r['test'][m]['ndcg@10']:.4f}"
+            for m in MODELS
+        ),
+    )
     out = summarise(per_seed, seconds, seeds)
-    means = {m: {key: out[key][m] for key in METRICS} for m in MODELS}
-    Console(width=120).print(
-        format_table(means, title=f"MovieLens-100K, temporal protocol, test, mean of seeds {seeds}",
-                     columns=list(METRICS))
-    )  # fmt: skip
-    print(json.dumps({k: out[k] for k in (*METRICS, "fit_seconds")}, indent=2))
-    if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(out, indent=2) + "\n", encoding="utf-8")
+    title = f"MovieLens-100K, temporal protocol, test, mean of seeds {seeds}"
+    common.report(out, MODELS, list(METRICS), title, args.json)

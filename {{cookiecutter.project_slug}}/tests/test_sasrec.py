@@ -252,10 +252,11 @@ def test_the_temporal_benchmark_writes_hr_and_ndcg_for_every_model(
     out = tmp_path / "temporal.json"
     run_benchmark(
         "bench_ml100k.py", "--protocol", "temporal", "--seeds", "0", "--epochs", "1",
-        "--sasrec-epochs", "2", "--json", str(out), cwd=tmp_path,
+        "--sasrec-epochs", "2", "--ranker-epochs", "1", "--candidates", "50",
+        "--json", str(out), cwd=tmp_path,
     )  # fmt: skip
     result = json.loads(out.read_text())
-    models = {"popularity", "item_graph", "two_tower", "ease", "sasrec"}
+    models = {"popularity", "item_graph", "two_tower", "ease", "sasrec", "ranked"}
     assert set(result["hr@10"]) == set(result["ndcg@10"]) == set(result["fit_seconds"]) == models
     assert result["protocol"] == "temporal" and result["seeds"] == [0]
     for model in models:  # one held-out item per user: NDCG@10 <= HR@10, both above chance
