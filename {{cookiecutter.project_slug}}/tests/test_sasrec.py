@@ -4,6 +4,7 @@ its export and the channel a service loads."""
 from __future__ import annotations
 
 import json
+import os
 import socket
 import subprocess
 import sys
@@ -37,6 +38,7 @@ from {{ cookiecutter.package_name }}.data import (
 )
 from {{ cookiecutter.package_name }}.evaluation import rank_metrics
 from {{ cookiecutter.package_name }}.models.sasrec import SASRec
+from {{ cookiecutter.package_name }}.pipeline import find_sequence_run
 from {{ cookiecutter.package_name }}.retrieval import build_index
 from {{ cookiecutter.package_name }}.sequence_export import export_sequence_encoder
 from {{ cookiecutter.package_name }}.training.sequence import (
@@ -176,6 +178,35 @@ def test_the_channel_round_trips_through_an_artifacts_folder(tmp_path: Path) -> 
     loaded = SASRecChannel.from_artifacts(load_artifacts(folder))
     assert np.array_equal(loaded.score(np.arange(n_users)), channel.score(np.arange(n_users)))
     assert np.allclose(loaded.score_sequences(seen), channel.score(np.arange(n_users)), atol=1e-4)
+
+
+def test_index_takes_the_newest_sequence_run_on_its_data_and_says_why_not_otherwise(
+    tmp_path: Path,
+) -> None:
+    runs = tmp_path / "runs"
+
+    def run(name: str, sha: str, sasrec: bool = True, mtime: int = 0) -> Path:
+        folder = runs / name
+        folder.mkdir(parents=True)
+        (folder / "data.json").write_text(json.dumps({"sha256": sha}), encoding="utf-8")
+        if sasrec:
+            (folder / "sasrec.pt").write_bytes(b"")
+            os.utime(folder / "sasrec.pt", (mtime, mtime))
+        return folder
+
+    two_tower = run("tt", "abc", sasrec=False)
+    assert find_sequence_run(two_tower) == (None, f"not served: no train-sequence run in {runs}")
+    other = run("other", "def", mtime=300)
+    chosen, note = find_sequence_run(two_tower)
+    assert chosen is None and "(other) trained on other data" in note, note
+    old, new = run("old", "abc", mtime=100), run("new", "abc", mtime=200)
+    assert find_sequence_run(two_tower)[0] == new
+    assert find_sequence_run(two_tower, str(old))[0] == old
+    assert find_sequence_run(two_tower, "none")[0] is None
+    with pytest.raises(ValueError, match="trained on other data than"):
+        find_sequence_run(two_tower, str(other))
+    with pytest.raises(FileNotFoundError, match="no sasrec.pt; point --sequence-run"):
+        find_sequence_run(two_tower, str(two_tower))
 
 
 def _free_port() -> int:
