@@ -85,13 +85,10 @@ def lint(session: nox.Session) -> None:
 @nox.session(default=False)
 def demo(session: nox.Session) -> None:
     """Bake a project with the defaults, build its environment, run its demo and its tests."""
+    answers = demo_answers(session.posargs, PYTHON)
+    if isinstance(answers, str):
+        session.error(answers)
     session.install(".", "cookiecutter", "nox")
-    answers = [arg for arg in session.posargs if "=" in arg]
-    if not any(arg.startswith("python_version=") for arg in answers):
-        # The baked environment uses the Python running this session (3.11 on the reference
-        # machine, where pip's find-links hold a CPU torch wheel for it); pass
-        # `-- python_version=3.10` for the template's own default.
-        answers.append(f"python_version={PYTHON}")
     project = bake_fresh(OUT, answers, run=lambda *cmd: session.run(*cmd))
     # The baked project's own tasks, as its README tells a user to run them: `env` checks and
     # builds environment.yml; `demo` runs data -> train -> index -> evaluate -> export, then
@@ -103,6 +100,43 @@ def demo(session: nox.Session) -> None:
     recenv = Path(session.bin) / "recenv"
     session.log(f"Baked project: {project}")
     session.log(f"Its environment: cd {project} && {recenv} run -- python")
+
+
+def supported_pythons(compute: str) -> tuple[str, ...] | None:
+    """The Python versions the pre-gen hook accepts with `compute` (its SUPPORTED table, read
+    from the hook so the two cannot drift apart); None for a compute the hook will refuse."""
+    import ast
+    import re
+
+    hook = (ROOT / "hooks" / "pre_gen_project.py").read_text(encoding="utf-8")
+    table = re.search(r"^SUPPORTED = (\{.*?^\})", hook, re.MULTILINE | re.DOTALL)
+    if table is None:
+        raise RuntimeError("expected a SUPPORTED = {...} table in hooks/pre_gen_project.py")
+    return ast.literal_eval(table.group(1)).get(compute)
+
+
+def demo_answers(posargs: Sequence[str], running: str) -> list[str] | str:
+    """The demo's cookiecutter answers, or why the demo cannot bake with them.
+
+    Without a `python_version=` answer the baked environment uses the Python running nox (3.11
+    on the reference machine, where pip's find-links hold a CPU torch wheel for it). A Python
+    the template does not support (3.13) would only fail in the pre-gen hook, after the
+    installs, as if the user had passed it: say so first, with what to run instead.
+    """
+    answers = [arg for arg in posargs if "=" in arg]
+    if any(arg.startswith("python_version=") for arg in answers):
+        return answers
+    compute = next((a.split("=", 1)[1] for a in answers if a.startswith("compute=")), "cpu")
+    offered = supported_pythons(compute)
+    if offered is not None and running not in offered:
+        return (
+            f"demo bakes python_version from the Python running nox, {running}, and the template "
+            f"supports {', '.join(offered)} for compute={compute}. Run `python{offered[-1]} "
+            f"noxfile.py -s demo` (remove .nox/_bootstrap first if another Python made it), or "
+            f"pass `-- python_version=<one of them>`: the environment then uses the torch wheel "
+            "your pip configuration offers for that Python (docs/environments.md)"
+        )
+    return [*answers, f"python_version={running}"]
 
 
 def bake_fresh(out: Path, answers: list[str], run: Callable[..., object]) -> Path:

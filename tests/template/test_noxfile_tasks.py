@@ -55,3 +55,40 @@ def test_ci_runs_the_readme_checks_and_tests() -> None:
     assert "python3 noxfile.py -s tests" in readme
     for command in ("python3 noxfile.py -s lint", "python3 noxfile.py -s tests"):
         assert re.search(rf"^{re.escape(command)}\b", script, re.MULTILINE), command
+
+
+def test_the_demo_refuses_a_python_the_template_does_not_support_before_installing() -> None:
+    """`python3.13 noxfile.py -s demo` on a fresh clone installed for a minute, then failed in
+    the pre-gen hook as if the user had passed python_version=3.13 (README: Python >= 3.10)."""
+    problem = noxfile.demo_answers([], "3.13")
+    assert isinstance(problem, str)
+    assert "Python running nox, 3.13" in problem
+    assert "3.10, 3.11, 3.12 for compute=cpu" in problem
+    assert "python3.12 noxfile.py -s demo" in problem
+
+
+def test_the_demo_bakes_the_running_python_unless_told_otherwise() -> None:
+    assert noxfile.demo_answers(["project_name=Zeta"], "3.11") == [
+        "project_name=Zeta",
+        "python_version=3.11",
+    ]
+    assert noxfile.demo_answers(["python_version=3.13"], "3.11") == ["python_version=3.13"]
+    # a compute the hook refuses is the hook's to report, with every other bad answer
+    assert noxfile.demo_answers(["compute=tpu"], "3.13") == ["compute=tpu", "python_version=3.13"]
+
+
+def test_the_demo_reads_the_supported_pythons_from_the_pre_gen_hook(tmp_path: Path) -> None:
+    offered = noxfile.supported_pythons("cpu")
+    assert offered and "3.13" not in offered
+    with pytest.raises(subprocess.CalledProcessError) as refused:
+        run("cookiecutter", str(ROOT), "--no-input", "-o", str(tmp_path), "python_version=3.13")
+    assert b"Pass one of " + ", ".join(offered).encode() in refused.value.stderr
+    run(
+        "cookiecutter",
+        str(ROOT),
+        "--no-input",
+        "-o",
+        str(tmp_path),
+        f"python_version={offered[-1]}",
+    )
+    assert (tmp_path / "shop-recs" / "environment.yml").is_file()
