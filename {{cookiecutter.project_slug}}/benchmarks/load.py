@@ -407,6 +407,13 @@ def main(argv: list[str] | None = None) -> int:
             f"{args.artifacts / 'manifest.json'}: missing. Build artifacts first "
             f"(`python -m {PACKAGE} demo`) or pass --artifacts."
         )
+    ranker = args.artifacts / "ranker" / "ranker.onnx"
+    if args.mix == "ranked" and not args.url and not ranker.is_file():
+        # Without a ranker the ranked route answers in recall order: a fast run of the wrong thing.
+        parser.error(
+            f"{ranker}: missing; --mix ranked measures the retrieve -> rank route. Run "
+            f"`python -m {PACKAGE} rank` after `demo` (or `index`) first."
+        )
 
     if args.cpu_per_request:
         cpu = cpu_per_request(args.artifacts, args.users, args.k)

@@ -56,6 +56,25 @@ def test_ease_scores_are_history_times_weights_and_recommend_skips_seen_items() 
         assert list(scores[row]) == sorted(scores[row], reverse=True)
 
 
+def test_a_users_ease_scores_are_the_same_floats_alone_or_in_any_batch() -> None:
+    # The service scores one user, evaluation batches of them: the same floats either way.
+    # Histories with a repeated item (bought twice) count it once, as the 0/1 matrix does.
+    users, items = _pairs(3)
+    fitted = EaseChannel.fit(users, items, 30, 12, l2=2.0)
+    repeated = np.concatenate([users, users[:5]]), np.concatenate([items, items[:5]])
+    order = np.argsort(repeated[0], kind="stable")
+    indptr = np.searchsorted(repeated[0][order], np.arange(31))
+    channel = EaseChannel(fitted.weights, indptr, repeated[1][order])
+    batch = channel.score(np.arange(30))
+    np.testing.assert_array_equal(batch, fitted.score(np.arange(30)))
+    for u in range(30):
+        np.testing.assert_array_equal(channel.score(np.array([u]))[0], batch[u])
+    shuffled = np.random.default_rng(0).permutation(30)
+    np.testing.assert_array_equal(channel.score(shuffled), batch[shuffled])
+    empty = EaseChannel(fitted.weights, np.zeros(31, np.int64), np.zeros(0, np.int64))
+    assert not empty.score(np.arange(30)).any()  # no history, no evidence: every score 0
+
+
 def test_ease_rebuilt_from_its_arrays_scores_the_same() -> None:
     users, items = _pairs(2)
     channel = EaseChannel.fit(users, items, 30, 12, l2=5.0)

@@ -23,7 +23,7 @@ from {{ cookiecutter.package_name }}.artifacts import ArtifactError
 from {{ cookiecutter.package_name }}.router import RouteConfigError
 from {{ cookiecutter.package_name }}.serving import create_app
 from {{ cookiecutter.package_name }}.serving.body import EXCERPT_CHARS, lone_surrogate
-from {{ cookiecutter.package_name }}.serving.schemas import MAX_K
+from {{ cookiecutter.package_name }}.serving.schemas import MAX_K, RecommendResponse
 
 from hostile import VALID, HostileCase, hostile_corpus, problems, send
 from servers import free_port, spawn_server, stop_server, wait_until_ready
@@ -588,6 +588,31 @@ def test_the_explanation_shows_the_recall_and_rank_stages_and_each_items_scores(
     assert scores == sorted(scores, reverse=True)
 
 
+def test_every_routes_answer_is_a_valid_response_of_the_documented_schema(
+    chain_client: TestClient,
+) -> None:
+    # The service writes /recommend's JSON itself (serving/app.py answer_json), not through
+    # pydantic: each route's answer must still be exactly what the OpenAPI schema promises.
+    user_id = next(iter(load_user_ids(chain_client)))
+    item_id = load_item_ids(chain_client)[0]
+    filled = {"user_type": "vip", "device": "tablet", "action": "click", "k": CHAIN_N + 5}
+    for body in (
+        {"user_id": user_id, **BUY},  # ranked
+        {"user_id": user_id, **filled},  # ranked, then filled from popularity (score null)
+        {"user_id": "someone-new", "user_type": "new", "device": "mobile", "action": "browse"},
+        {"user_id": user_id, "user_type": "vip", "device": "tablet", "action": "click",
+         "item_id": item_id},
+        {"user_id": "ünïcode ☃", "user_type": "robot", "device": "fridge", "action": "stare"},
+    ):  # fmt: skip
+        reply = chain_client.post("/recommend", json=body)
+        assert reply.status_code == 200, reply.text
+        assert reply.headers["content-type"] == "application/json"
+        answer = reply.json()
+        assert RecommendResponse.model_validate(answer).model_dump(mode="json") == answer, body
+    topped_up = ask(chain_client, user_id=user_id, **filled)["items"]
+    assert any(item["score"] is None for item in topped_up)  # the null case was exercised
+
+
 def test_a_vip_click_ranks_only_what_the_item_graph_recalled(chain_client: TestClient) -> None:
     user_id = next(iter(load_user_ids(chain_client)))
     vip = ask(chain_client, user_id=user_id, user_type="vip", device="tablet", action="click")
@@ -722,6 +747,21 @@ def test_the_load_benchmark_ranks_under_gunicorn_and_finds_the_rate_that_holds(
     runs = json.loads(report.read_text(encoding="utf-8"))
     assert [r["rate_offered"] for r in runs] == [10.0, 20.0]
     assert all(r["errors"] == 0 and r["k"] == 20 for r in runs)
+
+
+def test_the_load_benchmark_refuses_the_ranked_mix_without_a_ranker(
+    artifacts_dir: Path, tmp_path: Path
+) -> None:
+    # Without a ranker the ranked route answers in recall order: measuring it would report
+    # the latency of something else under the ranked name.
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "load.py"
+    done = subprocess.run(
+        [sys.executable, str(script), "--artifacts", str(artifacts_dir), "--mix", "ranked"],
+        capture_output=True, text=True, timeout=120, cwd=tmp_path,
+    )  # fmt: skip
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert f"{artifacts_dir / 'ranker' / 'ranker.onnx'}: missing" in done.stderr
+    assert "`python -m {{ cookiecutter.package_name }} rank`" in done.stderr
 
 
 def test_the_load_benchmark_times_each_route_in_process(

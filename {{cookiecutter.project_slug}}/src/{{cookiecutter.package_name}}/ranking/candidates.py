@@ -97,30 +97,41 @@ def generate_candidates(
     names = list(channels)
     score_rows = [np.asarray(channels[c].score(users), dtype=np.float32) for c in names]  # type: ignore[attr-defined]
     n_items = score_rows[0].shape[1]
+    if item_features is None:
+        item_features = np.zeros((n_items, 0), dtype=np.int64)
+    item_features = np.asarray(item_features, dtype=np.int64)
+    f_names = list(item_feature_names or [f"f{j}" for j in range(item_features.shape[1])])
+    if item_features.shape != (n_items, len(f_names)):
+        raise ValueError(
+            f"candidates: item_features has shape {item_features.shape}, expected "
+            f"({n_items}, {len(f_names)}) (one row per item, one column per feature name)"
+        )
     seen = _excluded(score_rows[0], exclude, users)
     b, n = len(users), min(n_per_channel, n_items)
-    rng = rng or np.random.default_rng(0)
 
-    # Per channel: its top-n unseen items, and each item's rank in that channel (n if not top).
+    # Per channel: its top-n unseen items best first, so an item's rank is its position (n where
+    # the channel did not retrieve it), and the mean/std of the top-n scores for the z-score.
     rank = np.full((len(names), b, n_items), n, dtype=np.int64)
-    hit = np.zeros((len(names), b, n_items), dtype=bool)
-    zscore = np.zeros((len(names), b, n_items), dtype=np.float32)
+    centre = np.zeros((len(names), b), dtype=np.float32)
+    spread = np.ones((len(names), b), dtype=np.float32)
     rows = np.arange(b)[:, None]
+    positions = np.arange(n)
     for c, scores in enumerate(score_rows):
         masked = np.where(seen, -np.inf, scores)
         top = np.argpartition(-masked, n - 1, axis=1)[:, :n]  # (b, n), unordered
-        order = np.argsort(-np.take_along_axis(masked, top, 1), axis=1, kind="stable")
-        top = np.take_along_axis(top, order, 1)  # (b, n), best first
-        valid = np.isfinite(np.take_along_axis(masked, top, 1))
-        rank[c, rows, top] = np.where(valid, np.arange(n)[None, :], n)
-        hit[c, rows, top] = valid
-        top_scores = np.take_along_axis(scores, top, 1)
-        mean = top_scores.mean(1, keepdims=True)
-        std = top_scores.std(1, keepdims=True)
-        zscore[c] = (scores - mean) / np.where(std > 1e-12, std, 1.0)
+        order = np.argsort(-masked[rows, top], axis=1, kind="stable")
+        top = top[rows, order]  # (b, n), best first
+        valid = np.isfinite(masked[rows, top])
+        rank[c, rows, top] = np.where(valid, positions, n)
+        top_scores = scores[rows, top]
+        centre[c] = top_scores.mean(1)
+        std = top_scores.std(1)
+        spread[c] = np.where(std > 1e-12, std, 1.0)
+    hit = rank < n  # (channels, b, n_items)
 
     any_hit = hit.any(0)  # (b, n_items)
     if n_random:
+        rng = rng or np.random.default_rng(0)
         unseen_free = ~seen & ~any_hit
         noise = np.where(unseen_free, rng.random((b, n_items)), -1.0)
         k = min(n_random, n_items)
@@ -138,29 +149,32 @@ def generate_candidates(
     # Candidates in item order inside each row; the ranker, not the position, decides.
     r_idx, i_idx = np.nonzero(pool)
     items[mask] = i_idx  # np.nonzero is row-major: row r's items fill row r's first slots
-    if item_features is None:
-        item_features = np.zeros((n_items, 0), dtype=np.int64)
-    item_features = np.asarray(item_features, dtype=np.int64)
-    f_names = list(item_feature_names or [f"f{j}" for j in range(item_features.shape[1])])
-    if item_features.shape != (n_items, len(f_names)):
-        raise ValueError(
-            f"candidates: item_features has shape {item_features.shape}, expected "
-            f"({n_items}, {len(f_names)}) (one row per item, one column per feature name)"
-        )
+
+    # The features of the m candidates of the batch, (m, d), computed for them alone.
     names_out = feature_names(names, f_names)
-    feats = np.zeros((b, width, len(names_out)), dtype=np.float32)
-    log_n = np.log1p(n)
-    for c in range(len(names)):
-        feats[mask, 3 * c] = zscore[c, r_idx, i_idx]
-        feats[mask, 3 * c + 1] = np.log1p(rank[c, r_idx, i_idx]) / log_n
-        feats[mask, 3 * c + 2] = hit[c, r_idx, i_idx]
     n_channel_cols = 3 * len(names)
-    feats[mask, n_channel_cols] = hit[:, r_idx, i_idx].sum(0)
-    n_seen = np.maximum(seen.sum(1, keepdims=True), 1).astype(np.float32)  # (b, 1)
-    for j in range(item_features.shape[1]):
-        codes = item_features[:, j]
-        onehot = np.zeros((n_items, int(codes.max()) + 1), dtype=np.float32)
-        onehot[np.arange(n_items), codes] = 1.0
-        share = (seen.astype(np.float32) @ onehot) / n_seen  # (b, n_items) @ (n_items, card)
-        feats[mask, n_channel_cols + 1 + j] = share[r_idx, codes[i_idx]]
+    flat = np.empty((len(i_idx), len(names_out)), dtype=np.float32)
+    their_rank = rank[:, r_idx, i_idx]  # (channels, m)
+    their_hit = hit[:, r_idx, i_idx]
+    for c, scores in enumerate(score_rows):
+        flat[:, 3 * c] = (scores[r_idx, i_idx] - centre[c, r_idx]) / spread[c, r_idx]
+    log_rank = np.log1p(np.arange(n + 1)) / np.log1p(n)  # rank r -> log1p(r) / log1p(n)
+    flat[:, 1:n_channel_cols:3] = log_rank[their_rank].T
+    flat[:, 2:n_channel_cols:3] = their_hit.T
+    flat[:, n_channel_cols] = their_hit.sum(0)
+    if item_features.shape[1]:
+        # Seen items per (user, feature value), by counting: what seen @ one_hot(feature) gives.
+        seen_rows, seen_items = np.nonzero(seen)
+        n_seen = np.maximum(seen.sum(1), 1).astype(np.float32)  # (b,)
+        for j in range(item_features.shape[1]):
+            codes = item_features[:, j]
+            card = int(codes.max()) + 1
+            counts = np.bincount(seen_rows * card + codes[seen_items], minlength=b * card)
+            share = counts.reshape(b, card).astype(np.float32) / n_seen[:, None]
+            flat[:, n_channel_cols + 1 + j] = share[r_idx, codes[i_idx]]
+    if mask.all():  # every row as long as the longest, as for one user: no padding
+        feats = flat.reshape(b, width, len(names_out))
+    else:
+        feats = np.zeros((b, width, len(names_out)), dtype=np.float32)
+        feats[mask] = flat
     return Candidates(users, items, feats, mask, tuple(names_out))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -93,15 +94,16 @@ def rank_candidates(
     item_features: np.ndarray,
     dense: np.ndarray,
     k: int,
-    fallback: np.ndarray | None = None,
+    fallback: np.ndarray | Callable[[], np.ndarray] | None = None,
 ) -> Ranked:
     """Order one user's candidates by ``score`` (an ``OnnxRanker.score``-like callable) -> top k.
 
     ``user_features`` is the user's (f_u,) row, ``item_features`` the (n_items, f_i) table,
     ``items`` (m,) candidate indices and ``dense`` (m, d) their features. Bad candidate sets
     degrade instead of failing: with no candidates, or fewer than k, the list is filled from
-    ``fallback`` (e.g. the popularity order, seen items already removed) and ``reason`` says so;
-    without a fallback the shorter list comes back with the reason.
+    ``fallback`` (e.g. the popularity order, seen items already removed; or a function that
+    returns it, called only then) and ``reason`` says so; without a fallback the shorter list
+    comes back with the reason.
     """
     if k < 1:
         raise ValueError(f"k={k}: expected >= 1")
@@ -124,7 +126,7 @@ def rank_candidates(
         top, top_scores = np.zeros(0, np.int64), np.zeros(0, np.float32)
         reason = f"no candidates for k={k}"
     if reason is not None and fallback is not None:
-        extra = np.asarray(fallback, dtype=np.int64)
+        extra = np.asarray(fallback() if callable(fallback) else fallback, dtype=np.int64)
         extra = extra[~np.isin(extra, top)][: k - len(top)]
         if len(extra):
             reason += f"; {len(extra)} filled from the fallback list"

@@ -24,7 +24,7 @@ startup with the file named, like any other mismatched artifact.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -119,12 +119,13 @@ class RankingStage:
         exclude: np.ndarray,
         recall: Sequence[str],
         k: int,
-        fallback: np.ndarray,
+        fallback: np.ndarray | Callable[[], np.ndarray],
     ) -> RankedList:
         """The top ``k`` of the user's candidates from the ``recall`` channels, ranked.
 
-        ``fallback`` (item indices, e.g. the popularity order without excluded items) fills
-        a list that has fewer than ``k`` candidates; ``notes`` says so.
+        ``fallback`` (item indices, e.g. the popularity order without excluded items, or a
+        function that returns them, called only when needed) fills a list that has fewer than
+        ``k`` candidates; ``notes`` says so.
         """
         cand = generate_candidates(
             self.channels,

@@ -26,8 +26,10 @@ Pure numpy + the faiss index: no torch in the process.
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass, field
+from functools import partial
 
 import numpy as np
 
@@ -210,9 +212,8 @@ class Recommender:
     ) -> Recommendation:
         """Recall from the decision's channels, rank with the ranker, explain every item."""
         assert self.ranking is not None
-        fill, _ = self._popularity(exclude, k)
         recall = [c.value for c in decision.channels]
-        result = self.ranking.rank(user, exclude, recall, k, fill[fill >= 0])
+        result = self.ranking.rank(user, exclude, recall, k, partial(self._fill, exclude, k))
         reasons.extend(result.notes)
         used = [c for c in recall if c in self.ranking.channels]
         stages = [
@@ -220,15 +221,16 @@ class Recommender:
             f"{self.ranking.n_per_channel} each)",
             f"rank: {self.ranking_status} ({len(result.items)} of {result.n_candidates})",
         ]
+        # None for an item filled from popularity after the candidates ran out.
+        logits = [None if math.isnan(s) else round(s, 6) for s in result.scores.tolist()]
         item_stages = [
-            {**scores, **({} if np.isnan(s) else {"rank": round(float(s), 6)})}
-            for scores, s in zip(result.recall_scores, result.scores.tolist(), strict=True)
+            recall_scores if s is None else {**recall_scores, "rank": s}
+            for recall_scores, s in zip(result.recall_scores, logits, strict=True)
         ]
         item_ids = self.artifacts.item_ids
         return Recommendation(
             item_ids=[item_ids[i] for i in result.items.tolist()],
-            # None for an item filled from popularity after the candidates ran out.
-            scores=[None if np.isnan(s) else round(float(s), 6) for s in result.scores.tolist()],
+            scores=logits,
             channel=decision.channel,
             rule=decision.rule,
             reason="; ".join(reasons),
@@ -270,6 +272,11 @@ class Recommender:
         ids, top = top_k(scores, k, [np.concatenate([exclude, seeds])])
         reached = top[0] > 0
         return ids[0][reached], top[0][reached]
+
+    def _fill(self, exclude: np.ndarray, k: int) -> np.ndarray:
+        """What fills a ranked list that ran out of candidates: popularity, unseen items."""
+        ids, _ = self._popularity(exclude, k)
+        return ids[ids >= 0]
 
     def _popularity(self, exclude: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         ids, scores = self.popularity.recommend_to_anyone(k, exclude)
