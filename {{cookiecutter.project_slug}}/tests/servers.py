@@ -159,7 +159,9 @@ def print_answers(answers: list[dict[str, object]]) -> None:
         body = cast(dict, answer["body"])
         if "items" in body:
             items = ", ".join(str(item["item_id"]) for item in body["items"])
-            table.add_row(str(answer["request"]), str(body["channel"]), items, str(body["reason"]))
+            # The stages that ran (recall, then rank where the ranker ordered the items).
+            why = "\n".join([str(body["reason"]), *map(str, body.get("stages", []))])
+            table.add_row(str(answer["request"]), str(body["channel"]), items, why)
         else:
             table.add_row(str(answer["request"]), str(answer["status"]), "", json.dumps(body))
     console.print(table)

@@ -20,6 +20,9 @@ from {{ cookiecutter.package_name }}.__main__ import (
     next_steps,
 )
 from {{ cookiecutter.package_name }}.artifacts import load_artifacts
+{%- if cookiecutter.include_serving %}
+from {{ cookiecutter.package_name }}.serving.recommender import Recommender
+{%- endif %}
 from {{ cookiecutter.package_name }}.training import TrainConfig
 
 TINY = ["--n-users", "150", "--n-items", "60", "--epochs", "2", "--device", "cpu"]
@@ -64,6 +67,19 @@ def test_demo_runs_every_step_and_prints_the_metrics_table(
     assert set(evaluation) == {"popularity", "item_graph", "two_tower"}
     # A trained model finds some held-out items (60 items, K=10: popularity alone does).
     assert all(0.0 < row["recall@10"] <= 1.0 for row in evaluation.values()), evaluation
+    # The demo also ran the ranking stage: the chain's metrics are printed and the exported
+    # ranker is where the service looks for it.
+    ranker = tmp_path / "artifacts" / "ranker"
+    assert (ranker / "ranker.onnx").is_file() and "rank    ranker over " in out
+    chain = json.loads((ranker / "rank_report.json").read_text())["test"]
+    assert "ranked" in out and 0.0 < chain["ranked"]["recall@10"] <= 1.0, chain
+{%- if cookiecutter.include_serving %}
+    # So the served demo answers a returning user's purchase through the ranker.
+    answer = Recommender(art).recommend(art.user_ids[0], "returning", "mobile", "purchase", 10)
+    recall, rank = answer.stages
+    assert recall.startswith("recall: ") and rank.startswith("rank: ranker "), answer.reason
+    assert all("rank" in item for item in answer.item_stages), answer.item_stages
+{%- endif %}
 
 
 def test_steps_chain_through_the_latest_run(

@@ -26,6 +26,9 @@ from .training.sequence_config import SequenceConfig
 # The TrainConfig fields `data` and `demo` take as flags: the synthetic sample's, and the demo's.
 SYNTHETIC_FIELDS = ("n_users", "n_items", "events_per_user", "seed")
 DEMO_FIELDS = (*SYNTHETIC_FIELDS, "epochs", "device")
+# The demo's ranker: one fold, two epochs (on the default sample the best validation epoch is
+# the first), so the demo stays short; `rank` alone trains with the RankerConfig defaults.
+DEMO_RANKER = {"folds": 1, "epochs": 2}
 
 # Wide and unwrapped when not a terminal (CI logs, pipes): tables and paths stay on one line.
 console = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 120)
@@ -95,7 +98,8 @@ def _parser() -> argparse.ArgumentParser:
     _export_args(export)
 
     demo = sub.add_parser(
-        "demo", help="data -> train -> index -> evaluate -> export on the synthetic sample"
+        "demo",
+        help="data -> train -> index -> evaluate -> export -> rank on the synthetic sample",
     )
     demo.add_argument("--workdir", default=".", help="runs/ and artifacts/ are created here")
     add_flags(demo, TrainConfig, only=DEMO_FIELDS, defaults={"epochs": 10})
@@ -189,6 +193,7 @@ def demo(args: argparse.Namespace) -> int:
     """The whole pipeline on the synthetic sample, timed step by step."""
     from .data import write_interactions
     from .pipeline import run_evaluate, run_export, run_index
+    from .ranking.stage import run_rank
     from .training import train
     from .training.run_data import load_data
 
@@ -217,6 +222,16 @@ def demo(args: argparse.Namespace) -> int:
     worst = max(exported["max_abs_diff"].values())
     console.print(f"[bold]export[/]  {len(exported['files'])} files, parity max |diff| {worst:.2e}")
     _print_metrics(results, "Test metrics (full ranking, seen items excluded)")
+    ranker_dir = work / "artifacts" / "ranker"
+    device = cfg.device if cfg.device.startswith("cuda") else "cpu"
+    report = run_rank(run_dir, ranker_dir, RankerConfig(**DEMO_RANKER, device=device))
+    if report is not None:
+        console.print(
+            f"[bold]rank[/]    ranker over {', '.join(report['channels'])} candidates "
+            f"(top {report['config']['n_candidates']} each), best epoch {report['best_epoch']}, "
+            f"parity max |diff| {report['export']['max_abs_diff']:.2e} -> {ranker_dir}"
+        )
+        _print_metrics(report["test"], "Test metrics: channels and the ranked chain")
     console.print(f"demo finished in {time.perf_counter() - t0:.1f}s")
     console.print("next:\n" + "\n".join(f"  {step}" for step in next_steps(work)), markup=False)
     return 0
