@@ -26,7 +26,7 @@ from pytest_recenv.env.plan import Built, Plan
 from pytest_recenv.env.progress import Progress
 from pytest_recenv.env.runner import die_with_parent
 from pytest_recenv.env.smoke import verify
-from pytest_recenv.env.variants import Resolution, cuda_requests, ensure_cuda_builds
+from pytest_recenv.env.variants import Resolution, ensure_builds, wanted_builds
 from pytest_recenv.env.verified import records_dir
 from pytest_recenv.errors import BuildError, RecenvError
 
@@ -115,12 +115,15 @@ class UvBackend:
         and renames it into place."""
         assert plan.interpreter is not None  # make_plan always chooses one for uv
         requirements = list(plan.requirements)
-        if cuda_requests(plan.spec):
-            # Resolve first (seconds, metadata only): a CPU torch is refused before gigabytes of
-            # wheels are fetched, and a CUDA build found by excluding it is what gets installed.
-            bar.step("resolving (a CUDA spec: checking that torch/faiss are CUDA builds)")
-            _, extra = ensure_cuda_builds(
-                plan.spec, lambda more: self.resolve(plan, more), str(plan.spec.path)
+        wanted = wanted_builds(plan.spec)
+        minor = ".".join(map(str, plan.interpreter.version[:2]))  # "3.10", for the fix
+        if wanted:
+            # Resolve first (seconds, metadata only): a torch of the other kind (a CPU one for a
+            # CUDA spec, PyPI's CUDA one for a CPU spec) is refused before gigabytes of wheels
+            # are fetched, and a build found by excluding it is what gets installed.
+            bar.step(f"resolving (the spec asks for {wanted.words()}: checking the torch build)")
+            _, extra = ensure_builds(
+                plan.spec, lambda more: self.resolve(plan, more), str(plan.spec.path), python=minor
             )
             requirements += extra
         clear_before_build(root, plan.key, prefix)  # a killed build's leftovers; we hold the lock
@@ -165,9 +168,11 @@ class UvBackend:
             )
             timings["install"] = time.perf_counter() - t
             freeze = _run("uv pip freeze", [uv, "pip", "freeze", "--python", python], tmp, env=env)
-            if cuda_requests(plan.spec):  # what was installed, not only what was resolved
+            if wanted:  # what was installed, not only what was resolved
                 installed = _parse_compiled(freeze.stdout)
-                ensure_cuda_builds(plan.spec, lambda _: installed, str(plan.spec.path), retry=False)
+                ensure_builds(
+                    plan.spec, lambda _: installed, str(plan.spec.path), False, python=minor
+                )
             t = time.perf_counter()
             bar.step(f"uv pip check and import smoke test of {len(plan.smoke)} packages")
             checked = verify(

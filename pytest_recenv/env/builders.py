@@ -34,7 +34,7 @@ from pytest_recenv.env.locks import LOCK_FORMAT, read_lock, uv_lock_path
 from pytest_recenv.env.plan import KEY_FORMAT, Built, Plan, local_sources, translate
 from pytest_recenv.env.progress import Progress
 from pytest_recenv.env.spec import load_spec
-from pytest_recenv.env.variants import ensure_cuda_builds
+from pytest_recenv.env.variants import ensure_builds
 from pytest_recenv.errors import RecenvError
 
 STAMP = ".recenv-stamp.json"
@@ -304,9 +304,12 @@ def write_uv_lock(
     plan = make_plan(env_file, backends=backends or ["uv"], python_policy=python_policy)
     if plan.backend.name != "uv" or plan.interpreter is None:
         raise RecenvError(f"recenv lock writes uv locks; for {plan.backend.name} use conda-lock")
-    # a spec that asks for CUDA must not lock a CPU torch/faiss (see variants.py)
-    resolution, _ = ensure_cuda_builds(
-        plan.spec, lambda extra: plan.backend.resolve(plan, extra), str(env_file)
+    # a CUDA spec must not lock a CPU torch/faiss, nor a CPU spec a CUDA torch (see variants.py)
+    resolution, _ = ensure_builds(
+        plan.spec,
+        lambda extra: plan.backend.resolve(plan, extra),
+        str(env_file),
+        python=".".join(map(str, plan.interpreter.version[:2])),
     )
     data = {
         "format": LOCK_FORMAT,

@@ -91,13 +91,18 @@ def _cmd_translate(args: argparse.Namespace) -> int:
     print(f"interpreter: {interp}")
     print(f"pip config for uv: {' '.join(plan.pip.uv_args()) or '(none)'}")
     print(f"key: {plan.key}")
-    from pytest_recenv.env.variants import cuda_requests, spec_cuda_major
+    from pytest_recenv.env.variants import cpu_marks, cuda_requests, spec_cuda_major
 
     if cuda_requests(plan.spec):
         major = spec_cuda_major(plan.spec)
         print(
             f"cuda: the spec asks for CUDA{f' {major[0]}' if major else ''}; lock and build "
             "refuse a CPU build of torch or faiss (build strings are not seen by uv)"
+        )
+    elif cpu_marks(plan.spec):
+        print(
+            "cpu: the spec asks for CPU builds; lock and build refuse a CUDA build of torch "
+            "(build strings are not seen by uv)"
         )
     return 0
 

@@ -1,12 +1,15 @@
 """CUDA or CPU builds: what a spec asks for, and whether a uv resolution delivers it.
 
-The uv backend drops conda build strings (``pytorch=2.13=cuda*`` becomes ``torch==2.13.*``), so a
-local CPU wheel (``torch 2.13.0+cpu`` from find-links) satisfies a CUDA spec as far as the
-resolver knows: ``+cpu`` even sorts above the plain ``2.13.0`` of PyPI.  After every resolution
-of a spec that asks for CUDA we therefore look at what was picked: a CPU torch is excluded and
-the spec resolved once more (so a CUDA build the user's indexes offer, e.g. the PyTorch CUDA
-index, wins); if none is offered, or a faiss CPU build stands in for the requested faiss-gpu,
-the lock or build is refused with the line, what was found, where from, and the fix.
+The uv backend drops conda build strings (``pytorch=2.13=cuda*`` and ``pytorch=2.13=cpu*`` both
+become ``torch==2.13.*``), so the resolver may pick either kind: a local CPU wheel
+(``torch 2.13.0+cpu`` from find-links) satisfies a CUDA spec, since ``+cpu`` even sorts above
+the plain ``2.13.0`` of PyPI; and where no CPU wheel is offered for this Python, PyPI's plain
+``2.13.0`` (on Linux the CUDA build, with gigabytes of ``nvidia-*`` wheels) satisfies a CPU one.
+After every resolution of a spec that asks for either (``wanted_builds``) we therefore look at
+what was picked: a torch of the other kind is excluded and the spec resolved again (so a build
+of the wanted kind that the user's indexes offer wins); if none is offered, or a faiss CPU build
+stands in for the requested faiss-gpu, the lock or build is refused with the line, what was
+found, where from, and the fix.
 """
 
 from __future__ import annotations
@@ -196,44 +199,94 @@ def _variant_words(res: Resolution) -> str:
     return "a CPU build" if kind == "cpu" else f"a {kind} build"
 
 
-def ensure_cuda_builds(
+@dataclass(frozen=True)
+class Wanted:
+    """The builds a spec asks for: ``kind`` 'cuda' (with the major it names, if any) or 'cpu',
+    and the line that asks."""
+
+    kind: str
+    major: int | None
+    line: CondaDep | PipDep
+
+    def words(self) -> str:
+        if self.kind == "cpu":
+            return "CPU builds"
+        return f"CUDA {self.major}" if self.major is not None else "CUDA"
+
+    def accepts(self, res: Resolution) -> bool:
+        kind, major = torch_variant(res.pins)
+        return kind == self.kind and (self.major is None or major == self.major)
+
+
+def wanted_builds(spec: Spec) -> Wanted | None:
+    """CUDA where any line asks for it (``cuda_requests``), else CPU where a line marks a CPU
+    environment (``cpu_marks``), else None: a spec that says neither is not checked.  (A spec
+    with both is refused by ``recenv check``; resolution treats it as a CUDA one.)"""
+    if requests := cuda_requests(spec):
+        named = spec_cuda_major(spec)
+        return Wanted("cuda", named[0], named[1]) if named else Wanted("cuda", None, requests[0])
+    if marks := cpu_marks(spec):
+        return Wanted("cpu", None, marks[0])
+    return None
+
+
+def _fix(spec: Spec, wanted: Wanted, python: str | None) -> str:
+    if wanted.kind == "cuda":
+        return (
+            "Offer a CUDA build: add the PyTorch CUDA index to your pip config "
+            f"(extra-index-url = {_cuda_index(spec)}) or remove the CPU wheel from your "
+            "find-links, or build this on a CPU stage (drop the CUDA lines: cpuonly / "
+            "compute=cpu)"
+        )
+    for_python = f" for Python {python}" if python else ""
+    return (
+        "Offer a CPU build: add the PyTorch CPU index to your pip config (extra-index-url = "
+        f"https://download.pytorch.org/whl/cpu) or a find-links folder with a CPU torch wheel"
+        f"{for_python}, or choose a Python your pip config has a CPU wheel for, or make this a "
+        "CUDA spec (compute=cuda12)"
+    )
+
+
+def ensure_builds(
     spec: Spec,
     resolve: Callable[[Sequence[str]], Resolution],
     display: str,
     retry: bool = True,
+    python: str | None = None,
 ) -> tuple[Resolution, list[str]]:
-    """Resolve a spec (``resolve(extra_requirement_lines)``) and make sure that, where it asks
-    for CUDA, torch and faiss resolved to CUDA builds of the CUDA major it names.
+    """Resolve a spec (``resolve(extra_requirement_lines)``) and make sure torch (and, for CUDA,
+    faiss) resolved to the builds it asks for (``wanted_builds``): CUDA builds of the CUDA major
+    it names, or CPU builds.
 
-    Returns the resolution and the extra requirement lines it needed (exclusions of CPU torch
-    builds), which an install must pass too.  Raises ``RecenvError`` naming the CPU build found,
-    where it came from, and the fix.  A spec that does not ask for CUDA is resolved once and
-    never checked.  ``retry=False`` checks an installed set as it is (after an install).
+    A torch of the other kind is excluded and the spec resolved again (at most
+    ``_MAX_RETRIES`` times), so a build of the right kind that the user's indexes or find-links
+    offer wins.  Returns the resolution and the extra requirement lines it needed (those
+    exclusions), which an install must pass too.  Raises ``RecenvError`` naming the line, the
+    build found, where it came from, and the fix.  A spec that asks for neither is resolved once
+    and never checked.  ``retry=False`` checks an installed set as it is (after an install);
+    ``python`` (``3.10``) goes into the fix.
     """
     first = resolve([])
-    requests = cuda_requests(spec)
-    if not requests or ("torch" not in first.pins and "faiss-cpu" not in first.pins):
+    wanted = wanted_builds(spec)
+    if wanted is None or ("torch" not in first.pins and "faiss-cpu" not in first.pins):
         return first, []
-    wanted = spec_cuda_major(spec)
-    asks = f"CUDA {wanted[0]}" if wanted else "CUDA"
-    because = wanted[1] if wanted else requests[0]
-    asks_for = f"this spec asks for {asks} ('{because.raw.strip()}', line {because.line})"
-
-    def acceptable(res: Resolution) -> bool:
-        kind, major = torch_variant(res.pins)
-        return kind == "cuda" and (wanted is None or major == wanted[0])
+    asks_for = (
+        f"this spec asks for {wanted.words()} ('{wanted.line.raw.strip()}', "
+        f"line {wanted.line.line})"
+    )
 
     res: Resolution | None = first
     extra: list[str] = []
     passed_over: list[Resolution] = []
-    while "torch" in first.pins and res is not None and not acceptable(res):
+    while "torch" in first.pins and res is not None and not wanted.accepts(res):
         passed_over.append(res)
         if not retry or len(passed_over) > _MAX_RETRIES:
             res = None
             break
-        # Exclude this build and resolve again, so a CUDA build the user's indexes offer wins.
-        # ('!=2.13.0' would also exclude '2.13.0+cu126'; a CUDA index the user lists first is
-        # picked before PyPI's plain version, so that case does not arise in practice.)
+        # Exclude this build and resolve again, so a build of the wanted kind wins.  By PEP 440,
+        # '!=2.13.0' also excludes '2.13.0+cpu' and '2.13.0+cu126'; but a local build of the
+        # same version sorts above the plain one and would have been picked first had it been
+        # offered (for this Python and platform), so nothing the user offers is lost.
         extra = [*extra, f"torch!={res.pins['torch']}"]
         try:
             res = resolve(extra)
@@ -253,13 +306,10 @@ def ensure_cuda_builds(
         raise RecenvError(
             f"{display}:{line}: '{raw}' resolved to "
             f"{_found('torch', found, _variant_words(found))} but {asks_for}; {rest}. "
-            "Offer a CUDA build: add the PyTorch CUDA index to your pip config "
-            f"(extra-index-url = {_cuda_index(spec)}) or remove the CPU wheel from your "
-            "find-links, or build this on a CPU stage (drop the CUDA lines: cpuonly / "
-            "compute=cpu)"
+            + _fix(spec, wanted, python)
         )
     faiss = _faiss_gpu_line(spec)
-    if faiss and "faiss-cpu" in res.pins:
+    if wanted.kind == "cuda" and faiss and "faiss-cpu" in res.pins:
         line, raw = faiss
         raise RecenvError(
             f"{display}:{line}: '{raw}' resolved to {_found('faiss-cpu', res, 'a CPU build')} but "

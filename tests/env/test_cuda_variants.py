@@ -115,7 +115,12 @@ def test_translate_says_a_cuda_spec_gets_cuda_builds_only(
         "(build strings are not seen by uv)"
     )
     assert main(["translate", str(write_env(tmp_path / "cpu", "  - pytorch=2.13=cpu*\n"))]) == 0
-    assert "cuda:" not in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "cuda:" not in out
+    assert out.splitlines()[-1] == (
+        "cpu: the spec asks for CPU builds; lock and build refuse a CUDA build of torch "
+        "(build strings are not seen by uv)"
+    )
 
 
 def test_lock_of_a_cpu_spec_still_locks_the_local_cpu_torch_wheel(
@@ -248,3 +253,98 @@ def test_distribution_variant_reads_cuda_and_cpu_builds_from_pypi_names(
     from pytest_recenv.env.variants import distribution_variant
 
     assert distribution_variant(name, version) == expected
+
+
+# --- the mirror case: a spec that asks for CPU builds never locks or builds a CUDA torch ---
+
+CPU_SPEC = "  - pytorch=2.13=cpu*\n"  # line 8, as a compute=cpu bake writes it
+
+
+@pytest.fixture
+def cuda_only_torch(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    """A find-links folder (and nothing else) whose only torch is a plain 2.13.0 that pulls an
+    NVIDIA runtime wheel: PyPI's Linux (CUDA) build, all a CPU spec gets where the pip config
+    offers no CPU wheel for its Python."""
+    house = tmp_path / "cuda-only"
+    make_wheel(house, "torch", "2.13.0", requires=("nvidia-cublas-cu12==12.9.1.4",))
+    make_wheel(house, "nvidia-cublas-cu12", "12.9.1.4")
+    _pip_config(monkeypatch, tmp_path, f"no-index = true\nfind-links = {house}\n")
+    return house
+
+
+def _cpu_refusal(spec: Path, house: Path, rest: str) -> str:
+    return (
+        f"{spec}:8: 'pytorch=2.13=cpu*' resolved to torch 2.13.0 (a CUDA 12 build, from "
+        f"{house.as_uri()}) but this spec asks for CPU builds ('pytorch=2.13=cpu*', line 8); "
+        f"{rest}. Offer a CPU build: add the PyTorch CPU index to your pip config "
+        "(extra-index-url = https://download.pytorch.org/whl/cpu) or a find-links folder with a "
+        "CPU torch wheel for Python 3.11, or choose a Python your pip config has a CPU wheel for, "
+        "or make this a CUDA spec (compute=cuda12)"
+    )
+
+
+def test_lock_of_a_cpu_spec_refuses_a_cuda_torch(
+    tmp_path: Path, cuda_only_torch: Path, cache_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    spec = write_env(tmp_path / "proj", CPU_SPEC)
+    assert main(["lock", str(spec)]) == 1
+    err = capsys.readouterr().err
+    expected = _cpu_refusal(spec, cuda_only_torch, "your indexes offer no other build of it")
+    assert err == f"recenv lock: {expected}\n"
+    assert not (spec.parent / "environment.lock.json").exists()
+
+
+def test_build_of_a_cpu_spec_refuses_a_cuda_torch_before_installing_anything(
+    tmp_path: Path, cuda_only_torch: Path, cache_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    spec = write_env(tmp_path / "proj", CPU_SPEC)
+    assert main(["build", "-q", str(spec)]) == 1
+    err = capsys.readouterr().err
+    expected = _cpu_refusal(spec, cuda_only_torch, "your indexes offer no other build of it")
+    assert err == f"recenv build: {expected}\n"
+    # refused at resolution: no venv, no half-built env, no NVIDIA wheel installed anywhere
+    assert [p.name for p in cache_dir.iterdir() if not p.name.endswith((".lock", ".json"))] == []
+    assert not list(tmp_path.rglob("nvidia_cublas_cu12*.dist-info"))
+
+
+def test_a_cpu_spec_names_every_cuda_build_it_passed_over(
+    tmp_path: Path, cuda_only_torch: Path, cache_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    make_wheel(cuda_only_torch, "torch", "2.13.1", requires=("nvidia-cublas-cu12",))
+    spec = write_env(tmp_path / "proj", CPU_SPEC)
+    assert main(["lock", str(spec)]) == 1
+    err = capsys.readouterr().err
+    assert f"{spec}:8: 'pytorch=2.13=cpu*' resolved to torch 2.13.1 (a CUDA 12 build, from " in err
+    assert "; the other builds offered: torch 2.13.0 (a CUDA 12 build, from " in err
+    assert not (spec.parent / "environment.lock.json").exists()
+
+
+def test_a_cpu_build_the_find_links_offer_is_locked_and_built_instead_of_pypis_cuda_torch(
+    tmp_path: Path, cuda_only_torch: Path, cache_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # PyPI has a newer patch release (CUDA) than the CPU wheel in the user's find-links folder:
+    # the resolver picks 2.13.1 first; excluding it leaves 2.13.0+cpu (above the plain 2.13.0)
+    make_wheel(cuda_only_torch, "torch", "2.13.1", requires=("nvidia-cublas-cu12==12.9.1.4",))
+    make_wheel(cuda_only_torch, "torch", "2.13.0+cpu")
+    spec = write_env(tmp_path / "proj", CPU_SPEC)
+    assert main(["lock", str(spec)]) == 0, capsys.readouterr().err
+    lock = json.loads((spec.parent / "environment.lock.json").read_text())
+    assert lock["packages"]["torch"] == "2.13.0+cpu"
+    assert not [n for n in lock["packages"] if n.startswith("nvidia-")]
+    (spec.parent / "environment.lock.json").unlink()  # build from the spec, not the lock
+    capsys.readouterr()
+    assert main(["build", "-q", str(spec)]) == 0, capsys.readouterr().err
+    prefix = Path(capsys.readouterr().out.strip())
+    freeze = (prefix / ".recenv" / "freeze.txt").read_text()
+    assert "torch==2.13.0+cpu\n" in freeze
+    assert "nvidia" not in freeze
+
+
+def test_a_spec_that_asks_for_neither_still_locks_pypis_plain_torch(
+    tmp_path: Path, cuda_only_torch: Path, cache_dir: Path
+) -> None:
+    spec = write_env(tmp_path / "proj", "  - pytorch=2.13\n")
+    assert main(["lock", str(spec)]) == 0
+    lock = json.loads((spec.parent / "environment.lock.json").read_text())
+    assert lock["packages"]["torch"] == "2.13.0"
+    assert lock["packages"]["nvidia-cublas-cu12"] == "12.9.1.4"
