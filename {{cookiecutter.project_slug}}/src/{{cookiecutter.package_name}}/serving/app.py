@@ -200,9 +200,9 @@ def answer_json(user_id: str, result: Recommendation) -> bytes:
     """The /recommend body (the ``RecommendResponse`` schema) as JSON, written in one pass.
 
     Returning pydantic objects would have FastAPI validate, dump and validate them again before
-    encoding: on a ranked route that cost about as much CPU as the ranking itself. The schema
-    stays the documented contract (OpenAPI), and tests validate answers against it. A score
-    that is not a finite number (a diverged model) is written as null, as pydantic would.
+    encoding, once per item and per answer; this writes the same body once. The schema stays
+    the documented contract (OpenAPI), and tests validate answers against it. A score that is
+    not a finite number (a diverged model) is written as null, as pydantic would.
     """
     items = [
         {
