@@ -110,6 +110,21 @@ def test_user_errors_exit_2_with_the_fix_and_without_a_traceback(
     assert not (tmp_path / "runs").exists()  # nothing written for bad input
 
 
+{% if cookiecutter.include_serving -%}
+def test_serve_refuses_a_bad_routes_file_or_artifacts_folder_in_one_line_with_exit_3(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    routes = tmp_path / "routes.yml"
+    routes.write_text("rules:\n  - name: x\n    channel: telepathy\n", encoding="utf-8")
+    assert main(["serve", "--artifacts", str(tmp_path), "--routes", str(routes)]) == 3
+    out = capsys.readouterr().out.strip()
+    assert len(out.splitlines()) == 1 and f"{routes}:2: channel is 'telepathy'" in out, out
+    assert main(["serve", "--artifacts", str(tmp_path / "none")]) == 3
+    out = capsys.readouterr().out.strip()
+    assert len(out.splitlines()) == 1 and "manifest.json: missing" in out, out
+
+
+{% endif -%}
 def test_k_larger_than_the_catalog_is_refused_by_evaluate(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

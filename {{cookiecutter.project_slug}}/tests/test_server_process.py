@@ -131,14 +131,18 @@ def test_sigterm_shuts_the_server_down_cleanly(artifacts_dir: Path) -> None:
     assert "Application shutdown complete" in output
 
 
-def test_a_server_without_artifacts_exits_non_zero_naming_the_missing_file(tmp_path: Path) -> None:
+def test_a_server_without_artifacts_exits_3_with_one_line_naming_the_file_and_the_fix(
+    tmp_path: Path,
+) -> None:
     process = start(tmp_path / "no-artifacts", free_port())
     try:
         process.wait(timeout=STARTUP_TIMEOUT_S)
     finally:
         output = stop_server(process)
-    assert process.returncode != 0
+    assert process.returncode == 3, output  # uvicorn's exit code for a failed startup
+    assert "Traceback" not in output and len(output.strip().splitlines()) == 1, output
     assert f"{tmp_path / 'no-artifacts' / 'manifest.json'}: missing" in output
+    assert "index` (or `demo`)" in output
 
 
 def test_the_reload_benchmark_rolls_gunicorn_workers_under_load_without_losing_a_request(

@@ -259,6 +259,30 @@ def next_steps(workdir: Path) -> list[str]:
     return [f"{command.ljust(width)}  # {why}" for command, why in steps]
 
 
+{% if cookiecutter.include_serving -%}
+SERVE_STARTUP_FAILED = 3
+"""``serve``'s exit code when it cannot start: uvicorn's own for a failed startup."""
+
+
+def _serve_preflight(artifacts: str, routes: str | None) -> str | None:
+    """Why the server could not start, checked before uvicorn runs, else None.
+
+    The routes file and the artifacts' manifest (not their arrays: that load stays in the
+    app's lifespan): a wrong folder or a bad routes file is then one line, instead of the
+    traceback uvicorn logs for a failed lifespan.
+    """
+    from .artifacts import ArtifactError, read_manifest
+    from .router import RouteConfigError, load_router
+
+    try:
+        load_router(routes)
+        read_manifest(artifacts)
+    except (ArtifactError, RouteConfigError) as exc:
+        return str(exc)
+    return None
+
+
+{% endif -%}
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     from .data import DatasetUnavailable
@@ -349,6 +373,10 @@ def _route(args: argparse.Namespace) -> int:
         case "serve":
             from .serving import serve
 
+            problem = _serve_preflight(args.artifacts, args.routes)
+            if problem is not None:
+                console.print(f"[red]error:[/] {problem}", highlight=False)
+                return SERVE_STARTUP_FAILED
             serve(
                 host=args.host,
                 port=args.port,

@@ -325,12 +325,10 @@ def _manifest(
     }
 
 
-def load_artifacts(
-    directory: str | os.PathLike[str], *, verify_checksums: bool = True
-) -> Artifacts:
-    """Read an artifacts folder written by ``save_artifacts``; raise ArtifactError on any problem."""
-    import faiss
-
+def read_manifest(directory: str | os.PathLike[str]) -> dict[str, Any]:
+    """The folder's manifest, checked without reading the arrays: it exists, parses, has this
+    format version and lists the required files, which exist. Cheap enough to run before a
+    server starts, so a wrong folder is one line, not a failed startup."""
     folder = Path(directory)
     manifest_path = folder / MANIFEST
     if not manifest_path.is_file():
@@ -352,17 +350,31 @@ def load_artifacts(
     for name in _REQUIRED:
         if name not in files:
             raise ArtifactError(f"{manifest_path}: does not list required file {name!r}")
-    for name, meta in files.items():
+    for name in files:
         path = folder / name
         if not path.is_file():
             raise ArtifactError(
                 f"{path}: missing, but listed in {MANIFEST}. Rebuild the artifacts."
             )
-        if verify_checksums and _sha256(path) != meta["sha256"]:
-            raise ArtifactError(
-                f"{path}: sha256 does not match {MANIFEST} (file changed after it was written). "
-                "Rebuild the artifacts; do not edit files in an artifacts folder."
-            )
+    return manifest
+
+
+def load_artifacts(
+    directory: str | os.PathLike[str], *, verify_checksums: bool = True
+) -> Artifacts:
+    """Read an artifacts folder written by ``save_artifacts``; raise ArtifactError on any problem."""
+    import faiss
+
+    folder = Path(directory)
+    manifest = read_manifest(folder)
+    files: dict[str, Any] = manifest["files"]
+    if verify_checksums:
+        for name, meta in files.items():
+            if _sha256(folder / name) != meta["sha256"]:
+                raise ArtifactError(
+                    f"{folder / name}: sha256 does not match {MANIFEST} (file changed after it "
+                    "was written). Rebuild the artifacts; do not edit files in an artifacts folder."
+                )
 
     def npy(name: str) -> np.ndarray | None:
         if name not in files:
