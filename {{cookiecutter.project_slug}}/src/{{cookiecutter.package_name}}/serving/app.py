@@ -152,7 +152,7 @@ def create_app(
         art = recommender.artifacts
         return Readiness(
             status="ready",
-            artifacts=str(art.directory),
+            artifacts=art.directory.name,  # not the server's path: see docs/serving.md
             n_users=art.n_users,
             n_items=art.n_items,
             dim=art.dim,

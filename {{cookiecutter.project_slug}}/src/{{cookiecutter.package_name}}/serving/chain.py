@@ -182,9 +182,20 @@ def load_ranking_stage(
     ranker that is present but does not fit the artifacts raises ``ArtifactError``.
     """
     where = Path(folder) if folder is not None else artifacts.directory / RANKER_FOLDER
+    shown = public_name(where, artifacts.directory)
     if not (where / RANKER_ONNX).is_file():
-        return None, f"no ranker in {where} (run the `rank` stage after `index`)"
-    return RankingStage(where, artifacts, channels), f"ranker {where / RANKER_ONNX}"
+        return None, f"no ranker in {shown}/ (run the `rank` stage after `index`)"
+    return RankingStage(where, artifacts, channels), f"ranker {shown}/{RANKER_ONNX}"
 
 
-__all__ = ["RANKER_FOLDER", "RankedList", "RankingStage", "load_ranking_stage"]
+def public_name(path: Path, artifacts_dir: Path) -> str:
+    """``path`` as an answer may show it: relative to the artifacts folder (``ranker``), else by
+    its own name only. Answers and /readyz go to clients, and the server's filesystem layout is
+    none of theirs; the startup errors, which go to the operator, keep the full paths."""
+    try:
+        return path.resolve().relative_to(artifacts_dir.resolve()).as_posix()
+    except ValueError:
+        return path.resolve().name
+
+
+__all__ = ["RANKER_FOLDER", "RankedList", "RankingStage", "load_ranking_stage", "public_name"]
