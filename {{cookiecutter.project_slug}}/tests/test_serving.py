@@ -646,6 +646,40 @@ def test_cold_start_and_item_to_item_requests_skip_ranking_and_say_why(
     assert with_seen["stages"] == ["recall: two_tower"]
 
 
+def test_the_reason_says_what_ran_when_the_routes_plan_did_not(
+    chain_client: TestClient, client: TestClient
+) -> None:
+    """A reason never describes a plan the stages show did not run, and says each thing once."""
+    user_id = next(iter(load_user_ids(chain_client)))
+    item = load_item_ids(chain_client)[0]
+    # Item-to-item on the multi-channel route: the item's graph neighbours, as the reason says.
+    clicked = ask(chain_client, user_id=user_id, item_id=item, **BUY)
+    assert clicked["channel"] == "item_graph" and clicked["stages"] == ["recall: item_graph"]
+    assert f"item_id '{item}' given: item-to-item recall" in clicked["reason"]
+    assert f"neighbours of item '{item}'" in clicked["reason"]
+    assert all(set(i["stages"]) <= {"item_graph", "popularity"} for i in clicked["items"])
+    # An item the catalog lacks is named; the user's candidates are ranked as without it.
+    ghost = ask(chain_client, user_id=user_id, item_id="i99999", **BUY)
+    assert len(ghost["stages"]) == 2 and ghost["stages"][1].startswith("rank: ")
+    assert "item_id 'i99999' is not in the catalog" in ghost["reason"], ghost["reason"]
+    # A route that no recall of which reads item_id ranks, and says the item was not used.
+    desk = {"user_type": "returning", "device": "desktop", "action": "cart"}
+    other = ask(chain_client, user_id=user_id, item_id=item, **desk)
+    assert other["stages"][1].startswith("rank: ")
+    assert f"item_id '{item}' not used" in other["reason"], other["reason"]
+    # Ranking skipped on the multi-channel route: one channel answered, and the reason says so.
+    for answer in (
+        ask(chain_client, user_id=user_id, exclude_seen=False, **BUY),
+        ask(client, **BUY),  # no ranker
+    ):
+        assert answer["stages"] == ["recall: two_tower"]
+        assert "multi-channel" not in answer["reason"] and "DNN ranker" not in answer["reason"]
+        assert "two_tower recall alone" in answer["reason"], answer["reason"]
+    unknown = ask(chain_client, user_id="nobody", **BUY)
+    assert unknown["reason"].count("not in the model") == 1, unknown["reason"]
+    assert unknown["stages"] == ["recall: popularity"] and "cold-start" in unknown["reason"]
+
+
 def test_fewer_candidates_than_k_are_ranked_then_filled_from_popularity_with_a_reason(
     chain_client: TestClient,
 ) -> None:
@@ -751,6 +785,8 @@ def test_the_load_benchmark_ranks_under_gunicorn_and_finds_the_rate_that_holds(
     runs = json.loads(report.read_text(encoding="utf-8"))
     assert [r["rate_offered"] for r in runs] == [10.0, 20.0]
     assert all(r["errors"] == 0 and r["k"] == 20 for r in runs)
+    # The server's CPU per request, read from /proc for gunicorn's master and its worker.
+    assert all(0 < r["server_cpu_ms"] < 1000 for r in runs), runs
 
 
 def test_the_load_benchmark_refuses_the_ranked_mix_without_a_ranker(

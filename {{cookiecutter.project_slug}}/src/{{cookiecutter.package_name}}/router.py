@@ -141,6 +141,9 @@ class Decision:
     fallback: bool = False
     recall: tuple[Channel, ...] = ()
     rank: bool = False
+    situation: str = ""
+    """The request as the route saw it (`reason` less the plan): what the service says instead
+    of the plan when the plan cannot run (a ranked route without a ranker, say)."""
 
     @property
     def channels(self) -> tuple[Channel, ...]:
@@ -196,20 +199,23 @@ def default_route(user_type: UserType, device: Device, action: Action) -> Decisi
                 "new user browsing on mobile: no history yet, so cold-start popularity",
             )
         case (UserType.RETURNING, Device.MOBILE, Action.PURCHASE):
+            situation = "returning user purchasing on mobile"
             return Decision(
                 Channel.TWO_TOWER,
                 "returning-mobile-buy",
-                "returning user purchasing on mobile: multi-channel recall, then the DNN ranker",
+                f"{situation}: multi-channel recall, then the DNN ranker",
                 recall=MULTI_CHANNEL,
                 rank=True,
+                situation=situation,
             )
         case (UserType.VIP, _, Action.CLICK):
+            situation = f"VIP clicking on {device.value}"
             return Decision(
                 Channel.ITEM_GRAPH,
                 "vip-click",
-                f"VIP clicking on {device.value}: items co-engaged with the clicked item, "
-                "then the DNN ranker",
+                f"{situation}: items co-engaged with the clicked item, then the DNN ranker",
                 rank=True,
+                situation=situation,
             )
         case (UserType.RETURNING | UserType.VIP, _, Action.BROWSE):
             return Decision(
@@ -219,12 +225,14 @@ def default_route(user_type: UserType, device: Device, action: Action) -> Decisi
                 "from the recent ones, so SASRec sequence recall",
             )
         case (UserType.RETURNING | UserType.VIP, _, _):
+            situation = f"{user_type.value} user ({device.value}, {action.value})"
             return Decision(
                 Channel.TWO_TOWER,
                 "known-user",
-                f"{user_type.value} user ({device.value}, {action.value}): "
-                "history exists, so personalised two-tower recall, then the DNN ranker",
+                f"{situation}: history exists, so personalised two-tower recall, then the DNN "
+                "ranker",
                 rank=True,
+                situation=situation,
             )
         case _:
             return None

@@ -5,7 +5,8 @@ whether the ranker orders their candidates. Ranked routes go through ``chain.Ran
 (the exported ranker in onnxruntime over the candidates of the routed channels); each item
 then carries its recall scores and its ranker score. Ranking degrades to the recall order,
 with the reason, where the service has no ranker, the user is unknown to it, or the request
-names an item (item-to-item: the ranker ranks a user's own candidates).
+names a catalog item on a route that recalls from the item graph (item-to-item: the ranker
+ranks a user's own candidates); the reason then says what ran instead of the route's plan.
 
 Recall answers with the routed channel, the same class evaluation measures
 (``channels.load_channels`` rebuilds them from the artifacts), and degrades instead of failing
@@ -26,6 +27,7 @@ Pure numpy + the faiss index: no torch in the process.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 from dataclasses import dataclass, field
@@ -97,7 +99,33 @@ class Recommender:
         item_id: str | None = None,
         recent_items: list[str] | None = None,
     ) -> Recommendation:
-        """``recent_items``: raw ids, oldest first; ids the catalog lacks are left out."""
+        """``recent_items``: raw ids, oldest first; ids the catalog lacks are left out.
+
+        ``item_id`` seeds item-to-item recall (the item_graph channel); wherever it was not
+        used that way, the reason says so, naming it.
+        """
+        answer = self._recommend(
+            user_id, user_type, device, action, k, exclude_seen, item_id, recent_items
+        )
+        if item_id is None or repr(item_id) in answer.reason:
+            return answer
+        if item_id in self.artifacts.item_index:
+            note = f"item_id {item_id!r} not used: only item-to-item recall reads it"
+        else:
+            note = f"item_id {item_id!r} is not in the catalog: left out"
+        return dataclasses.replace(answer, reason=f"{answer.reason}; {note}")
+
+    def _recommend(
+        self,
+        user_id: str,
+        user_type: str,
+        device: str,
+        action: str,
+        k: int,
+        exclude_seen: bool,
+        item_id: str | None,
+        recent_items: list[str] | None,
+    ) -> Recommendation:
         art = self.artifacts
         decision: Decision = self.router.route(user_type, device, action)
         channel, reasons, fallback = decision.channel, [decision.reason], decision.fallback
@@ -115,11 +143,22 @@ class Recommender:
         if recent_items and Channel.SASREC not in decision.channels:
             reasons.append("recent_items are read by the sasrec channel only")
 
+        user_named = False
         if decision.rank:
-            why_not = self._why_not_rank(user_id, user, item_id, exclude_seen)
+            why_not = self._why_not_rank(user_id, user, item_id, exclude_seen, decision)
             if why_not is None:
                 return self._ranked(decision, reasons, user, exclude, k)  # type: ignore[arg-type]
+            # The route's plan (recall, then rank) did not run: say what did, not the plan.
+            reasons[0] = decision.situation or reasons[0]
             reasons.append(f"ranking skipped: {why_not}")
+            user_named = user is None
+            if item_id is not None and why_not.startswith("item_id"):
+                channel = Channel.ITEM_GRAPH
+            elif len(decision.channels) > 1 and user is not None:
+                reasons.append(
+                    f"{channel.value} recall alone, in its order (the channels' scores are "
+                    "merged by the ranker only)"
+                )
 
         if channel is Channel.SASREC:
             sasrec: SASRecChannel | None = self.channels.get(channel.value)  # type: ignore[assignment]
@@ -155,7 +194,8 @@ class Recommender:
             return self._answer(ids[0], scores[0], channel, decision, reasons, fallback, user)
         if channel in (Channel.TWO_TOWER, Channel.EASE) and user is None:
             channel, fallback = Channel.POPULARITY, True
-            reasons.append(f"user {user_id!r} is not in the model: cold-start popularity")
+            who = "" if user_named else f"user {user_id!r} is not in the model: "
+            reasons.append(f"{who}cold-start popularity")
 
         if channel is Channel.ITEM_GRAPH:
             seeds, why = self._seeds(user_id, user, seen, item_id)
@@ -192,15 +232,30 @@ class Recommender:
         return np.array(known, dtype=np.int64), [i for i in item_ids if i not in index]
 
     def _why_not_rank(
-        self, user_id: str, user: int | None, item_id: str | None, exclude_seen: bool
+        self,
+        user_id: str,
+        user: int | None,
+        item_id: str | None,
+        exclude_seen: bool,
+        decision: Decision,
     ) -> str | None:
-        """None when the ranker can order this request's candidates, else why not."""
-        if self.ranking is None:
-            return self.ranking_status
+        """None when the ranker can order this request's candidates, else why not.
+
+        An ``item_id`` of the catalog on a route that recalls from the item graph asks for
+        item-to-item recall: the ranker orders a user's candidates, not an item's neighbours,
+        so that answer is the item's neighbours in graph order. Elsewhere no recall reads the
+        item, and ranking goes ahead.
+        """
         if user is None:
             return f"user {user_id!r} is not in the model (the ranker needs a known user)"
-        if item_id is not None:
+        if (
+            item_id is not None
+            and item_id in self.artifacts.item_index
+            and Channel.ITEM_GRAPH in decision.channels
+        ):
             return f"item_id {item_id!r} given: item-to-item recall in graph order"
+        if self.ranking is None:
+            return self.ranking_status
         if not exclude_seen:
             # The ranker's features (e.g. the share of the history per category) are built
             # from the history it excludes; with nothing excluded they would not mean the same.
