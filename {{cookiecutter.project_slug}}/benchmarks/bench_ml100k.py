@@ -7,7 +7,7 @@ the two-tower model, ordered by the ranker (epochs chosen on validation). The ra
 fold of the training split, so each of its channels is also fitted on that fold (a second
 two-tower run, early-stopped on 4 % of the fold's own pairs). The test split is read once per model,
 after every choice was made. Needs the recbole wheel for the data:
-``pip install --no-deps recbole==1.2.1``.
+``uv pip install --python "$(recenv build -q)/bin/python" --no-deps recbole==1.2.1``.
 
     python benchmarks/bench_ml100k.py [--seeds 0,1,2,3,4] [--json out.json]
     python benchmarks/bench_ml100k.py --protocol temporal [--json out.json]  # ml100k_temporal.py

@@ -8,6 +8,7 @@ import os
 import shlex
 import shutil
 import stat
+import subprocess
 import sys
 from pathlib import Path
 
@@ -20,6 +21,7 @@ from {{ cookiecutter.package_name }}.__main__ import (
     next_steps,
 )
 from {{ cookiecutter.package_name }}.artifacts import load_artifacts
+from {{ cookiecutter.package_name }}.data.loaders import recbole_install_command
 {%- if cookiecutter.include_serving %}
 from {{ cookiecutter.package_name }}.serving.recommender import Recommender
 {%- endif %}
@@ -159,8 +161,25 @@ def test_ml100k_without_recbole_is_one_line_with_the_install_command(
     assert train_one_epoch(tmp_path / "runs", "--data", "ml-100k") == 2
     out = capsys.readouterr().out.strip()
     assert len(out.splitlines()) == 1, out
-    assert "pip install --no-deps recbole==1.2.1" in out
+    command = recbole_install_command()
+    assert f"`{command}`" in out and "install --no-deps recbole==1.2.1" in command
     assert not (tmp_path / "runs").exists()
+
+
+def test_the_recbole_install_command_targets_this_interpreter_with_a_tool_it_has() -> None:
+    """A uv-built environment has no pip, and a bare `pip` on PATH may be another Python's:
+    the command runs uv (or pip) as a module of this interpreter, and installs into it.
+    (That it really installs: docs/pipeline.md, MovieLens-100K.)"""
+    words = shlex.split(recbole_install_command())
+    assert words[:2] == [sys.executable, "-m"]
+    tool = words[2]
+    if tool == "uv":
+        assert words[-2:] == ["--python", sys.executable]
+    version = subprocess.run(
+        [sys.executable, "-m", "ensurepip" if tool == "ensurepip" else tool, "--version"],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert version.returncode == 0, version.stderr
 
 
 def test_resume_reuses_the_runs_config_and_explicit_flags_override_it(tmp_path: Path) -> None:

@@ -14,6 +14,7 @@ from {{ cookiecutter.package_name }}.data import (
     load_ml100k,
     make_split,
 )
+from {{ cookiecutter.package_name }}.data.loaders import recbole_install_command
 from {{ cookiecutter.package_name }}.evaluation import evaluate_channels
 from {{ cookiecutter.package_name }}.pipeline import (
     build_channels,
@@ -28,7 +29,7 @@ from {{ cookiecutter.package_name }}.training import (
 pytestmark = pytest.mark.skipif(
     importlib.util.find_spec("recbole") is None,
     reason="MovieLens-100K is read from the recbole wheel; recbole is not installed "
-    "(found no 'recbole' module). Install it with `pip install --no-deps recbole==1.2.1`.",
+    f"(found no 'recbole' module). Install it with `{recbole_install_command()}`.",
 )
 
 

