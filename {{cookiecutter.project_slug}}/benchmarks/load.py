@@ -25,7 +25,8 @@ far less than latency:
 
     python benchmarks/load.py --cpu-per-request --users 500
 
-Prints p50/p90/p99/max latency, achieved throughput and errors; exits 1 on any error, or when
+Prints p50/p90/p99/max latency, achieved throughput, errors and, for a server it started, the
+server's CPU time per request (its processes' user + system time from /proc, Linux); exits 1 on any error, or when
 `--max-p99-ms` is given and exceeded. Duration and rate are capped so a typo cannot turn this
 into a stress test of the machine it runs on.
 """
@@ -51,7 +52,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from servers import (  # noqa: E402
     PACKAGE,
     free_port,
-    running_server,
+    start_server,
     stop_server,
     wait_until_ready,
 )
@@ -75,6 +76,29 @@ class LoadResult:
     max_send_lag_ms: float  # how late the client itself sent (a busy client inflates latency)
     k: int
     error_samples: list[str]
+    server_cpu_ms: float | None = None  # server CPU (all its processes) per measured request
+
+
+def process_tree_cpu_s(pid: int) -> float | None:
+    """User + system CPU seconds of `pid` and its live descendants (gunicorn's workers), read
+    from /proc; None where there is no /proc (not Linux)."""
+    tick = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+    total, todo = 0.0, [pid]
+    while todo:
+        current = todo.pop()
+        try:
+            stat = Path(f"/proc/{current}/stat").read_text()
+            tasks = list(Path(f"/proc/{current}/task").iterdir())
+        except OSError:
+            if current == pid:
+                return None
+            continue  # a child that exited meanwhile
+        fields = stat.rsplit(")", 1)[1].split()  # after "pid (comm)": field 3 onwards
+        total += (int(fields[11]) + int(fields[12])) / tick  # utime, stime
+        for task in tasks:
+            with suppress(OSError):
+                todo.extend(int(child) for child in (task / "children").read_text().split())
+    return total
 
 
 def percentile(sorted_values: list[float], q: float) -> float:
@@ -236,13 +260,24 @@ def run_load(
     k: int,
     warmup: float = 1.0,
     mix: str = "routes",
+    server_pid: int | None = None,
 ) -> LoadResult:
-    """Warm up (not measured), then one measured run of `rate * duration` requests."""
+    """Warm up (not measured), then one measured run of `rate * duration` requests.
+
+    With `server_pid`, the server's CPU time (its processes' user + system time from /proc)
+    over the measured run is divided by the requests sent: what one HTTP request costs the
+    server, recall, ranking, HTTP and framework together.
+    """
     if warmup > 0:
         warm = request_mix(artifacts, k, max(1, int(rate * warmup)), seed=1, mix=mix)
         asyncio.run(offer_load(base_url, warm, rate))
     bodies = request_mix(artifacts, k, max(1, int(rate * duration)), mix=mix)
+    cpu_before = process_tree_cpu_s(server_pid) if server_pid else None
     latencies, errors, elapsed, lag = asyncio.run(offer_load(base_url, bodies, rate))
+    cpu_after = process_tree_cpu_s(server_pid) if server_pid else None
+    server_cpu_ms = None
+    if cpu_before is not None and cpu_after is not None:
+        server_cpu_ms = round(1000 * (cpu_after - cpu_before) / len(bodies), 3)
     ms = sorted(1000 * x for x in latencies)
     return LoadResult(
         rate_offered=rate,
@@ -257,13 +292,26 @@ def run_load(
         max_send_lag_ms=round(1000 * lag, 3),
         k=k,
         error_samples=errors[:5],
+        server_cpu_ms=server_cpu_ms,
     )
 
 
 @contextmanager
-def gunicorn_server(artifacts: Path, workers: int) -> Iterator[str]:
+def uvicorn_server(artifacts: Path, workers: int) -> Iterator[tuple[str, int]]:
+    """`python -m {{ cookiecutter.package_name }} serve` on a free loopback port; yields its base URL and process
+    id once /readyz answers."""
+    port = free_port()
+    process = start_server(artifacts, port, workers)
+    try:
+        yield f"http://127.0.0.1:{port}", process.pid
+    finally:
+        stop_server(process)
+
+
+@contextmanager
+def gunicorn_server(artifacts: Path, workers: int) -> Iterator[tuple[str, int]]:
     """gunicorn with uvicorn workers on a free loopback port (the production setup in
-    docs/serving.md); yields its base URL once /readyz answers."""
+    docs/serving.md); yields its base URL and the master's process id once /readyz answers."""
     port = free_port()
     env = {**os.environ, f"{PACKAGE.upper()}_ARTIFACTS": str(artifacts.resolve()),
            "PYTHONUNBUFFERED": "1"}  # fmt: skip
@@ -275,7 +323,7 @@ def gunicorn_server(artifacts: Path, workers: int) -> Iterator[str]:
     )  # fmt: skip
     try:
         wait_until_ready(process, port)
-        yield f"http://127.0.0.1:{port}"
+        yield f"http://127.0.0.1:{port}", process.pid
     finally:
         stop_server(process)
 
@@ -307,9 +355,14 @@ CPU_ROUTES = {
 }
 
 
-def cpu_per_request(artifacts: Path, users: int, k: int) -> dict[str, float]:
+def cpu_per_request(artifacts: Path, users: int, k: int, gap_ms: float = 0.0) -> dict[str, float]:
     """CPU ms per `Recommender.recommend` call for each default route, and two-tower recall
-    alone (a routes rule without rank), best of 3 passes over the first `users` users."""
+    alone (a routes rule without rank), best of 3 passes over the first `users` users.
+
+    Back to back (`gap_ms=0`) every call finds the CPU caches warm from the one before. A
+    server at a few hundred requests per second idles between requests; `gap_ms` sleeps that
+    long between calls to measure what a call costs then.
+    """
     from importlib import import_module
 
     load_artifacts = import_module(f"{PACKAGE}.artifacts").load_artifacts
@@ -329,6 +382,8 @@ def cpu_per_request(artifacts: Path, users: int, k: int) -> dict[str, float]:
             start = time.process_time()
             for user_id in ids:
                 rec.recommend(user_id, *route, k)
+                if gap_ms > 0:
+                    time.sleep(gap_ms / 1000)
             best = min(best, (time.process_time() - start) / len(ids))
         out[name] = round(1000 * best, 3)
         print(f"{name}: {out[name]:.2f} ms CPU per request")
@@ -390,6 +445,13 @@ def main(argv: list[str] | None = None) -> int:
         help="no HTTP: CPU time per recommend call for each route, in this process",
     )
     parser.add_argument("--users", type=int, default=500, help="users for --cpu-per-request")
+    parser.add_argument(
+        "--gap-ms",
+        type=float,
+        default=0.0,
+        help="with --cpu-per-request: sleep this long between calls (cold caches, as a server "
+        "idling between requests has them; default 0)",
+    )
     parser.add_argument("--json", type=Path, help="also write the result here")
     args = parser.parse_args(argv)
     try:
@@ -416,22 +478,24 @@ def main(argv: list[str] | None = None) -> int:
         )
 
     if args.cpu_per_request:
-        cpu = cpu_per_request(args.artifacts, args.users, args.k)
+        cpu = cpu_per_request(args.artifacts, args.users, args.k, args.gap_ms)
         if args.json:
             args.json.write_text(json.dumps(cpu, indent=2) + "\n", encoding="utf-8")
         return 0
     if args.url:
-        server = nullcontext(check_loopback(args.url))
+        server = nullcontext((check_loopback(args.url), None))
     elif args.server == "gunicorn":
         server = gunicorn_server(args.artifacts, args.workers)
     else:
-        server = running_server(args.artifacts, args.workers)
+        server = uvicorn_server(args.artifacts, args.workers)
     results: list[LoadResult] = []
-    with server as base_url:
+    with server as (base_url, pid):
         print(f"{args.server} x{args.workers}, mix {args.mix}: "
               f"{describe_answer(base_url, args.artifacts, args.k, args.mix)}")  # fmt: skip
         for rate in rates:
-            result = run_load(base_url, args.artifacts, rate, args.duration, args.k, mix=args.mix)
+            result = run_load(
+                base_url, args.artifacts, rate, args.duration, args.k, mix=args.mix, server_pid=pid
+            )
             results.append(result)
             print(
                 f"POST /recommend k={result.k}: {result.requests} requests at "
@@ -441,6 +505,8 @@ def main(argv: list[str] | None = None) -> int:
                 f"p99 {result.p99_ms:.2f}  max {result.max_ms:.2f}  "
                 f"(client send lag max {result.max_send_lag_ms:.2f})"
             )
+            if result.server_cpu_ms is not None:
+                print(f"server CPU per request: {result.server_cpu_ms:.2f} ms (all its processes)")
             for sample in result.error_samples:
                 print(f"  error: {sample}")
             held = result.errors == 0 and (
