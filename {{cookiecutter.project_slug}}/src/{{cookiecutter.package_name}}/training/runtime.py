@@ -6,13 +6,11 @@ import os
 import random
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any
 
 import numpy as np
 import torch
 import torch.distributed as dist
-
-T = TypeVar("T")
 
 
 def choose_device(requested: str = "auto", local_rank: int = 0) -> torch.device:
@@ -144,7 +142,7 @@ def broadcast_floats(values: list[float], ctx: DistContext, device: torch.device
     return t.tolist()
 
 
-def broadcast_object(obj: T, ctx: DistContext) -> T:
+def broadcast_object(obj: Any, ctx: DistContext) -> Any:
     """Rank 0's ``obj`` (anything picklable) on every rank; ``obj`` itself outside a group."""
     if not ctx.enabled:
         return obj
