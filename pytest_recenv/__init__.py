@@ -18,6 +18,7 @@ _EXPORTS = {
     "RecenvWarning": "pytest_recenv.warning_types",
     "RecenvPinningWarning": "pytest_recenv.warning_types",
     "InterpreterFallbackWarning": "pytest_recenv.warning_types",
+    "BuildFallbackWarning": "pytest_recenv.warning_types",
     "device_params": "pytest_recenv.hardware.fixtures",
     "HardwareReport": "pytest_recenv.hardware.report",
     "Problem": "pytest_recenv.errors",

@@ -20,3 +20,7 @@ class RecenvPinningWarning(RecenvWarning):
 
 class InterpreterFallbackWarning(RecenvWarning):
     """The pinned Python is not installed; another one was used (python_policy='warn')."""
+
+
+class BuildFallbackWarning(RecenvWarning):
+    """A CPU spec got a CUDA torch: the user's indexes offer no CPU build of it for this Python."""

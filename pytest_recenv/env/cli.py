@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Sequence
+import warnings
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from pytest_recenv.env import cli_tools
 from pytest_recenv.env.cli_tools import DEFAULT_FILE, backend_chain_arg
@@ -101,7 +102,8 @@ def _cmd_translate(args: argparse.Namespace) -> int:
         )
     elif cpu_marks(plan.spec):
         print(
-            "cpu: the spec asks for CPU builds; lock and build refuse a CUDA build of torch "
+            "cpu: the spec asks for CPU builds; lock and build prefer a CPU torch, and warn where "
+            "only a CUDA build is offered "
             "(build strings are not seen by uv)"
         )
     return 0
@@ -213,12 +215,30 @@ def main(argv: Sequence[str] | None = None) -> int:
     from pytest_recenv.errors import RecenvError
 
     try:
-        return int(args.handler(args) or 0)
+        with warnings.catch_warnings():
+            # ours are shown (a -W error or a test run's filters would raise them mid-build)
+            warnings.filterwarnings("default", module=r"pytest_recenv\.")
+            warnings.showwarning = _warning_printer(args.command_name)
+            return int(args.handler(args) or 0)
     except RecenvError as exc:
         print(f"recenv {args.command_name}: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130
+
+
+def _warning_printer(command: str) -> Callable[..., None]:
+    """Our own warnings as one line, ``recenv build: warning: <message>``, like our errors;
+    any other warning as Python prints it."""
+    default = warnings.showwarning
+
+    def show(message: Warning | str, category: type[Warning], *rest: Any, **kw: Any) -> None:
+        if category.__module__.startswith("pytest_recenv."):
+            print(f"recenv {command}: warning: {message}", file=sys.stderr)
+        else:
+            default(message, category, *rest, **kw)
+
+    return show
 
 
 if __name__ == "__main__":

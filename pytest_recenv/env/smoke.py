@@ -218,9 +218,11 @@ def smoke_test(
     def work() -> None:
         try:
             while (dist := take()) is not None:
-                with tempfile.TemporaryFile("w+") as err:
-                    # dies with this thread, which waits for it (so: with the build)
-                    proc = subprocess.Popen(
+                # dies with this thread, which waits for it (so: with the build); leaving the
+                # with closes its pipes and reaps it
+                with (
+                    tempfile.TemporaryFile("w+") as err,
+                    subprocess.Popen(
                         [str(python), "-c", SMOKE],
                         env=env,
                         preexec_fn=die_with_parent(),
@@ -228,7 +230,8 @@ def smoke_test(
                         stdin=subprocess.PIPE,
                         stdout=subprocess.PIPE,
                         stderr=err,
-                    )
+                    ) as proc,
+                ):
                     with lock:
                         procs.append(proc)
                     dist = _feed(proc, dist, take, report, seconds)

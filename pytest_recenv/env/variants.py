@@ -7,14 +7,22 @@ the plain ``2.13.0`` of PyPI; and where no CPU wheel is offered for this Python,
 ``2.13.0`` (on Linux the CUDA build, with gigabytes of ``nvidia-*`` wheels) satisfies a CPU one.
 After every resolution of a spec that asks for either (``wanted_builds``) we therefore look at
 what was picked: a torch of the other kind is excluded and the spec resolved again (so a build
-of the wanted kind that the user's indexes offer wins); if none is offered, or a faiss CPU build
-stands in for the requested faiss-gpu, the lock or build is refused with the line, what was
-found, where from, and the fix.
+of the wanted kind that the user's indexes offer wins).
+
+If none is offered, the two directions differ:
+- a CUDA spec is refused (the line, what was found, where from, and the fix): a CPU torch on a GPU
+  machine is the PyTorch that imports but cannot use the GPU; so is a faiss CPU build standing in
+  for the requested faiss-gpu;
+- a CPU spec is built with the CUDA torch, with a ``BuildFallbackWarning`` saying so and how to
+  get a CPU build: a CUDA build runs on the CPU too, so the project works, at the price of the
+  NVIDIA wheels (gigabytes). Refusing stopped a default bake (Python 3.10) on any machine whose
+  pip config offers a CPU wheel only for another Python — PyPI itself offers none for Linux.
 """
 
 from __future__ import annotations
 
 import re
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -261,8 +269,10 @@ def ensure_builds(
     A torch of the other kind is excluded and the spec resolved again (at most
     ``_MAX_RETRIES`` times), so a build of the right kind that the user's indexes or find-links
     offer wins.  Returns the resolution and the extra requirement lines it needed (those
-    exclusions), which an install must pass too.  Raises ``RecenvError`` naming the line, the
-    build found, where it came from, and the fix.  A spec that asks for neither is resolved once
+    exclusions), which an install must pass too.  Where no build of the wanted kind is offered,
+    a CUDA spec raises ``RecenvError`` naming the line, the build found, where it came from, and
+    the fix; a CPU spec gets the first resolution (the CUDA build) and a ``BuildFallbackWarning``
+    saying the same.  A spec that asks for neither is resolved once
     and never checked.  ``retry=False`` checks an installed set as it is (after an install);
     ``python`` (``3.10``) goes into the fix.
     """
@@ -303,11 +313,25 @@ def ensure_builds(
             if retry
             else "it is installed"
         )
-        raise RecenvError(
+        what = (
             f"{display}:{line}: '{raw}' resolved to "
-            f"{_found('torch', found, _variant_words(found))} but {asks_for}; {rest}. "
-            + _fix(spec, wanted, python)
+            f"{_found('torch', found, _variant_words(found))} but {asks_for}; {rest}."
         )
+        if wanted.kind == "cuda":
+            raise RecenvError(f"{what} {_fix(spec, wanted, python)}")
+        # A CPU spec: the CUDA build runs on the CPU too (module docstring); said once, where
+        # it is chosen (an installed set checked after the install was warned about then).
+        if retry:
+            from pytest_recenv.warning_types import BuildFallbackWarning
+
+            warnings.warn(
+                BuildFallbackWarning(
+                    f"{what} Using it: a CUDA build runs on the CPU too, but brings the NVIDIA "
+                    f"libraries (gigabytes). {_fix(spec, wanted, python)}"
+                ),
+                stacklevel=2,
+            )
+        return first, []
     faiss = _faiss_gpu_line(spec)
     if wanted.kind == "cuda" and faiss and "faiss-cpu" in res.pins:
         line, raw = faiss

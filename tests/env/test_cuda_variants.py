@@ -118,7 +118,8 @@ def test_translate_says_a_cuda_spec_gets_cuda_builds_only(
     out = capsys.readouterr().out
     assert "cuda:" not in out
     assert out.splitlines()[-1] == (
-        "cpu: the spec asks for CPU builds; lock and build refuse a CUDA build of torch "
+        "cpu: the spec asks for CPU builds; lock and build prefer a CPU torch, and warn where "
+        "only a CUDA build is offered "
         "(build strings are not seen by uv)"
     )
 
@@ -272,51 +273,77 @@ def cuda_only_torch(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
     return house
 
 
-def _cpu_refusal(spec: Path, house: Path, rest: str) -> str:
+def _cpu_fallback(spec: Path, house: Path, rest: str) -> str:
     return (
         f"{spec}:8: 'pytorch=2.13=cpu*' resolved to torch 2.13.0 (a CUDA 12 build, from "
         f"{house.as_uri()}) but this spec asks for CPU builds ('pytorch=2.13=cpu*', line 8); "
-        f"{rest}. Offer a CPU build: add the PyTorch CPU index to your pip config "
+        f"{rest}. Using it: a CUDA build runs on the CPU too, but brings the NVIDIA libraries "
+        "(gigabytes). Offer a CPU build: add the PyTorch CPU index to your pip config "
         "(extra-index-url = https://download.pytorch.org/whl/cpu) or a find-links folder with a "
         "CPU torch wheel for Python 3.11, or choose a Python your pip config has a CPU wheel for, "
         "or make this a CUDA spec (compute=cuda12)"
     )
 
 
-def test_lock_of_a_cpu_spec_refuses_a_cuda_torch(
+# A CPU spec whose indexes offer no CPU torch (a default bake, Python 3.10, where pip's config
+# has a CPU wheel only for 3.11; PyPI has none for Linux) is built with the CUDA build and a
+# warning, not refused: refusing stopped a default bake's `nox -s tests` (a CUDA spec with only
+# a CPU torch is still refused, above: that torch could not use the GPU).
+def test_lock_of_a_cpu_spec_with_only_a_cuda_torch_offered_locks_it_and_says_so(
     tmp_path: Path, cuda_only_torch: Path, cache_dir: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     spec = write_env(tmp_path / "proj", CPU_SPEC)
-    assert main(["lock", str(spec)]) == 1
+    assert main(["lock", str(spec)]) == 0
     err = capsys.readouterr().err
-    expected = _cpu_refusal(spec, cuda_only_torch, "your indexes offer no other build of it")
-    assert err == f"recenv lock: {expected}\n"
-    assert not (spec.parent / "environment.lock.json").exists()
+    expected = _cpu_fallback(spec, cuda_only_torch, "your indexes offer no other build of it")
+    assert err == f"recenv lock: warning: {expected}\n"
+    lock = json.loads((spec.parent / "environment.lock.json").read_text())
+    assert lock["packages"]["torch"] == "2.13.0"
+    assert lock["packages"]["nvidia-cublas-cu12"] == "12.9.1.4"
 
 
-def test_build_of_a_cpu_spec_refuses_a_cuda_torch_before_installing_anything(
+def test_build_of_a_cpu_spec_with_only_a_cuda_torch_offered_builds_it_and_says_so(
     tmp_path: Path, cuda_only_torch: Path, cache_dir: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     spec = write_env(tmp_path / "proj", CPU_SPEC)
-    assert main(["build", "-q", str(spec)]) == 1
-    err = capsys.readouterr().err
-    expected = _cpu_refusal(spec, cuda_only_torch, "your indexes offer no other build of it")
-    assert err == f"recenv build: {expected}\n"
-    # refused at resolution: no venv, no half-built env, no NVIDIA wheel installed anywhere
-    assert [p.name for p in cache_dir.iterdir() if not p.name.endswith((".lock", ".json"))] == []
-    assert not list(tmp_path.rglob("nvidia_cublas_cu12*.dist-info"))
+    assert main(["build", "-q", str(spec)]) == 0
+    out, err = capsys.readouterr()
+    expected = _cpu_fallback(spec, cuda_only_torch, "your indexes offer no other build of it")
+    assert err.splitlines()[0] == f"recenv build: warning: {expected}"
+    assert err.count("warning") == 1  # not again for the installed set
+    freeze = (Path(out.strip()) / ".recenv" / "freeze.txt").read_text()
+    assert "torch==2.13.0\n" in freeze and "nvidia-cublas-cu12==12.9.1.4\n" in freeze
+    # a second build is a cache hit of the same env
+    assert main(["build", "-q", str(spec)]) == 0
+    again = capsys.readouterr()
+    assert again.out == out and "warning" not in again.err
 
 
-def test_a_cpu_spec_names_every_cuda_build_it_passed_over(
+def test_a_cpu_spec_names_every_cuda_build_it_passed_over_and_uses_the_first(
     tmp_path: Path, cuda_only_torch: Path, cache_dir: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     make_wheel(cuda_only_torch, "torch", "2.13.1", requires=("nvidia-cublas-cu12",))
     spec = write_env(tmp_path / "proj", CPU_SPEC)
-    assert main(["lock", str(spec)]) == 1
+    assert main(["lock", str(spec)]) == 0
     err = capsys.readouterr().err
-    assert f"{spec}:8: 'pytorch=2.13=cpu*' resolved to torch 2.13.1 (a CUDA 12 build, from " in err
+    assert err.startswith(
+        f"recenv lock: warning: {spec}:8: 'pytorch=2.13=cpu*' resolved to torch 2.13.1 "
+        "(a CUDA 12 build, from "
+    )
     assert "; the other builds offered: torch 2.13.0 (a CUDA 12 build, from " in err
-    assert not (spec.parent / "environment.lock.json").exists()
+    lock = json.loads((spec.parent / "environment.lock.json").read_text())
+    assert lock["packages"]["torch"] == "2.13.1"
+
+
+def test_the_fallback_is_a_python_warning_under_pytest(
+    tmp_path: Path, cuda_only_torch: Path, cache_dir: Path
+) -> None:
+    from pytest_recenv import BuildFallbackWarning
+    from pytest_recenv.env.builders import write_uv_lock
+
+    spec = write_env(tmp_path / "proj", CPU_SPEC)
+    with pytest.warns(BuildFallbackWarning, match=r"proj/environment.yml:8: 'pytorch=2.13=cpu\*'"):
+        write_uv_lock(spec)
 
 
 def test_a_cpu_build_the_find_links_offer_is_locked_and_built_instead_of_pypis_cuda_torch(
