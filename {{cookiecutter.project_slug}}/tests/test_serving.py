@@ -667,6 +667,10 @@ def test_the_reason_says_what_ran_when_the_routes_plan_did_not(
     other = ask(chain_client, user_id=user_id, item_id=item, **desk)
     assert other["stages"][1].startswith("rank: ")
     assert f"item_id '{item}' not used" in other["reason"], other["reason"]
+    # ... also where another part of the reason quotes the same string (here the unknown user)
+    named = ask(chain_client, user_id=item, item_id=item, **desk)
+    assert f"user '{item}' is not in the model" in named["reason"], named["reason"]
+    assert f"item_id '{item}' not used" in named["reason"], named["reason"]
     # Ranking skipped on the multi-channel route: one channel answered, and the reason says so.
     for answer in (
         ask(chain_client, user_id=user_id, exclude_seen=False, **BUY),

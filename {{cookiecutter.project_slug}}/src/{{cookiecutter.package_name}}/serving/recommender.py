@@ -104,10 +104,10 @@ class Recommender:
         ``item_id`` seeds item-to-item recall (the item_graph channel); wherever it was not
         used that way, the reason says so, naming it.
         """
-        answer = self._recommend(
+        answer, item_said = self._recommend(
             user_id, user_type, device, action, k, exclude_seen, item_id, recent_items
         )
-        if item_id is None or repr(item_id) in answer.reason:
+        if item_id is None or item_said:
             return answer
         if item_id in self.artifacts.item_index:
             note = f"item_id {item_id!r} not used: only item-to-item recall reads it"
@@ -125,7 +125,8 @@ class Recommender:
         exclude_seen: bool,
         item_id: str | None,
         recent_items: list[str] | None,
-    ) -> Recommendation:
+    ) -> tuple[Recommendation, bool]:
+        """The answer, and whether a reason already says what became of ``item_id``."""
         art = self.artifacts
         decision: Decision = self.router.route(user_type, device, action)
         channel, reasons, fallback = decision.channel, [decision.reason], decision.fallback
@@ -144,16 +145,17 @@ class Recommender:
             reasons.append("recent_items are read by the sasrec channel only")
 
         user_named = False
+        item_said = False
         if decision.rank:
             why_not = self._why_not_rank(user_id, user, item_id, exclude_seen, decision)
             if why_not is None:
-                return self._ranked(decision, reasons, user, exclude, k)  # type: ignore[arg-type]
+                return self._ranked(decision, reasons, user, exclude, k), item_said  # type: ignore[arg-type]
             # The route's plan (recall, then rank) did not run: say what did, not the plan.
             reasons[0] = decision.situation or reasons[0]
             reasons.append(f"ranking skipped: {why_not}")
             user_named = user is None
             if item_id is not None and why_not.startswith("item_id"):
-                channel = Channel.ITEM_GRAPH
+                channel = Channel.ITEM_GRAPH  # _seeds says what it did with the item
             elif len(decision.channels) > 1 and user is not None:
                 reasons.append(
                     f"{channel.value} recall alone, in its order (the channels' scores are "
@@ -172,13 +174,17 @@ class Recommender:
                 reasons.append(f"SASRec over the request's {len(recent)} recent items")
                 shown = np.concatenate([exclude, recent]) if exclude_seen else exclude
                 ids, scores = top_k(sasrec.score_sequences([recent]), k, [shown])
-                return self._answer(ids[0], scores[0], channel, decision, reasons, fallback, user)
+                return self._answer(
+                    ids[0], scores[0], channel, decision, reasons, fallback, user
+                ), item_said
             elif user is not None:
                 if len(recent):
                     reasons.append("no sequence encoder in the artifacts: recent_items ignored")
                 reasons.append("SASRec over the user's stored history")
                 ids, scores = sasrec.recommend(np.array([user]), k, [exclude])
-                return self._answer(ids[0], scores[0], channel, decision, reasons, fallback, user)
+                return self._answer(
+                    ids[0], scores[0], channel, decision, reasons, fallback, user
+                ), item_said
             else:
                 channel, fallback = Channel.POPULARITY, True
                 reasons.append(
@@ -191,7 +197,9 @@ class Recommender:
             reasons.append("no EASE weights (they come with the ranker): popularity instead")
         if channel is Channel.EASE and user is not None:
             ids, scores = self.channels[channel.value].recommend(np.array([user]), k, [exclude])
-            return self._answer(ids[0], scores[0], channel, decision, reasons, fallback, user)
+            return self._answer(
+                ids[0], scores[0], channel, decision, reasons, fallback, user
+            ), item_said
         if channel in (Channel.TWO_TOWER, Channel.EASE) and user is None:
             channel, fallback = Channel.POPULARITY, True
             who = "" if user_named else f"user {user_id!r} is not in the model: "
@@ -199,6 +207,7 @@ class Recommender:
 
         if channel is Channel.ITEM_GRAPH:
             seeds, why = self._seeds(user_id, user, seen, item_id)
+            item_said = item_id is not None  # every reason of _seeds names a given item
             if len(seeds):
                 ids, scores = self._item_graph(seeds, exclude, k)
                 reasons.append(why)
@@ -212,17 +221,23 @@ class Recommender:
                     scores = np.concatenate([scores, more_scores])
                     return self._answer(
                         ids, scores, channel, decision, reasons, fallback, user, sources
-                    )
-                return self._answer(ids, scores, channel, decision, reasons, fallback, user)
+                    ), item_said
+                return self._answer(
+                    ids, scores, channel, decision, reasons, fallback, user
+                ), item_said
             channel, fallback = Channel.POPULARITY, True
             reasons.append(f"{why}: popularity instead")
 
         if channel is Channel.TWO_TOWER and user is not None:
             ids, scores = self.two_tower.recommend(np.array([user]), k, [exclude])
-            return self._answer(ids[0], scores[0], channel, decision, reasons, fallback, user)
+            return self._answer(
+                ids[0], scores[0], channel, decision, reasons, fallback, user
+            ), item_said
 
         ids, scores = self._popularity(exclude, k)
-        return self._answer(ids, scores, Channel.POPULARITY, decision, reasons, fallback, user)
+        return self._answer(
+            ids, scores, Channel.POPULARITY, decision, reasons, fallback, user
+        ), item_said
 
     def _recent(self, item_ids: list[str]) -> tuple[np.ndarray, list[str]]:
         """The catalog's indices of ``item_ids`` (order kept), and the ids it does not hold:
