@@ -111,6 +111,14 @@ def _children(pid: int) -> list[int]:
     return found
 
 
+def _maps(maps: Path) -> str:
+    """The process's mapped files; none once it has exited."""
+    try:
+        return maps.read_text()
+    except (FileNotFoundError, ProcessLookupError):
+        return ""
+
+
 def test_the_pipeline_runs_and_gunicorn_serves_it_without_torch_in_the_workers(
     runtime: tuple[Path, Path],
 ) -> None:
@@ -129,7 +137,9 @@ def test_the_pipeline_runs_and_gunicorn_serves_it_without_torch_in_the_workers(
     server = subprocess.Popen(
         [_python(prefix), "-m", "gunicorn", f"{PACKAGE}.serving.app:create_app()",
          "--worker-class", "uvicorn_worker.UvicornWorker", "--workers", "2",
-         "--bind", f"127.0.0.1:{port}"],
+         # gunicorn's default 30 s worker timeout counts a worker's boot (imports, lifespan):
+         # on a busy CI machine a booting worker can pass it and be replaced by a new PID.
+         "--timeout", "300", "--bind", f"127.0.0.1:{port}"],
         cwd=project, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )  # fmt: skip
     try:
@@ -161,8 +171,12 @@ def test_the_pipeline_runs_and_gunicorn_serves_it_without_torch_in_the_workers(
             # its lifespan on a busy machine (CI saw it without faiss yet): wait until it maps
             # faiss, i.e. loaded the index, then look for torch.
             maps = Path(f"/proc/{worker}/maps")
-            while "faiss" not in (libraries := maps.read_text()):
+            while "faiss" not in (libraries := _maps(maps)):
                 assert server.poll() is None, server.communicate()[0][-3000:]
+                if not maps.parent.exists():  # gunicorn replaced it: its log says why
+                    server.send_signal(signal.SIGTERM)
+                    log = server.communicate(timeout=60)[0][-3000:]
+                    pytest.fail(f"worker {worker} exited before it mapped faiss:\n{log}")
                 assert time.monotonic() < loaded_by, f"worker {worker} mapped no faiss in 120 s"
                 time.sleep(0.2)
             assert "/torch/" not in libraries and "libtorch" not in libraries, worker
