@@ -145,6 +145,7 @@ def conda_version_to_pep440(version: str | None) -> str:
 _PY_MAJORS = (2, 3, 4)
 _PY_MINORS = range(0, 60)
 _SUGGEST_FROM = (3, 11)
+_LISTED_MINORS = 6  # more are an open range to a reader: not listed
 
 
 def python_minors(version: str | None) -> set[tuple[int, int]]:
@@ -196,6 +197,12 @@ def python_pin_problem(pin: CondaDep) -> str | None:
         return None  # one minor, or none at all: the interpreter search names what it needs
     later = sorted(m for m in minors if m >= _SUGGEST_FROM)
     major, minor = later[0] if later else max(minors)
+    if len(minors) <= _LISTED_MINORS:  # a short list ('3.10|3.11', '>=3.10,<3.12'): name it
+        listed = ", ".join(f"{a}.{b}" for a, b in sorted(minors))
+        return (
+            f"'{pin.raw.strip()}' allows {len(minors)} minor versions ({listed}), so the build "
+            f"takes the newest of them installed; pin one, like '- python={major}.{minor}'"
+        )
     return (
         f"'{pin.raw.strip()}' does not name a minor version, so the build takes whichever "
         f"CPython is newest; pin one, like '- python={major}.{minor}'"

@@ -164,7 +164,6 @@ def test_load_spec_raises_with_every_problem(tmp_path: Path) -> None:
         "python~=3.11",
         "python>3.10",
         "python[version='>=3.10']",
-        "python 3.10|3.11",
         "python<3.12",
     ],
 )
@@ -177,6 +176,23 @@ def test_python_pins_without_a_minor_are_refused_wherever_the_spec_is_loaded(
     assert [str(p) for p in err.value.problems] == [
         f"{path}:6: '{pin}' does not name a minor version, so the build takes whichever "
         "CPython is newest; pin one, like '- python=3.11'"
+    ]
+
+
+@pytest.mark.parametrize(
+    ("pin", "listed"),
+    [("python 3.10|3.11", "2 minor versions (3.10, 3.11)"),
+     ("python>=3.10,<3.13", "3 minor versions (3.10, 3.11, 3.12)")],
+)  # fmt: skip
+def test_python_pins_that_allow_a_few_minors_name_them(
+    tmp_path: Path, pin: str, listed: str
+) -> None:
+    path = _env(tmp_path, BASE.replace("python=3.11", f'"{pin}"'))
+    with pytest.raises(SpecError) as err:
+        load_spec(path)
+    assert [str(p) for p in err.value.problems] == [
+        f"{path}:6: '{pin}' allows {listed}, so the build takes the newest of them installed; "
+        "pin one, like '- python=3.11'"
     ]
 
 
