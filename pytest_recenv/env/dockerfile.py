@@ -87,6 +87,11 @@ def check_dockerfile(path: Path | str, display: str | None = None) -> list[Probl
     args, stages = parse(text)
     if not stages:
         return [Problem(shown, 1, "no FROM instruction: expected a Dockerfile")]
+    if bare := [s for s in stages if not s.image]:
+        # no rule below means anything for a stage without an image (docker refuses it too)
+        return [
+            Problem(shown, s.line, "FROM names no image; write 'FROM <image>:<tag>'") for s in bare
+        ]
     problems: list[Problem] = []
     names = set()
     for stage in stages:

@@ -121,6 +121,16 @@ def test_a_continuation_at_the_end_of_the_file_still_ends_its_instruction(tmp_pa
     ]
 
 
+def test_a_from_without_an_image_says_so_and_nothing_else(tmp_path: Path) -> None:
+    # it used to read as a base image '' that "is not pinned" and a final stage '' as root
+    assert _check(tmp_path, "FROM\nRUN echo hi\n") == [
+        "1: FROM names no image; write 'FROM <image>:<tag>'"
+    ]
+    assert _check(tmp_path, "FROM python:3.11 AS base\nFROM --platform=linux/amd64 \n") == [
+        "2: FROM names no image; write 'FROM <image>:<tag>'"
+    ]
+
+
 def test_the_generated_projects_dockerfile_passes(tmp_path: Path) -> None:
     template = Path(__file__).parents[2] / "{{cookiecutter.project_slug}}" / "Dockerfile"
     if not template.is_file():
