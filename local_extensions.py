@@ -4,11 +4,13 @@
   text; writing it through one of these filters keeps the generated Python, TOML and YAML valid.
 - RecenvSource: the default `recenv_requirement` ("auto") resolved to where this template came
   from, so a default bake builds its environment wherever it was baked (docs/template.md).
+- QuietHookFailure: no cookiecutter traceback after our hook said what was wrong (below).
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import shlex
@@ -18,6 +20,26 @@ from pathlib import Path
 from jinja2.ext import Extension
 
 _PY_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+class QuietHookFailure(logging.Filter):
+    """cookiecutter logs a failed hook with ``logger.exception``: after our pre-gen hook printed
+    each invalid answer, what it expected and how to fix it, the user got a traceback of
+    cookiecutter's own call stack (``FailedHookException``), which tells them nothing. This
+    filter keeps cookiecutter's line ("Stopping generation because ...") and drops only that
+    traceback; our hook's own output (a traceback too, were the hook itself broken) is untouched.
+    cookiecutter imports this module (``_extensions``) before it runs any hook."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        if type(error).__name__ == "FailedHookException":
+            record.exc_info, record.exc_text = None, None
+        return True
+
+
+_HOOKS_LOG = logging.getLogger("cookiecutter.hooks")
+if not any(isinstance(f, QuietHookFailure) for f in _HOOKS_LOG.filters):
+    _HOOKS_LOG.addFilter(QuietHookFailure())
 
 
 def py_str(value: object) -> str:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import ast
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -73,6 +75,25 @@ def test_an_invalid_answer_fails_in_the_pre_gen_hook_and_leaves_nothing(
     assert "nothing was generated" in err
     assert "Traceback" not in err.split("ERROR:", 1)[-1]
     assert leftovers(output_dir) == []
+
+
+def test_the_cookiecutter_command_shows_no_traceback_for_an_invalid_answer(
+    tmp_path: Path,
+) -> None:
+    # the user's path: the real command line, whose logging printed a traceback of cookiecutter's
+    # call stack (FailedHookException) after the hook's messages (local_extensions.py)
+    done = subprocess.run(
+        [sys.executable, "-m", "cookiecutter", "--no-input", str(ROOT), "-o", str(tmp_path),
+         "project_slug=9bad"],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    said = done.stdout + done.stderr
+    assert done.returncode == 1, said
+    assert "ERROR: project_slug '9bad': must be lowercase letters" in said
+    assert "2 invalid answer(s); nothing was generated." in said
+    assert "Stopping generation because pre_gen_project hook" in said
+    assert "Traceback" not in said and "FailedHookException" not in said, said
+    assert leftovers(tmp_path) == []
 
 
 def test_every_invalid_answer_is_reported_in_one_run(
