@@ -85,21 +85,21 @@ FAR_SIDE = [p for p in FILES if p.name.startswith(("alias-bomb-", "deep-nesting-
 
 
 def run_measured(args: list[str], cwd: Path) -> tuple[int, str, float, float]:
-    """Run ``recenv`` in a child; exit code, stdout, wall seconds and peak RSS in MB of that child.
+    """Run ``recenv`` in a child; exit code, stdout, CPU seconds and peak RSS in MB of that child.
 
-    The child gets CPU and address-space limits, so a runaway fails the test instead of the machine.
+    CPU time (user + system), not wall time: on a busy machine the child waits for a core, and
+    wall time measures the machine, not the work.  The child gets CPU and address-space limits,
+    so a runaway fails the test instead of the machine.
     """
     import os
     import resource
     import tempfile
-    import time
 
     def limits() -> None:
         resource.setrlimit(resource.RLIMIT_CPU, (20, 20))
         resource.setrlimit(resource.RLIMIT_AS, (2 << 30, 2 << 30))
 
     with tempfile.TemporaryFile() as out:
-        start = time.perf_counter()
         proc = subprocess.Popen(
             [sys.executable, "-m", "pytest_recenv.env.cli", *args],
             cwd=cwd,
@@ -108,7 +108,7 @@ def run_measured(args: list[str], cwd: Path) -> tuple[int, str, float, float]:
             preexec_fn=limits,
         )
         _, status, usage = os.wait4(proc.pid, 0)
-        seconds = time.perf_counter() - start
+        seconds = usage.ru_utime + usage.ru_stime
         proc.returncode = os.waitstatus_to_exitcode(status)
         out.seek(0)
         stdout = out.read().decode()
