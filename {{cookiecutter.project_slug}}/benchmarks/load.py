@@ -315,10 +315,13 @@ def gunicorn_server(artifacts: Path, workers: int) -> Iterator[tuple[str, int]]:
     port = free_port()
     env = {**os.environ, f"{PACKAGE.upper()}_ARTIFACTS": str(artifacts.resolve()),
            "PYTHONUNBUFFERED": "1"}  # fmt: skip
+    # gunicorn's worker timeout also bounds a worker's boot (imports, artifacts): 120 s, not
+    # its default 30: a slow boot on a busy machine is waited for, not killed.
     process = subprocess.Popen(
         [sys.executable, "-m", "gunicorn", f"{PACKAGE}.serving.app:create_app()",
          "--worker-class", "uvicorn_worker.UvicornWorker", "--workers", str(workers),
-         "--bind", f"127.0.0.1:{port}", "--keep-alive", "75", "--log-level", "warning"],
+         "--bind", f"127.0.0.1:{port}", "--keep-alive", "75", "--timeout", "120",
+         "--log-level", "warning"],
         env=env, text=True,
     )  # fmt: skip
     try:

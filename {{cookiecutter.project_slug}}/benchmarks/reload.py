@@ -47,10 +47,12 @@ class Gunicorn:
         self.port = free_port()
         env = {**os.environ, f"{PACKAGE.upper()}_ARTIFACTS": str(artifacts.resolve()),
                "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}  # fmt: skip
+        # gunicorn's worker timeout also bounds a worker's boot (imports, artifacts): 120 s,
+        # not its default 30: a slow boot on a busy machine is waited for, not killed.
         self.process = subprocess.Popen(
             [sys.executable, "-m", "gunicorn", f"{PACKAGE}.serving.app:create_app()",
              "--worker-class", "uvicorn_worker.UvicornWorker", "--workers", str(workers),
-             "--bind", f"127.0.0.1:{self.port}", "--graceful-timeout", "30",
+             "--bind", f"127.0.0.1:{self.port}", "--graceful-timeout", "30", "--timeout", "120",
              "--keep-alive", "75", "--log-level", "info"],
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
         )  # fmt: skip
