@@ -780,12 +780,14 @@ def test_the_load_benchmark_ranks_under_gunicorn_and_finds_the_rate_that_holds(
     done = run_benchmark(
         "load.py", "--artifacts", str(chain[1]), "--mix", "ranked", "--server", "gunicorn",
         "--workers", "1", "--find-max-rate", "--rates", "10,20", "--duration", "1",
-        "--max-p99-ms", "5000", "--json", str(report), cwd=tmp_path,
+        "--max-p99-ms", "60000", "--json", str(report), cwd=tmp_path,
     )  # fmt: skip
+    # The bar is a minute: this checks how the search reports the rate that held, not the
+    # machine's latency (a busy CI machine can stall a request for seconds).
     out = done.stdout  # type: ignore[attr-defined]
     assert "gunicorn x1, mix ranked: stages: recall: two_tower, item_graph, ease" in out
     assert " -> rank: ranker " in out
-    assert "highest rate with p99 <= 5000.0 ms and no errors: 20/s" in out
+    assert "highest rate with p99 <= 60000.0 ms and no errors: 20/s" in out
     runs = json.loads(report.read_text(encoding="utf-8"))
     assert [r["rate_offered"] for r in runs] == [10.0, 20.0]
     assert all(r["errors"] == 0 and r["k"] == 20 for r in runs)
