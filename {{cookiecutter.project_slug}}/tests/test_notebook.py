@@ -37,6 +37,10 @@ def execute(path: Path):  # type: ignore[no-untyped-def]  # nbformat.NotebookNod
     client = NotebookClient(
         notebook,
         timeout=300,
+        # nbclient's defaults (60 s for the kernel to start, 4 s for a cell's outputs after its
+        # reply, then a warning and the outputs missing) are short for a busy CI machine.
+        startup_timeout=300,
+        iopub_timeout=60,
         kernel_name="python3",
         resources={"metadata": {"path": str(path.parent)}},
     )
