@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import os
 import random
 from contextlib import AbstractContextManager, nullcontext
@@ -169,7 +170,14 @@ def shutdown_distributed(ctx: DistContext) -> None:
     does; ``train`` calls this after ``_train`` has returned, so the wrapper is gone) and
     torch.distributed.nn (see init_distributed). A group freed later is freed during the
     interpreter's shutdown, with its threads running while Python is torn down.
+
+    "Gone" needs a garbage collection first: the wrapper can outlive ``_train`` in a reference
+    cycle. Seen on Python 3.10 (a default bake): on rank 0, frames of an import that matplotlib
+    makes inside ``plot_curves`` sat in a cycle that reached ``_train``'s frame, and so its
+    wrapper, which kept the group and gloo's threads alive until the next automatic collection
+    (``tests/test_ddp_teardown.py`` failed on every run there).
     """
     if ctx.owns_group and dist.is_initialized():
+        gc.collect()
         dist.barrier()
         dist.destroy_process_group()
