@@ -9,6 +9,7 @@ missing file. Everything binds 127.0.0.1 only.
 from __future__ import annotations
 
 import json
+import shutil
 import signal
 import subprocess
 from collections.abc import Callable, Iterator
@@ -143,6 +144,28 @@ def test_a_server_without_artifacts_exits_3_with_one_line_naming_the_file_and_th
     assert "Traceback" not in output and len(output.strip().splitlines()) == 1, output
     assert f"{tmp_path / 'no-artifacts' / 'manifest.json'}: missing" in output
     assert "index` (or `demo`)" in output
+
+
+def test_artifacts_that_fail_to_load_stop_the_server_with_their_one_line_not_a_traceback(
+    artifacts_dir: Path, tmp_path: Path
+) -> None:
+    """The manifest is fine (serve's pre-start check passes) but an array was changed after
+    `index` wrote it: the lifespan's load fails, and uvicorn prints that error's line."""
+    broken = tmp_path / "artifacts"
+    shutil.copytree(artifacts_dir, broken)
+    array = sorted(broken.glob("*.npy"))[0]
+    data = bytearray(array.read_bytes())
+    data[-1] ^= 0xFF  # same size and shape, other bytes: only the checksum can tell
+    array.write_bytes(bytes(data))
+    process = start(broken, free_port())
+    try:
+        process.wait(timeout=STARTUP_TIMEOUT_S)
+    finally:
+        output = stop_server(process)
+    assert process.returncode == 3, output  # uvicorn's exit code for a failed startup
+    assert "Traceback" not in output and 'File "' not in output, output
+    assert f"{array}: sha256 does not match manifest.json" in output, output
+    assert "Application startup failed" in output, output
 
 
 def test_the_reload_benchmark_rolls_gunicorn_workers_under_load_without_losing_a_request(

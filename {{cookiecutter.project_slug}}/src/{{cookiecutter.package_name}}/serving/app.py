@@ -10,7 +10,8 @@ Configuration comes from the arguments of `create_app`, else from the environmen
 - `{{ cookiecutter.package_name|upper }}_MAX_BODY_BYTES`: request-body limit, 413 past it (default 65536)
 
 Missing or mismatched artifacts stop the startup with the file named (`ArtifactError`), so a
-broken deployment fails its rollout instead of answering 500s. A client's mistake gets a 4xx
+broken deployment fails its rollout instead of answering 500s; uvicorn and gunicorn print that
+error as its one line (`OneLineStartupFailure`), not as a traceback. A client's mistake gets a 4xx
 with a short JSON body, never a 500 (see `body.py`).
 """
 
@@ -29,10 +30,12 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .. import PROJECT_NAME, __version__
-from ..artifacts import load_artifacts
-from ..router import load_router
+from ..artifacts import ArtifactError, load_artifacts
+from ..ranking.inference import RankerFileError
+from ..router import RouteConfigError, load_router
 from .body import MAX_BODY_BYTES, LimitRequestBody, StrictJSONRoute, excerpt
 from .recommender import Recommendation, Recommender
 from .schemas import (
@@ -50,6 +53,33 @@ OFFLOAD_ABOVE_ITEMS = 50_000
 
 MAX_ERRORS_BYTES = 1536
 """Budget for the 'errors' list of a 422 body: errors past it are counted, not listed."""
+
+
+STARTUP_PROBLEMS = (ArtifactError, RankerFileError, RouteConfigError)
+"""What a startup can fail on that is the deployment's input, not a bug: each names its file."""
+
+
+class OneLineStartupFailure:
+    """ASGI middleware: when the lifespan fails on one of ``STARTUP_PROBLEMS``, the server is
+    told that error's one line instead of the traceback Starlette formats. uvicorn prints that
+    message (then "Application startup failed. Exiting.", exit 3); so does each gunicorn
+    worker. Any other exception keeps its traceback: that is a bug, and should show where."""
+
+    def __init__(self, app: ASGIApp, problems: list[str]) -> None:
+        self.app = app
+        self.problems = problems  # filled by the lifespan
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "lifespan":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_plain(message: Message) -> None:
+            if message["type"] == "lifespan.startup.failed" and self.problems:
+                message = {**message, "message": self.problems[-1]}
+            await send(message)
+
+        await self.app(scope, receive, send_plain)
 
 
 def _setting(name: str, default: str | None = None) -> str | None:
@@ -77,12 +107,19 @@ def create_app(
     ranker = ranker_dir or _setting("RANKER")
     body_limit = _body_limit(max_body_bytes)
 
+    startup_problems: list[str] = []
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         _limit_faiss_threads(int(_setting("FAISS_THREADS", "1") or 1))
-        router = load_router(routes)  # RouteConfigError names the file and line
-        artifacts = load_artifacts(directory)  # ArtifactError names the file
-        app.state.recommender = Recommender(artifacts, router, ranker)
+        try:
+            router = load_router(routes)  # RouteConfigError names the file and line
+            artifacts = load_artifacts(directory)  # ArtifactError names the file
+            recommender = Recommender(artifacts, router, ranker)  # e.g. a ranker of other data
+        except STARTUP_PROBLEMS as exc:
+            startup_problems.append(str(exc))
+            raise
+        app.state.recommender = recommender
         app.state.offload = artifacts.n_items > OFFLOAD_ABOVE_ITEMS
         app.state.ready = True
         yield
@@ -102,6 +139,7 @@ def create_app(
     # and the middleware caps the body size for all of them (413).
     app.router.route_class = StrictJSONRoute
     app.add_middleware(LimitRequestBody, max_bytes=body_limit)
+    app.add_middleware(OneLineStartupFailure, problems=startup_problems)
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
