@@ -16,10 +16,11 @@ from pathlib import Path
 from typing import Any
 
 from pytest_recenv.env import pipconfig
-from pytest_recenv.env.backends import backend_chain, make_backend
+from pytest_recenv.env.backends import BACKENDS, backend_chain, make_backend
 from pytest_recenv.env.builders import cache_root
 from pytest_recenv.env.gc import classify
 from pytest_recenv.env.interpreters import discover
+from pytest_recenv.errors import RecenvError
 from pytest_recenv.hardware.nvml import probe_tier0
 from pytest_recenv.hardware.probe_child import probe_tier1
 from pytest_recenv.hardware.report import HardwareReport
@@ -34,7 +35,16 @@ def doctor_report(backends: Sequence[str] | None = None, libraries: bool = False
     ``libraries``: also probe torch and faiss (tier 1), in a child process of this interpreter,
     as the pytest plugin does for a test that needs them: seconds, not milliseconds."""
     chain = []
-    for name in backend_chain(backends):
+    try:
+        names, unknown = backend_chain(backends), ""
+    except RecenvError as exc:  # a bad $RECENV_BACKENDS: a finding to report, not a crash
+        names = [b.strip() for b in os.environ.get("RECENV_BACKENDS", "").split(",") if b.strip()]
+        unknown = str(exc)
+    for name in names:
+        if name not in BACKENDS:
+            detail = unknown or f"unknown backend; expected some of {', '.join(BACKENDS)}"
+            chain.append({"name": name, "usable": False, "version": None, "detail": detail})
+            continue
         backend = make_backend(name)
         usable, detail = backend.available()
         chain.append(

@@ -330,6 +330,23 @@ def test_doctor_json_is_the_same_report_as_data_and_nothing_else_on_stdout(
     assert f"hardware: {hardware['summary']}" in capsys.readouterr().out
 
 
+def test_doctor_reports_an_unknown_backend_instead_of_failing(
+    capsys: pytest.CaptureFixture[str],
+    offline_pip: Path,
+    cache_dir: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # docs/environments.md: `doctor --json` exits 0 with every finding in the document; a bad
+    # RECENV_BACKENDS was an exit 1 and no JSON at all (the run snapshot lost hardware.json)
+    monkeypatch.setenv("RECENV_BACKENDS", "fo o,uv")
+    assert main(["doctor", "--json", "--no-libraries"]) == 0
+    backends = json.loads(capsys.readouterr().out)["backends"]
+    assert [(b["name"], b["usable"]) for b in backends] == [("fo o", False), ("uv", True)]
+    assert backends[0]["detail"].startswith("unknown backend 'fo o' (from RECENV_BACKENDS=")
+    assert main(["doctor", "--backend", "foo"]) == 0
+    assert "  foo        unusable   unknown backend; expected some of " in capsys.readouterr().out
+
+
 def test_doctor_counts_only_the_environments_gc_would_list_as_such(
     tmp_path: Path, offline_pip: Path, cache_dir: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
