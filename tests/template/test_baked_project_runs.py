@@ -75,8 +75,10 @@ def test_the_baked_projects_own_suite_passes_in_its_built_environment(
     fallbacks = [w for w in caught if issubclass(w.category, BuildFallbackWarning)]
     # a CPU build where the pip config offers one; else the CUDA build, said exactly once
     assert len(fallbacks) == (0 if torch.strip().endswith("+cpu") else 1), (torch, fallbacks)
+    # -rfEs: failures and errors stay in the short summary beside the skips (a bare -rs drops
+    # them), so the tail below names what failed; --tb=short keeps that tail readable.
     result = env.run(
-        ["python", "-m", "pytest", "-p", "no:cacheprovider", "-rs", "-q"],
+        ["python", "-m", "pytest", "-p", "no:cacheprovider", "-rfEs", "--tb=short", "-q"],
         cwd=baked_project, capture_output=True, text=True, check=False,
         env={**os.environ, "PYTHONPATH": str(recbole_dir)},
     )  # fmt: skip
