@@ -75,15 +75,16 @@ def test_the_baked_projects_own_suite_passes_in_its_built_environment(
     fallbacks = [w for w in caught if issubclass(w.category, BuildFallbackWarning)]
     # a CPU build where the pip config offers one; else the CUDA build, said exactly once
     assert len(fallbacks) == (0 if torch.strip().endswith("+cpu") else 1), (torch, fallbacks)
-    # -rfEs: failures and errors stay in the short summary beside the skips (a bare -rs drops
-    # them), so the tail below names what failed; --tb=short keeps that tail readable.
+    # No -r here: the project's own addopts (-ra) lists failures, errors and skips in the short
+    # summary (a command-line -rs replaced it and dropped the FAILED lines); --tb=short keeps
+    # the tail printed below readable.
     result = env.run(
-        ["python", "-m", "pytest", "-p", "no:cacheprovider", "-rfEs", "--tb=short", "-q"],
+        ["python", "-m", "pytest", "-p", "no:cacheprovider", "--tb=short", "-q"],
         cwd=baked_project, capture_output=True, text=True, check=False,
         env={**os.environ, "PYTHONPATH": str(recbole_dir)},
     )  # fmt: skip
-    sys.stdout.write(result.stdout[-8000:])
-    assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-3000:]
+    sys.stdout.write(result.stdout[-8000:])  # pytest shows it under "Captured stdout" on failure
+    assert result.returncode == 0, f"exit {result.returncode}: {result.stderr[-3000:]}"
     last = result.stdout.splitlines()[-1]
     assert " passed" in last and " failed" not in last and " error" not in last, last
     # The ML-100K quality bar must really have run here, not skipped.
